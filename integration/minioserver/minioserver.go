@@ -1,0 +1,403 @@
+// Package minioserver starts real MinIO servers for tests.
+//
+// Each Start launches one `minio server` process on a free loopback port,
+// with a fresh data directory and random root credentials, and stops it when
+// the test ends. The binary is a pinned Go module build found through
+// VOYAGEUR_MINIO_BIN, GOPATH/bin/minio or PATH (in that order). When it is
+// missing the test is skipped, except under CI=true where a missing server
+// is a failure: `make test` installs it.
+//
+// The server never listens beyond 127.0.0.1 and its output goes to a log
+// file whose tail is reported when it fails to start (and when the test
+// fails).
+package minioserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// MinioBinEnv names the environment variable that points at the minio
+// server binary, overriding the GOPATH/bin and PATH lookups.
+const MinioBinEnv = "VOYAGEUR_MINIO_BIN"
+
+const (
+	// startTimeout bounds the wait for the server to answer its liveness
+	// probe.
+	startTimeout = 60 * time.Second
+	// stopTimeout is how long Stop waits after SIGTERM before killing.
+	stopTimeout = 10 * time.Second
+	// startAttempts covers the small race between picking a free port and
+	// the server binding it.
+	startAttempts = 3
+	// logTail is how many bytes of the server log go into failure messages.
+	logTail = 4000
+)
+
+// Server is one running MinIO server.
+type Server struct {
+	// URL is the S3 endpoint, http://127.0.0.1:PORT.
+	URL string
+	// Host is 127.0.0.1:PORT.
+	Host string
+	// AccessKey and SecretKey are the root credentials.
+	AccessKey, SecretKey string
+	// Dir is the server's data directory.
+	Dir string
+
+	tmp     string // holds Dir, the log and the certs directory
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
+	stop    sync.Once
+}
+
+// Start starts a MinIO server for the test and returns it once it answers
+// its liveness probe. The server is stopped and its files removed when the
+// test ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartWithEnv(tb)
+}
+
+// StartWithEnv is Start with extra environment variables (KEY=VALUE) for the
+// server process, such as notification target settings.
+func StartWithEnv(tb testing.TB, env ...string) *Server {
+	tb.Helper()
+	bin := binary(tb)
+	tmp := tb.TempDir()
+	s := &Server{
+		AccessKey: "voyageur-" + randomHex(tb, 6),
+		SecretKey: randomHex(tb, 20),
+		Dir:       filepath.Join(tmp, "data"),
+		tmp:       tmp,
+		logPath:   filepath.Join(tmp, "minio.log"),
+	}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		tb.Fatalf("minioserver: %v", err)
+	}
+	// Registered after TempDir, so it runs before the directory is removed.
+	tb.Cleanup(func() {
+		s.Stop()
+		if tb.Failed() {
+			tb.Logf("minioserver %s log tail:\n%s", s.Host, s.tail())
+		}
+	})
+
+	var lastErr error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		lastErr = s.launch(bin, env)
+		if lastErr == nil {
+			return s
+		}
+		s.Stop()
+		if !s.exitedEarly() {
+			break // it ran but never became healthy: a new port will not help
+		}
+		s.stop = sync.Once{}
+	}
+	tb.Fatalf("minioserver: start %s: %v\nserver log tail:\n%s", bin, lastErr, s.tail())
+	return nil
+}
+
+// launch starts the process on fresh ports and waits until it is live.
+func (s *Server) launch(bin string, extraEnv []string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	consolePort, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.URL = "http://" + s.Host
+
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close() // the child holds its own descriptor
+
+	cmd := exec.Command(bin, "server",
+		"--address", s.Host,
+		"--console-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(consolePort)),
+		"--certs-dir", filepath.Join(s.tmp, "certs"),
+		"--quiet",
+		s.Dir)
+	cmd.Env = append(filterEnv(os.Environ(), "MINIO_"),
+		"MINIO_ROOT_USER="+s.AccessKey,
+		"MINIO_ROOT_PASSWORD="+s.SecretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+		"MINIO_CI_CD=1",
+		"MINIO_REGION=us-east-1",
+		// Two cores are shared by many tests: keep the runtime small.
+		"GOMAXPROCS=2",
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	return s.waitLive()
+}
+
+// waitLive polls the liveness endpoint until it answers 200, the process
+// exits, or startTimeout passes.
+func (s *Server) waitLive() error {
+	client := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		resp, err := client.Get(s.URL + "/minio/health/live")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("liveness probe: http status %d", resp.StatusCode)
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("server exited before it was live: %s", s.cmd.ProcessState)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server not live after %v: %w", startTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *Server) exitedEarly() bool {
+	if s.exited == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop stops the server: SIGTERM, then a kill if it has not exited after a
+// few seconds. It is idempotent, so a test can simulate an outage and the
+// cleanup can still call it. The data directory stays until the test ends.
+func (s *Server) Stop() {
+	s.stop.Do(func() {
+		if s.cmd == nil || s.cmd.Process == nil {
+			return
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(stopTimeout):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+}
+
+// tail returns the end of the server log.
+func (s *Server) tail() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	if len(b) > logTail {
+		b = b[len(b)-logTail:]
+	}
+	if len(b) == 0 {
+		return "(empty log)"
+	}
+	return string(b)
+}
+
+var bucketSeq atomic.Int64
+
+// CreateBucket creates a uniquely named bucket, with versioning enabled when
+// versioned is set, and returns its name.
+func (s *Server) CreateBucket(tb testing.TB, versioned bool) string {
+	tb.Helper()
+	name := fmt.Sprintf("voyageur-%d-%s", bucketSeq.Add(1), randomHex(tb, 6))
+	client := s.client(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+		tb.Fatalf("minioserver: create bucket %s: %v", name, err)
+	}
+	if versioned {
+		if err := client.EnableVersioning(ctx, name); err != nil {
+			tb.Fatalf("minioserver: enable versioning on %s: %v", name, err)
+		}
+	}
+	return name
+}
+
+func (s *Server) client(tb testing.TB) *minio.Client {
+	tb.Helper()
+	client, err := minio.New(s.Host, &minio.Options{
+		Creds:     credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Secure:    false,
+		Region:    "us-east-1",
+		Transport: &http.Transport{Proxy: nil},
+	})
+	if err != nil {
+		tb.Fatalf("minioserver: client for %s: %v", s.URL, err)
+	}
+	return client
+}
+
+// AWS runs the aws CLI against the server (path-style, us-east-1, root
+// credentials, no user config) and returns its stdout. A failed command
+// fails the test with its stderr. A missing aws CLI skips the test, or fails
+// it under CI=true.
+func (s *Server) AWS(tb testing.TB, args ...string) []byte {
+	tb.Helper()
+	aws, err := exec.LookPath("aws")
+	if err != nil {
+		missing(tb, "aws CLI not found on PATH; install awscli (Debian: apt-get install awscli)")
+	}
+	config := filepath.Join(s.tmp, "aws-config")
+	if _, err := os.Stat(config); err != nil {
+		if err := os.WriteFile(config, []byte("[default]\ns3 =\n    addressing_style = path\n"), 0o644); err != nil {
+			tb.Fatalf("minioserver: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, aws, append([]string{"--endpoint-url", s.URL}, args...)...)
+	cmd.Env = append(filterEnv(os.Environ(), "AWS_"),
+		"AWS_ACCESS_KEY_ID="+s.AccessKey,
+		"AWS_SECRET_ACCESS_KEY="+s.SecretKey,
+		"AWS_DEFAULT_REGION=us-east-1",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE="+config,
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(s.tmp, "aws-credentials-none"),
+		"AWS_PAGER=",
+		"NO_PROXY=127.0.0.1,localhost",
+		"no_proxy=127.0.0.1,localhost",
+	)
+	// A CA bundle set for the host stays in effect, as it would for users.
+	if v, ok := os.LookupEnv("AWS_CA_BUNDLE"); ok {
+		cmd.Env = append(cmd.Env, "AWS_CA_BUNDLE="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("minioserver: aws %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+// binary finds the minio server binary, or skips (fails under CI=true).
+func binary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv(MinioBinEnv); p != "" {
+		if isExecutable(p) {
+			return p
+		}
+		missing(tb, fmt.Sprintf("minio server binary not found at %s=%s; run make test which installs it", MinioBinEnv, p))
+	}
+	if gp := gopath(); gp != "" {
+		if p := filepath.Join(gp, "bin", "minio"); isExecutable(p) {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p
+	}
+	missing(tb, "minio server binary not found (looked at $"+MinioBinEnv+", GOPATH/bin/minio, PATH); run make test which installs it")
+	return ""
+}
+
+// missing reports an absent tool: a failure under CI=true, a skip otherwise.
+func missing(tb testing.TB, msg string) {
+	tb.Helper()
+	if os.Getenv("CI") == "true" {
+		tb.Fatal(msg)
+	}
+	tb.Skip(msg)
+}
+
+var gopathOnce = sync.OnceValue(func() string {
+	if gp := os.Getenv("GOPATH"); gp != "" {
+		return filepath.SplitList(gp)[0]
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		if gp := strings.TrimSpace(string(out)); gp != "" {
+			return filepath.SplitList(gp)[0]
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, "go")
+	}
+	return ""
+})
+
+func gopath() string { return gopathOnce() }
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// filterEnv drops the variables whose names start with prefix, so that the
+// host's settings cannot leak into the child.
+func filterEnv(env []string, prefix string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, prefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func randomHex(tb testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("minioserver: random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
