@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	var endpoint string
 	if cfg.URL != "" {
 		u, err := url.Parse(cfg.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return nil, fmt.Errorf("s3: endpoint url %q: want http(s)://host[:port]", redactURL(cfg.URL))
 		}
 		endpoint = u.Scheme + "://" + u.Host
