@@ -1,0 +1,110 @@
+// Package replicator copies the objects of a source bucket prefix to a
+// destination: it diffs a streamed listing against the journal's index,
+// queues every change durably, and drains the queue with bounded workers,
+// using concurrent, checkpointed multipart uploads for large objects.
+//
+// It parses no configuration and prints nothing: the CLI hands it a Job and
+// reads back a Summary.
+package replicator
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/voyageur-ca/voyageur/backends"
+)
+
+// DeletePolicy says what happens to replicas whose source key disappeared.
+type DeletePolicy int
+
+const (
+	// DeletesKeep leaves replicas in place (the default).
+	DeletesKeep DeletePolicy = iota
+	// DeletesPropagate deletes replicas of keys missing from a complete
+	// source listing, within the MaxDelete limit.
+	DeletesPropagate
+)
+
+// Limits of S3 multipart uploads.
+const (
+	MinPartSize = 5 << 20
+	MaxPartSize = 5 << 30
+	MaxParts    = 10000
+)
+
+// Transfer tunes the copy engine.
+type Transfer struct {
+	// PartSize is the multipart part size and the single-PUT threshold:
+	// objects larger than it are copied in parts. It grows for objects
+	// that would need more than MaxParts parts.
+	PartSize int64
+	// Concurrency bounds the requests moving object bytes at once (single
+	// PUTs and part uploads together).
+	Concurrency int
+	// Memory bounds the bytes buffered in flight; it must be at least
+	// PartSize.
+	Memory int64
+	// Bandwidth limits bytes read from the source per second; 0 = no limit.
+	Bandwidth int64
+}
+
+// Job is one replication job.
+type Job struct {
+	Name         string
+	Source       backends.Bucket
+	SourcePrefix string
+	Dest         backends.Bucket
+	DestPrefix   string
+	Filter       *Filter
+	Deletes      DeletePolicy
+	// MaxDelete caps the deletes of one run: when a run would delete more,
+	// it deletes nothing and fails. A negative MaxDelete means
+	// MaxDeletePercent of the indexed objects; both zero means the default
+	// (the larger of 100 objects and 10 % of the replica).
+	MaxDelete        int
+	MaxDeletePercent float64
+	Transfer         Transfer
+}
+
+// Options are per-run settings.
+type Options struct {
+	// DryRun plans and reports without writing to the destination or the
+	// journal.
+	DryRun bool
+	Logger *slog.Logger
+	// Progress, when not nil, is updated as the run goes.
+	Progress *Progress
+}
+
+// Progress holds live counters a caller may read while a run goes.
+type Progress struct {
+	ObjectsQueued, ObjectsDone atomic.Int64
+	BytesQueued, BytesDone     atomic.Int64
+}
+
+// Failure is one object that could not be replicated in this run.
+type Failure struct {
+	Key   string `json:"key"`
+	Op    string `json:"op"`
+	Error string `json:"error"`
+}
+
+// Summary reports a run.
+type Summary struct {
+	Job          string    `json:"job"`
+	DryRun       bool      `json:"dry_run,omitempty"`
+	Copied       int64     `json:"copied"`
+	Skipped      int64     `json:"skipped"`
+	Deleted      int64     `json:"deleted"`
+	Failed       int64     `json:"failed"`
+	BytesRead    int64     `json:"bytes_read"`
+	BytesWritten int64     `json:"bytes_written"`
+	Seconds      float64   `json:"seconds"`
+	Failures     []Failure `json:"failures,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Started      time.Time `json:"-"`
+}
+
+// maxFailuresListed bounds the failures kept in a Summary; Failed counts all.
+const maxFailuresListed = 1000

@@ -1,0 +1,274 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+// ErrTooManyDeletes is returned (wrapped) when a run would delete more
+// replicas than the job's MaxDelete allows; nothing is deleted then.
+var ErrTooManyDeletes = errors.New("too many deletes")
+
+// enqueueBatch is how many changes one journal transaction queues: large
+// enough to amortize fsync, small enough to start copying early.
+const enqueueBatch = 256
+
+type run struct {
+	job  Job
+	jb   *journal.Job
+	opts Options
+	log  *slog.Logger
+
+	mem     *semaphore.Weighted
+	slots   *semaphore.Weighted
+	limiter *rate.Limiter
+	bufs    *bufferPool
+
+	work    chan journal.Change
+	pending sync.WaitGroup
+
+	copied, skipped, deleted, failed atomic.Int64
+	bytesRead, bytesWritten          atomic.Int64
+
+	mu         sync.Mutex
+	failures   []Failure
+	failedKeys map[string]bool
+}
+
+// Sync runs one scan-diff replication of job: it first finishes the changes
+// a previous run left in the journal queue (resuming multipart uploads),
+// then lists the source, queues what differs from the index, copies it, and
+// finally propagates deletes when the policy asks and the listing was
+// complete.
+//
+// Per-object failures are counted and listed in the Summary and leave their
+// change queued for the next run; the returned error is for failures of the
+// run itself (listing, journal, the delete limit).
+func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summary, error) {
+	if err := job.Transfer.normalize(); err != nil {
+		return Summary{Job: job.Name}, fmt.Errorf("job %s: %w", job.Name, err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &run{
+		job:        job,
+		jb:         j.Job(job.Name),
+		opts:       opts,
+		log:        opts.Logger.With("job", job.Name),
+		mem:        semaphore.NewWeighted(job.Transfer.Memory),
+		slots:      semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
+		limiter:    newLimiter(job.Transfer.Bandwidth),
+		bufs:       newBufferPool(job.Transfer.PartSize),
+		work:       make(chan journal.Change, job.Transfer.Concurrency),
+		failedKeys: map[string]bool{},
+	}
+	started := time.Now()
+	var workers sync.WaitGroup
+	for range job.Transfer.Concurrency {
+		workers.Go(func() {
+			for c := range r.work {
+				r.process(ctx, c)
+				r.pending.Done()
+			}
+		})
+	}
+	complete, err := r.run(ctx)
+	close(r.work)
+	workers.Wait()
+
+	s := r.summary(started)
+	if err != nil {
+		s.Error = err.Error()
+	}
+	if !opts.DryRun {
+		rec := journal.Run{
+			Started: started, Finished: time.Now(), Complete: complete,
+			Copied: s.Copied, Skipped: s.Skipped, Deleted: s.Deleted, Failed: s.Failed,
+			BytesRead: s.BytesRead, BytesWritten: s.BytesWritten, Error: s.Error,
+		}
+		// A cancelled ctx must not lose the run record.
+		if rerr := r.jb.AddRun(rec); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return s, err
+}
+
+func (r *run) run(ctx context.Context) (complete bool, err error) {
+	if !r.opts.DryRun {
+		if err := r.abortStaleUploads(ctx); err != nil {
+			r.log.Warn("could not clean up stale multipart uploads", "err", err)
+		}
+		if err := r.drainLeftovers(ctx); err != nil {
+			return false, err
+		}
+	}
+	return r.scan(ctx)
+}
+
+// dispatch hands a queued change to the workers; it blocks while they are
+// busy, which keeps the listing from running far ahead of the copies.
+func (r *run) dispatch(ctx context.Context, c journal.Change) error {
+	r.pending.Add(1)
+	select {
+	case r.work <- c:
+		return nil
+	case <-ctx.Done():
+		r.pending.Done()
+		return ctx.Err()
+	}
+}
+
+// drainLeftovers processes what earlier runs left queued (failed objects,
+// an upload interrupted by a crash) before the scan, so no key is worked on
+// twice at once.
+func (r *run) drainLeftovers(ctx context.Context) error {
+	var after uint64
+	for {
+		batch, err := r.jb.Pending(after, enqueueBatch)
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, c := range batch {
+			r.noteQueued(c)
+			if err := r.dispatch(ctx, c); err != nil {
+				return err
+			}
+		}
+		after = batch[len(batch)-1].Seq
+	}
+	r.pending.Wait()
+	return nil
+}
+
+// abortStaleUploads aborts incomplete multipart uploads under the
+// destination prefix that no checkpoint refers to: they were started by a
+// run killed before it could record them. The journal lock guarantees no
+// other voyageur run of this journal is using them.
+func (r *run) abortStaleUploads(ctx context.Context) error {
+	cps, err := r.jb.Checkpoints()
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(cps))
+	for _, cp := range cps {
+		known[cp.UploadID] = true
+	}
+	for up, err := range r.job.Dest.ListMultipartUploads(ctx, r.job.DestPrefix) {
+		if err != nil {
+			return err
+		}
+		if known[up.UploadID] {
+			continue
+		}
+		r.log.Info("aborting stale multipart upload", "key", up.Key, "upload", up.UploadID)
+		if err := r.job.Dest.AbortMultipart(ctx, up.Key, up.UploadID); err != nil && !errors.Is(err, backends.ErrNoSuchUpload) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) noteQueued(c journal.Change) {
+	if p := r.opts.Progress; p != nil {
+		p.ObjectsQueued.Add(1)
+		p.BytesQueued.Add(max(c.Size, 0))
+	}
+}
+
+func (r *run) noteDone(bytes int64) {
+	if p := r.opts.Progress; p != nil {
+		p.ObjectsDone.Add(1)
+		p.BytesDone.Add(bytes)
+	}
+}
+
+func (r *run) process(ctx context.Context, c journal.Change) {
+	var err error
+	switch c.Op {
+	case journal.OpPut:
+		err = r.put(ctx, c)
+	case journal.OpDelete:
+		err = r.del(ctx, c)
+	default:
+		err = fmt.Errorf("unknown change %d", c.Op)
+	}
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil {
+		// Interrupted: the change stays queued as it was for the next run.
+		return
+	}
+	r.log.Warn("object failed", "key", c.Key, "op", c.Op.String(), "err", err)
+	r.failed.Add(1)
+	r.noteDone(0)
+	r.mu.Lock()
+	r.failedKeys[c.Key] = true
+	if len(r.failures) < maxFailuresListed {
+		r.failures = append(r.failures, Failure{Key: c.Key, Op: c.Op.String(), Error: err.Error()})
+	}
+	r.mu.Unlock()
+	if ferr := r.jb.Fail(c, err); ferr != nil {
+		r.log.Error("could not record failure in journal", "key", c.Key, "err", ferr)
+	}
+}
+
+func (r *run) summary(started time.Time) Summary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Summary{
+		Job:          r.job.Name,
+		DryRun:       r.opts.DryRun,
+		Copied:       r.copied.Load(),
+		Skipped:      r.skipped.Load(),
+		Deleted:      r.deleted.Load(),
+		Failed:       r.failed.Load(),
+		BytesRead:    r.bytesRead.Load(),
+		BytesWritten: r.bytesWritten.Load(),
+		Seconds:      math.Round(time.Since(started).Seconds()*1000) / 1000,
+		Failures:     append([]Failure(nil), r.failures...),
+		Started:      started,
+	}
+}
+
+// destKey maps a source key to its replica's key.
+func (r *run) destKey(key string) string {
+	return r.job.DestPrefix + strings.TrimPrefix(key, r.job.SourcePrefix)
+}
+
+func (t *Transfer) normalize() error {
+	if t.PartSize == 0 {
+		t.PartSize = 16 << 20
+	}
+	if t.PartSize < MinPartSize || t.PartSize > MaxPartSize {
+		return fmt.Errorf("part size %d is outside %d..%d", t.PartSize, MinPartSize, MaxPartSize)
+	}
+	if t.Concurrency <= 0 {
+		t.Concurrency = 16
+	}
+	if t.Memory == 0 {
+		t.Memory = max(512<<20, t.PartSize)
+	}
+	if t.Memory < t.PartSize {
+		return fmt.Errorf("memory budget %d is smaller than the part size %d", t.Memory, t.PartSize)
+	}
+	return nil
+}
