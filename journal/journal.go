@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -49,16 +50,12 @@ func Open(path string, lockTimeout time.Duration) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: open %s: create directory: %w", path, err)
 	}
-	if lockTimeout <= 0 {
-		// bbolt waits forever on a zero timeout: one nanosecond means one attempt.
-		lockTimeout = time.Nanosecond
-	}
-	db, err := openDB(path, lockTimeout)
+	// bbolt waits forever on a zero timeout: one nanosecond means one attempt.
+	db, err := openDB(path, max(lockTimeout, time.Nanosecond))
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("journal: open %s: %w (gave up after %s)", path, ErrLocked, lockTimeout)
-	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
-		errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("journal: open %s: %w (waited %s)", path, ErrLocked, max(lockTimeout, 0))
+	case invalidFile(err):
 		return nil, fmt.Errorf("journal: open %s: %w: %w", path, errInvalidFile, err)
 	case err != nil:
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
@@ -66,15 +63,39 @@ func Open(path string, lockTimeout time.Duration) (*Journal, error) {
 	return &Journal{db: db, path: path}, nil
 }
 
-// openDB opens the bbolt file and checks it. bbolt panics (or faults on the
-// memory map) on some damaged files, for example one truncated below its
-// freelist page; openDB turns that into errInvalidFile. A fault inside
-// bolt.Open leaves its memory map behind; the file is closed, which releases
-// the lock.
+// invalidFile reports whether err is bbolt's verdict that the file is not a
+// database it can read. bbolt has no sentinel for a file shorter than its two
+// meta pages, only this message.
+func invalidFile(err error) bool {
+	return errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) ||
+		errors.Is(err, bolterrors.ErrVersionMismatch) ||
+		(err != nil && strings.HasPrefix(err.Error(), "file size too small"))
+}
+
+// openDB opens the bbolt file, checks it and prepares the top-level buckets.
+//
+// An existing file is first opened read-only to check that it holds every
+// page its meta page refers to: bbolt reads pages through a memory map, and
+// a page beyond the end of a truncated file would fault. The read-only open
+// touches no page but the meta pages, and it shares the lock with nobody
+// writing, so the lock wait applies to it too.
+//
+// Some damage bbolt reports by panicking (for example a garbled freelist
+// page, which the read-write open reads). openDB turns that panic, or a
+// fault on the memory map, into errInvalidFile. A panic inside bolt.Open
+// itself leaves that database's memory map, and with it the file lock,
+// behind until the process exits; the file is closed.
 func openDB(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
+	deadline := time.Now().Add(lockTimeout)
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		if err := checkSize(path, lockTimeout); err != nil {
+			return nil, err
+		}
+	}
+
 	var file *os.File
 	opts := &bolt.Options{
-		Timeout: lockTimeout,
+		Timeout: max(time.Until(deadline), time.Nanosecond),
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag, perm)
 			file = f
@@ -99,30 +120,40 @@ func openDB(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDB(db, file); err != nil {
+	if err := prepare(db); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	return db, nil
 }
 
-// checkDB verifies that the file holds every page its meta page refers to
-// (so no later read faults past the end of a truncated file), then creates
-// the top-level buckets and checks or records the schema version.
-func checkDB(db *bolt.DB, file *os.File) error {
-	info, err := file.Stat()
+// checkSize opens the existing file read-only and checks that it is at
+// least as long as the pages its meta page counts.
+func checkSize(path string, lockTimeout time.Duration) (err error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
 	if err != nil {
 		return err
 	}
-	err = db.View(func(tx *bolt.Tx) error {
-		if tx.Size() > info.Size() {
-			return fmt.Errorf("%w: file is %d bytes, its pages need %d", errInvalidFile, info.Size(), tx.Size())
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("%w: file is %d bytes, its pages need %d", errInvalidFile, fi.Size(), tx.Size())
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// prepare creates the top-level buckets and checks or records the schema
+// version.
+func prepare(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
