@@ -1,0 +1,321 @@
+package replicator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/backends/fs"
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+const ps = MinPartSize
+
+type env struct {
+	src, dst backends.Bucket
+	j        *journal.Journal
+	job      Job
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	src, err := fs.New(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := fs.New(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(filepath.Join(dir, "journal.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return &env{src: src, dst: dst, j: j, job: Job{
+		Name: "t", Source: src, SourcePrefix: "in/", Dest: dst, DestPrefix: "out/",
+		Transfer: Transfer{PartSize: ps, Concurrency: 4, Memory: 4 * ps},
+	}}
+}
+
+func randBytes(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func put(t *testing.T, b backends.Bucket, key string, data []byte, opts backends.PutOptions) {
+	t.Helper()
+	if _, err := b.Put(context.Background(), key, bytes.NewReader(data), int64(len(data)), opts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, b backends.Bucket, key string) ([]byte, backends.ObjectInfo) {
+	t.Helper()
+	rc, info, err := b.Get(context.Background(), key, backends.GetOptions{Length: -1})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, info
+}
+
+func keys(t *testing.T, b backends.Bucket, prefix string) []string {
+	t.Helper()
+	var out []string
+	for o, err := range b.List(context.Background(), backends.ListOptions{Prefix: prefix}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, o.Key)
+	}
+	return out
+}
+
+func (e *env) sync(t *testing.T, opts Options) Summary {
+	t.Helper()
+	s, err := Sync(context.Background(), e.j, e.job, opts)
+	if err != nil {
+		t.Fatalf("sync: %v (summary %+v)", err, s)
+	}
+	return s
+}
+
+func TestSyncCopiesThenSkips(t *testing.T) {
+	e := newEnv(t)
+	sizes := map[string]int{"empty": 0, "one": 1, "below": ps - 1, "exact": ps, "above": ps + 1, "multi/three-parts": 2*ps + 12345}
+	var total int64
+	for k, n := range sizes {
+		put(t, e.src, "in/"+k, randBytes(n, uint64(n)), backends.PutOptions{ContentType: "text/csv", Metadata: map[string]string{"origin": k}})
+		total += int64(n)
+	}
+	put(t, e.src, "outside/x", []byte("not in the prefix"), backends.PutOptions{})
+
+	s := e.sync(t, Options{})
+	if s.Copied != int64(len(sizes)) || s.Failed != 0 || s.BytesWritten != total || s.BytesRead != total {
+		t.Fatalf("first run: %+v, want %d copied, %d bytes", s, len(sizes), total)
+	}
+	for k, n := range sizes {
+		data, info := get(t, e.dst, "out/"+k)
+		if !bytes.Equal(data, randBytes(n, uint64(n))) {
+			t.Errorf("%s: replica bytes differ", k)
+		}
+		if info.ContentType != "text/csv" || info.Metadata["origin"] != k {
+			t.Errorf("%s: content type %q metadata %v", k, info.ContentType, info.Metadata)
+		}
+	}
+	if got := keys(t, e.dst, ""); len(got) != len(sizes) {
+		t.Errorf("destination holds %v", got)
+	}
+	s = e.sync(t, Options{})
+	if s.Copied != 0 || s.Skipped != int64(len(sizes)) || s.BytesWritten != 0 {
+		t.Errorf("second run copied again: %+v", s)
+	}
+	if n, _ := e.j.Job("t").QueueLen(); n != 0 {
+		t.Errorf("queue holds %d items after a clean run", n)
+	}
+}
+
+func TestSyncFollowsChangesAndDeletes(t *testing.T) {
+	e := newEnv(t)
+	e.job.Deletes = DeletesPropagate
+	for _, k := range []string{"a", "b", "c", "d"} {
+		put(t, e.src, "in/"+k, []byte("v1 "+k), backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	put(t, e.src, "in/a", []byte("v2 a, longer"), backends.PutOptions{})
+	if err := e.src.Delete(context.Background(), "in/b", ""); err != nil {
+		t.Fatal(err)
+	}
+	put(t, e.src, "in/e", []byte("new"), backends.PutOptions{})
+
+	dry := e.sync(t, Options{DryRun: true})
+	if dry.Copied != 2 || dry.Deleted != 1 {
+		t.Errorf("dry run plan: %+v, want 2 copies and 1 delete", dry)
+	}
+	if got := keys(t, e.dst, ""); strings.Join(got, ",") != "out/a,out/b,out/c,out/d" {
+		t.Fatalf("dry run changed the destination: %v", got)
+	}
+	if data, _ := get(t, e.dst, "out/a"); string(data) != "v1 a" {
+		t.Fatalf("dry run overwrote a: %q", data)
+	}
+
+	s := e.sync(t, Options{})
+	if s.Copied != 2 || s.Deleted != 1 || s.Skipped != 2 {
+		t.Errorf("summary %+v, want 2 copied, 1 deleted, 2 skipped", s)
+	}
+	if got := keys(t, e.dst, ""); strings.Join(got, ",") != "out/a,out/c,out/d,out/e" {
+		t.Errorf("destination: %v", got)
+	}
+	if data, _ := get(t, e.dst, "out/a"); string(data) != "v2 a, longer" {
+		t.Errorf("a not updated: %q", data)
+	}
+}
+
+func TestDeletesKeepLeavesReplicas(t *testing.T) {
+	e := newEnv(t)
+	put(t, e.src, "in/a", []byte("a"), backends.PutOptions{})
+	e.sync(t, Options{})
+	if err := e.src.Delete(context.Background(), "in/a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.sync(t, Options{}); s.Deleted != 0 {
+		t.Errorf("deletes: keep deleted %d", s.Deleted)
+	}
+	if got := keys(t, e.dst, ""); len(got) != 1 {
+		t.Errorf("replica gone: %v", got)
+	}
+}
+
+func TestMaxDeleteRefusesAndDeletesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.job.Deletes = DeletesPropagate
+	e.job.MaxDelete = 3
+	for i := range 10 {
+		put(t, e.src, "in/"+string(rune('a'+i)), []byte{byte(i)}, backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	for _, k := range keys(t, e.src, "in/") {
+		if err := e.src.Delete(context.Background(), k, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := Sync(context.Background(), e.j, e.job, Options{})
+	if !errors.Is(err, ErrTooManyDeletes) || !strings.Contains(err.Error(), "max_delete (3)") {
+		t.Fatalf("err = %v, want a max_delete refusal", err)
+	}
+	if got := keys(t, e.dst, ""); len(got) != 10 {
+		t.Errorf("replicas deleted despite the refusal: %d left", len(got))
+	}
+	// An emptied source is refused under the default limit too.
+	e.job.MaxDelete = 0
+	if _, err := Sync(context.Background(), e.j, e.job, Options{}); !errors.Is(err, ErrTooManyDeletes) {
+		t.Fatalf("empty source with default limit: err = %v", err)
+	}
+	if got := keys(t, e.dst, ""); len(got) != 10 {
+		t.Errorf("replicas deleted by an empty listing: %d left", len(got))
+	}
+}
+
+func TestFilterSelectsKeys(t *testing.T) {
+	e := newEnv(t)
+	var err error
+	if e.job.Filter, err = NewFilter([]string{"**/*.csv"}, []string{"tmp/**"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"in/a.csv", "in/d/b.csv", "in/tmp/c.csv", "in/e.txt"} {
+		put(t, e.src, k, []byte(k), backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	if got := keys(t, e.dst, ""); strings.Join(got, ",") != "out/a.csv,out/d/b.csv" {
+		t.Errorf("destination: %v", got)
+	}
+}
+
+// failingParts makes UploadPart fail for parts numbered from `from` on,
+// standing in for a run that dies mid-object.
+type failingParts struct {
+	backends.Bucket
+	from int32
+}
+
+func (f *failingParts) UploadPart(ctx context.Context, key, id string, n int32, r io.ReadSeeker, size int64) (string, error) {
+	if n >= f.from {
+		return "", errors.New("injected failure")
+	}
+	return f.Bucket.UploadPart(ctx, key, id, n, r, size)
+}
+
+func TestInterruptedMultipartResumes(t *testing.T) {
+	e := newEnv(t)
+	e.job.Transfer.Concurrency = 1
+	data := randBytes(5*ps+100, 7)
+	put(t, e.src, "in/big", data, backends.PutOptions{ContentType: "application/octet-stream"})
+
+	dst := e.job.Dest
+	e.job.Dest = &failingParts{Bucket: dst, from: 4}
+	s, err := Sync(context.Background(), e.j, e.job, Options{})
+	if err != nil || s.Failed != 1 || len(s.Failures) != 1 || !strings.Contains(s.Failures[0].Error, "upload part 4 of out/big") {
+		t.Fatalf("interrupted run: %+v, %v", s, err)
+	}
+	cp, ok, err := e.j.Job("t").Checkpoint("in/big")
+	if err != nil || !ok || len(cp.Parts) != 3 {
+		t.Fatalf("checkpoint after 3 parts: %+v %v %v", cp, ok, err)
+	}
+
+	e.job.Dest = dst
+	s = e.sync(t, Options{})
+	if s.Copied != 1 || s.BytesWritten != int64(len(data))-3*ps {
+		t.Fatalf("resume: %+v, want only the last %d bytes sent", s, int64(len(data))-3*ps)
+	}
+	got, _ := get(t, e.dst, "out/big")
+	if !bytes.Equal(got, data) {
+		t.Fatal("resumed replica differs from the source")
+	}
+	for up, err := range e.dst.ListMultipartUploads(context.Background(), "") {
+		t.Errorf("upload left behind: %+v %v", up, err)
+	}
+	if _, ok, _ := e.j.Job("t").Checkpoint("in/big"); ok {
+		t.Error("checkpoint kept after completion")
+	}
+}
+
+func TestStaleUploadsAreAborted(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.dst.CreateMultipart(context.Background(), "out/orphan", backends.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t, Options{})
+	for up, err := range e.dst.ListMultipartUploads(context.Background(), "") {
+		t.Errorf("stale upload not aborted: %+v %v", up, err)
+	}
+}
+
+func TestSourceChangedSinceCheckpointStartsOver(t *testing.T) {
+	e := newEnv(t)
+	e.job.Transfer.Concurrency = 1
+	put(t, e.src, "in/big", randBytes(3*ps, 1), backends.PutOptions{})
+	dst := e.job.Dest
+	e.job.Dest = &failingParts{Bucket: dst, from: 2}
+	if s, _ := Sync(context.Background(), e.j, e.job, Options{}); s.Failed != 1 {
+		t.Fatalf("interrupted run: %+v", s)
+	}
+	changed := randBytes(3*ps, 2)
+	put(t, e.src, "in/big", changed, backends.PutOptions{})
+	e.job.Dest = dst
+	if s := e.sync(t, Options{}); s.Copied != 1 || s.BytesWritten != int64(len(changed)) {
+		t.Fatalf("run after change: %+v", s)
+	}
+	if got, _ := get(t, e.dst, "out/big"); !bytes.Equal(got, changed) {
+		t.Fatal("replica is not the changed source")
+	}
+	for up, err := range e.dst.ListMultipartUploads(context.Background(), "") {
+		t.Errorf("upload left behind: %+v %v", up, err)
+	}
+}
+
+func TestPartSizeGrowsForHugeObjects(t *testing.T) {
+	if got := partSizeFor(10<<30, ps); got != ps {
+		t.Errorf("10 GiB: part size %d", got)
+	}
+	huge := int64(5) << 40 // 5 TiB
+	got := partSizeFor(huge, ps)
+	if (huge+got-1)/got > MaxParts || got%(1<<20) != 0 {
+		t.Errorf("5 TiB: part size %d gives %d parts", got, (huge+got-1)/got)
+	}
+}
