@@ -309,8 +309,13 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 	return backends.ObjectInfo{Key: key, ETag: trimETag(info.ETag), VersionID: versionOf(info.VersionID)}, nil
 }
 
-// AbortMultipart implements backends.Bucket.
+// AbortMultipart implements backends.Bucket. MinIO answers success to
+// aborting an upload that is already gone, so it first lists one part of
+// the upload: that fails with NoSuchUpload when the upload does not exist.
 func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error {
+	if _, err := b.core.ListObjectParts(ctx, b.bucket, key, uploadID, 0, 1); err != nil {
+		return mapError("abort multipart", key, err)
+	}
 	return mapError("abort multipart", key, b.core.AbortMultipartUpload(ctx, b.bucket, key, uploadID))
 }
 

@@ -422,9 +422,17 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 	}, nil
 }
 
-// AbortMultipart implements backends.Bucket.
+// AbortMultipart implements backends.Bucket. S3 and MinIO answer success to
+// aborting an upload that is already gone, so it first lists one part of
+// the upload: that fails with NoSuchUpload when the upload does not exist.
 func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error {
-	_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+	_, err := b.client.ListParts(ctx, &s3.ListPartsInput{
+		Bucket: &b.bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1),
+	})
+	if err != nil {
+		return mapError("abort multipart", key, err)
+	}
+	_, err = b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 		Bucket: &b.bucket, Key: &key, UploadId: &uploadID,
 	})
 	return mapError("abort multipart", key, err)
