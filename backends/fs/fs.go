@@ -12,8 +12,9 @@
 //	.voyageur-fs/uploads/ID/NNNNN-MD5  its part NNNNN, whose MD5 is MD5 (hex)
 //	.voyageur-fs/tmp/                  files being written
 //
-// Every write goes to a file in .voyageur-fs/tmp, is synced, and is renamed
-// into place, so an object is never seen half written. A sidecar records the
+// Every write goes to a file in .voyageur-fs/tmp and is renamed into place,
+// so an object is never seen half written; objects, parts and upload records
+// are synced before the rename, sidecars are not. A sidecar records the
 // size and modification time (and inode, where there is one) of the file it
 // describes; a sidecar that does not match its file (the file was changed by
 // something else, or a crash fell between the two renames) is ignored: the
@@ -317,7 +318,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 		return backends.ObjectInfo{}, fmt.Errorf("put %s: negative size %d", key, size)
 	}
 	h := md5.New()
-	tmp, err := b.writeTemp(ctx, io.LimitReader(r, size), size, h)
+	tmp, err := b.writeTemp(ctx, io.LimitReader(r, size), size, h, true)
 	if err != nil {
 		return backends.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
 	}
@@ -329,8 +330,8 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 }
 
 // writeTemp copies exactly size bytes of r (also into h when not nil) to a
-// new synced file under tmp and returns its path.
-func (b *Bucket) writeTemp(ctx context.Context, r io.Reader, size int64, h hash.Hash) (string, error) {
+// new file under tmp, synced when sync is set, and returns its path.
+func (b *Bucket) writeTemp(ctx context.Context, r io.Reader, size int64, h hash.Hash, sync bool) (string, error) {
 	name, f, err := b.createTemp()
 	if err != nil {
 		return "", err
@@ -343,7 +344,7 @@ func (b *Bucket) writeTemp(ctx context.Context, r io.Reader, size int64, h hash.
 	if err == nil && n != size {
 		err = fmt.Errorf("read %d bytes, expected %d: %w", n, size, io.ErrUnexpectedEOF)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -382,7 +383,9 @@ func (b *Bucket) commit(key, tmp, etag string, opts backends.PutOptions) (backen
 	}
 	raw, err := json.Marshal(&m)
 	if err == nil {
-		err = b.writeFileAtomic(metaPath(key), raw)
+		// Not synced: a sidecar lost in a crash only costs the content
+		// type and metadata (the ETag is then computed from the bytes).
+		err = b.writeFileAtomic(metaPath(key), raw, false)
 	}
 	if err == nil {
 		err = b.renameInto(tmp, key)
@@ -394,9 +397,10 @@ func (b *Bucket) commit(key, tmp, etag string, opts backends.PutOptions) (backen
 	return backends.ObjectInfo{Key: key, Size: m.Size, ETag: etag, LastModified: fi.ModTime()}, nil
 }
 
-// writeFileAtomic writes data to name through a synced temp file.
-func (b *Bucket) writeFileAtomic(name string, data []byte) error {
-	tmp, err := b.writeTemp(context.Background(), bytes.NewReader(data), int64(len(data)), nil)
+// writeFileAtomic writes data to name through a temp file, synced when sync
+// is set.
+func (b *Bucket) writeFileAtomic(name string, data []byte, sync bool) error {
+	tmp, err := b.writeTemp(context.Background(), bytes.NewReader(data), int64(len(data)), nil, sync)
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 		Key: key, ContentType: opts.ContentType, Metadata: lowerKeys(opts.Metadata), Initiated: time.Now().UTC(),
 	})
 	if err == nil {
-		err = b.writeFileAtomic(uploadDir(id)+"/upload", raw)
+		err = b.writeFileAtomic(uploadDir(id)+"/upload", raw, true)
 	}
 	if err != nil {
 		return "", fmt.Errorf("create multipart upload of %s: %w", key, err)
@@ -106,7 +106,7 @@ func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number in
 		return "", fmt.Errorf("%s %s: %w", op, key, err)
 	}
 	h := md5.New()
-	tmp, err := b.writeTemp(ctx, io.LimitReader(r, size), size, h)
+	tmp, err := b.writeTemp(ctx, io.LimitReader(r, size), size, h, true)
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", op, key, err)
 	}
