@@ -234,7 +234,7 @@ func (jb *Job) IndexRange(prefix, after string, limit int) ([]IndexEntry, error)
 		p := []byte(prefix)
 		c := t.index.Cursor()
 		var k, v []byte
-		if after > prefix {
+		if after != "" && after >= prefix {
 			k, v = c.Seek([]byte(after))
 			if k != nil && string(k) == after {
 				k, v = c.Next()
