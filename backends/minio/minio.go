@@ -320,18 +320,29 @@ func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 }
 
 // ListMultipartUploads implements backends.Bucket, paging by key and upload
-// ID markers.
+// ID markers, in key order. It lists every upload of the bucket and keeps
+// those under prefix: MinIO reads a non-empty prefix as one exact object
+// name. (MinIO also answers an unfiltered listing from memory, in one page
+// ordered by initiation: each page is sorted by key here, and uploads begun
+// before a MinIO restart are not listed.)
 func (b *Bucket) ListMultipartUploads(ctx context.Context, prefix string) iter.Seq2[backends.Upload, error] {
 	return func(yield func(backends.Upload, error) bool) {
 		var keyMarker, idMarker string
 		for {
-			res, err := b.core.ListMultipartUploads(ctx, b.bucket, prefix, keyMarker, idMarker, "", 0)
+			res, err := b.core.ListMultipartUploads(ctx, b.bucket, "", keyMarker, idMarker, "", 0)
 			if err != nil {
 				yield(backends.Upload{}, mapError("list multipart uploads", prefix, err))
 				return
 			}
+			var page []backends.Upload
 			for _, u := range res.Uploads {
-				if !yield(backends.Upload{Key: u.Key, UploadID: u.UploadID, Initiated: u.Initiated}, nil) {
+				if strings.HasPrefix(u.Key, prefix) {
+					page = append(page, backends.Upload{Key: u.Key, UploadID: u.UploadID, Initiated: u.Initiated})
+				}
+			}
+			slices.SortStableFunc(page, byKey)
+			for _, up := range page {
+				if !yield(up, nil) {
 					return
 				}
 			}
@@ -345,6 +356,14 @@ func (b *Bucket) ListMultipartUploads(ctx context.Context, prefix string) iter.S
 			keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 		}
 	}
+}
+
+// byKey orders uploads by key, then by initiation.
+func byKey(a, b backends.Upload) int {
+	if c := strings.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	return a.Initiated.Compare(b.Initiated)
 }
 
 // Delete implements backends.Bucket; a missing key or version is not an
