@@ -48,7 +48,9 @@ type Journal struct {
 // non-positive timeout tries once). If another process holds the lock, Open
 // returns an error that wraps ErrLocked and names the path. A file that is not
 // a bbolt database, is corrupt or truncated, or was written by a newer schema
-// yields an error naming the path; Open never panics on a bad file.
+// yields an error naming the path; Open never panics on a bad file. (When
+// bbolt itself fails on a garbled page while opening, its memory map keeps
+// the file locked until the process exits.)
 func Open(path string, lockTimeout time.Duration) (*Journal, error) {
 	if path == "" {
 		return nil, errors.New("journal: open: empty path")
