@@ -17,8 +17,7 @@ import (
 const (
 	dialTimeout     = 10 * time.Second
 	tlsTimeout      = 10 * time.Second
-	headerTimeout   = 2 * time.Minute // from the last request byte to the response headers
-	idleIOTimeout   = 2 * time.Minute // longest silence while reading or writing a connection
+	silenceTimeout  = 2 * time.Minute // longest wait for response headers, or for a read or write to move
 	idleConnTimeout = 90 * time.Second
 	maxIdlePerHost  = 128
 )
@@ -57,6 +56,11 @@ func RootCAs(caFile string) (*x509.CertPool, error) {
 // silent (no byte read or written) for two minutes, with a network timeout
 // error that IsRetryable accepts. It honours the usual proxy variables.
 func NewTransport(caFile string) (*http.Transport, error) {
+	return newTransport(caFile, silenceTimeout)
+}
+
+// newTransport is NewTransport with the silence timeout as a parameter.
+func newTransport(caFile string, silence time.Duration) (*http.Transport, error) {
 	pool, err := RootCAs(caFile)
 	if err != nil {
 		return nil, err
@@ -69,11 +73,11 @@ func NewTransport(caFile string) (*http.Transport, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &idleConn{Conn: conn, timeout: idleIOTimeout}, nil
+			return &idleConn{Conn: conn, timeout: silence}, nil
 		},
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   tlsTimeout,
-		ResponseHeaderTimeout: headerTimeout,
+		ResponseHeaderTimeout: silence,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       idleConnTimeout,
 		MaxIdleConns:          4 * maxIdlePerHost,

@@ -188,7 +188,8 @@ func TestNetworkError(t *testing.T) {
 }
 
 // TestCAFile checks that CAFile is trusted on top of $AWS_CA_BUNDLE (set on
-// the development and CI hosts) and the system roots.
+// the development and CI hosts) and the system roots, and that a CA named
+// by $AWS_CA_BUNDLE alone is trusted too.
 func TestCAFile(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewUnstartedServer(fakeS3(404, "NoSuchKey", &calls))
@@ -208,6 +209,12 @@ func TestCAFile(t *testing.T) {
 	_, err = newFake(t, srv.URL, "").Stat(t.Context(), "k", "")
 	if err == nil || backends.IsNotExist(err) {
 		t.Fatalf("stat without the ca file: %v, want a tls error", err)
+	}
+
+	t.Setenv(backends.CABundleEnv, caFile)
+	_, err = newFake(t, srv.URL, "").Stat(t.Context(), "k", "")
+	if !backends.IsNotExist(err) {
+		t.Fatalf("stat with the ca in $%s: %v, want a not-exist answer", backends.CABundleEnv, err)
 	}
 }
 

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/backends/fs"
+	"github.com/voyageur-ca/voyageur/backends/minio"
+	"github.com/voyageur-ca/voyageur/backends/retry"
+	"github.com/voyageur-ca/voyageur/backends/s3"
+)
+
+// openBucket builds the Bucket a location names, wrapped in the one retry
+// layer. It does not contact the store.
+func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger) (backends.Bucket, error) {
+	ep := cfg.Endpoints[loc.Endpoint]
+	var (
+		b   backends.Bucket
+		err error
+	)
+	switch ep.Type {
+	case "aws", "s3":
+		b, err = s3.New(ctx, s3.Config{
+			Bucket: loc.Bucket, Region: ep.Region, URL: ep.URL, PathStyle: ep.PathStyle,
+			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile,
+		})
+	case "minio", "ovh":
+		url := ep.URL
+		if ep.Type == "ovh" && url == "" {
+			if url, err = minio.OVHEndpoint(ep.Region); err != nil {
+				return nil, &ConfigError{fmt.Errorf("endpoint %s: %w", loc.Endpoint, err)}
+			}
+		}
+		b, err = minio.New(minio.Config{
+			Bucket: loc.Bucket, Region: ep.Region, URL: url,
+			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile,
+		})
+	case "fs":
+		b, err = fs.New(filepath.Join(ep.Path, loc.Bucket))
+	default:
+		err = fmt.Errorf("unknown endpoint type %q", ep.Type)
+	}
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("endpoint %s bucket %s: %w", loc.Endpoint, loc.Bucket, err)}
+	}
+	return retry.Wrap(b, retry.Policy{Logger: log}), nil
+}

@@ -1,0 +1,483 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the YAML configuration file. See docs/config.md.
+type Config struct {
+	Journal   string              `yaml:"journal"`
+	Endpoints map[string]Endpoint `yaml:"endpoints"`
+	Jobs      []JobConfig         `yaml:"jobs"`
+}
+
+// Endpoint is one object store account.
+type Endpoint struct {
+	Type      string `yaml:"type"` // aws | s3 | minio | ovh | fs
+	Region    string `yaml:"region"`
+	URL       string `yaml:"url"`
+	PathStyle bool   `yaml:"path_style"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	CAFile    string `yaml:"ca_file"`
+	Path      string `yaml:"path"` // type fs: the directory holding the buckets
+
+	line int
+}
+
+// JobConfig is one replication job.
+type JobConfig struct {
+	Name        string         `yaml:"name"`
+	Source      Location       `yaml:"source"`
+	Destination Location       `yaml:"destination"`
+	Include     []string       `yaml:"include"`
+	Exclude     []string       `yaml:"exclude"`
+	Encryption  string         `yaml:"encryption"`
+	Deletes     string         `yaml:"deletes"`
+	MaxDelete   string         `yaml:"max_delete"`
+	Transfer    TransferConfig `yaml:"transfer"`
+
+	line int
+}
+
+// TransferConfig tunes the copy engine.
+type TransferConfig struct {
+	PartSize    Size `yaml:"part_size"`
+	Concurrency int  `yaml:"concurrency"`
+	Memory      Size `yaml:"memory"`
+	Bandwidth   Size `yaml:"bandwidth"` // bytes per second, 0 = unlimited
+}
+
+// Location is "ENDPOINT:BUCKET[/PREFIX]".
+type Location struct {
+	Endpoint, Bucket, Prefix string
+	line                     int
+}
+
+func (l Location) String() string {
+	if l.Prefix == "" {
+		return l.Endpoint + ":" + l.Bucket
+	}
+	return l.Endpoint + ":" + l.Bucket + "/" + l.Prefix
+}
+
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$`)
+
+// ParseLocation parses "ENDPOINT:BUCKET[/PREFIX]".
+func ParseLocation(s string) (Location, error) {
+	ep, rest, ok := strings.Cut(s, ":")
+	if !ok || ep == "" || rest == "" {
+		return Location{}, fmt.Errorf("%q is not ENDPOINT:BUCKET[/PREFIX]", s)
+	}
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if !bucketName.MatchString(bucket) {
+		return Location{}, fmt.Errorf("%q: %q is not a valid bucket name", s, bucket)
+	}
+	return Location{Endpoint: ep, Bucket: bucket, Prefix: prefix}, nil
+}
+
+// UnmarshalYAML parses the location and keeps its line for later errors.
+func (l *Location) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: expected ENDPOINT:BUCKET[/PREFIX]", n.Line)
+	}
+	loc, err := ParseLocation(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	loc.line = n.Line
+	*l = loc
+	return nil
+}
+
+// Size is a byte count written as 1048576, 5MiB, 16MB, 1.5GiB or 50MB/s.
+type Size int64
+
+var sizeRE = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*(?:/s)?\s*$`)
+
+var sizeUnits = map[string]float64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+	"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+	"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+	"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+}
+
+// ParseSize parses a size; units are case-insensitive, K/M/G/T and KiB.. are
+// powers of 1024, KB/MB/GB/TB powers of 1000.
+func ParseSize(s string) (Size, error) {
+	m := sizeRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size (examples: 1048576, 5MiB, 16MB)", s)
+	}
+	mult, ok := sizeUnits[strings.ToLower(m[2])]
+	if !ok {
+		return 0, fmt.Errorf("%q has an unknown unit %q (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", s, m[2])
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil || v*mult > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return Size(v * mult), nil
+}
+
+// UnmarshalYAML parses the size and names the line when it is bad.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = v
+	return nil
+}
+
+// ConfigError is a problem with the configuration or the command line;
+// the CLI exits 2 for it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErrorf(format string, args ...any) error {
+	return &ConfigError{fmt.Errorf(format, args...)}
+}
+
+// LoadConfig reads, expands and validates the configuration file.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, configErrorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		return nil, configErrorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML strictly: unknown fields, bad sizes, unset
+// ${VARS}, unknown endpoints and malformed locations are errors that name
+// the field and its line.
+func ParseConfig(raw []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return nil, cleanYAMLError(err)
+	}
+	if len(root.Content) == 0 {
+		return nil, errors.New("the file is empty")
+	}
+	doc := root.Content[0]
+	if err := checkKnownFields(doc, reflect.TypeFor[Config](), ""); err != nil {
+		return nil, err
+	}
+	if err := expandEnv(doc); err != nil {
+		return nil, err
+	}
+	var cfg Config
+	if err := doc.Decode(&cfg); err != nil {
+		return nil, cleanYAMLError(err)
+	}
+	recordLines(doc, &cfg)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func cleanYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	return errors.New(msg)
+}
+
+// checkKnownFields walks the document and rejects mapping keys that have no
+// matching yaml tag, naming the field path and line.
+func checkKnownFields(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if _, custom := reflect.PointerTo(t).MethodByName("UnmarshalYAML"); custom {
+			return nil
+		}
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("line %d: %s: expected a mapping", n.Line, orRoot(path))
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+				fields[tag] = f.Type
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return fmt.Errorf("line %d: unknown field %q in %s (known: %s)", k.Line, k.Value, orRoot(path), strings.Join(sortedKeys(fields), ", "))
+			}
+			if err := checkKnownFields(v, ft, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("line %d: %s: expected a mapping", n.Line, orRoot(path))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKnownFields(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("line %d: %s: expected a list", n.Line, orRoot(path))
+		}
+		for i, c := range n.Content {
+			if err := checkKnownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return path
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${VAR} in scalar values (never in keys). An unset
+// variable is an error; the error never shows values.
+func expandEnv(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var missing string
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			v, ok := os.LookupEnv(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return v
+		})
+		if missing != "" {
+			return fmt.Errorf("line %d: environment variable %s is not set", n.Line, missing)
+		}
+		return nil
+	}
+	for i, c := range n.Content {
+		if n.Kind == yaml.MappingNode && i%2 == 0 {
+			continue
+		}
+		if err := expandEnv(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordLines keeps the line of each endpoint and job for later errors.
+func recordLines(doc *yaml.Node, cfg *Config) {
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k, v := doc.Content[i], doc.Content[i+1]
+		switch k.Value {
+		case "endpoints":
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				name := v.Content[j].Value
+				if ep, ok := cfg.Endpoints[name]; ok {
+					ep.line = v.Content[j].Line
+					cfg.Endpoints[name] = ep
+				}
+			}
+		case "jobs":
+			for j, c := range v.Content {
+				if j < len(cfg.Jobs) {
+					cfg.Jobs[j].line = c.Line
+				}
+			}
+		}
+	}
+}
+
+const (
+	defaultPartSize    = 16 << 20
+	defaultConcurrency = 16
+	defaultMemory      = 512 << 20
+	minPartSize        = 5 << 20
+	maxPartSize        = 5 << 30
+)
+
+func (c *Config) validate() error {
+	if c.Journal == "" {
+		return errors.New("journal: missing (path of the journal file)")
+	}
+	if len(c.Endpoints) == 0 {
+		return errors.New("endpoints: none defined")
+	}
+	for _, name := range sortedKeys(c.Endpoints) {
+		ep := c.Endpoints[name]
+		if err := ep.validate(); err != nil {
+			return fmt.Errorf("line %d: endpoints.%s: %w", ep.line, name, err)
+		}
+	}
+	if len(c.Jobs) == 0 {
+		return errors.New("jobs: none defined")
+	}
+	seen := map[string]bool{}
+	for i := range c.Jobs {
+		j := &c.Jobs[i]
+		field := fmt.Sprintf("jobs[%d]", i)
+		if j.Name == "" {
+			return fmt.Errorf("line %d: %s.name: missing", j.line, field)
+		}
+		if seen[j.Name] {
+			return fmt.Errorf("line %d: %s.name: duplicate job name %q", j.line, field, j.Name)
+		}
+		seen[j.Name] = true
+		if err := j.validate(c, field); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ep *Endpoint) validate() error {
+	switch ep.Type {
+	case "aws", "s3":
+		if ep.Type == "s3" && ep.URL == "" {
+			return errors.New("type s3 needs url")
+		}
+	case "minio":
+		if ep.URL == "" {
+			return errors.New("type minio needs url")
+		}
+	case "ovh":
+		if ep.Region != "bhs" && ep.Region != "ca-east-tor" {
+			return fmt.Errorf("region %q: type ovh takes region bhs (Beauharnois) or ca-east-tor (Toronto)", ep.Region)
+		}
+	case "fs":
+		if ep.Path == "" {
+			return errors.New("type fs needs path")
+		}
+	case "":
+		return errors.New("type: missing (aws, s3, minio, ovh or fs)")
+	default:
+		return fmt.Errorf("type %q: unknown (aws, s3, minio, ovh or fs)", ep.Type)
+	}
+	if ep.URL != "" && !strings.HasPrefix(ep.URL, "http://") && !strings.HasPrefix(ep.URL, "https://") {
+		return fmt.Errorf("url %q: must start with http:// or https://", ep.URL)
+	}
+	if (ep.AccessKey == "") != (ep.SecretKey == "") {
+		return errors.New("access_key and secret_key go together")
+	}
+	return nil
+}
+
+func (j *JobConfig) validate(c *Config, field string) error {
+	for _, loc := range []struct {
+		name string
+		l    *Location
+	}{{"source", &j.Source}, {"destination", &j.Destination}} {
+		if loc.l.Endpoint == "" {
+			return fmt.Errorf("line %d: %s.%s: missing (ENDPOINT:BUCKET[/PREFIX])", j.line, field, loc.name)
+		}
+		if _, ok := c.Endpoints[loc.l.Endpoint]; !ok {
+			return fmt.Errorf("line %d: %s.%s: unknown endpoint %q (defined: %s)", loc.l.line, field, loc.name, loc.l.Endpoint, strings.Join(sortedKeys(c.Endpoints), ", "))
+		}
+	}
+	if j.Source == j.Destination {
+		return fmt.Errorf("line %d: %s: source and destination are the same place", j.line, field)
+	}
+	for _, g := range append(append([]string{}, j.Include...), j.Exclude...) {
+		if err := replicator.ValidateGlob(g); err != nil {
+			return fmt.Errorf("line %d: %s: %w", j.line, field, err)
+		}
+	}
+	switch j.Encryption {
+	case "", "none":
+	default:
+		return fmt.Errorf("line %d: %s.encryption: %q is not supported by this build (use none)", j.line, field, j.Encryption)
+	}
+	switch j.Deletes {
+	case "", "keep", "propagate":
+	default:
+		return fmt.Errorf("line %d: %s.deletes: %q (use keep or propagate)", j.line, field, j.Deletes)
+	}
+	if j.MaxDelete != "" {
+		if _, _, err := parseMaxDelete(j.MaxDelete); err != nil {
+			return fmt.Errorf("line %d: %s.max_delete: %w", j.line, field, err)
+		}
+	}
+	t := &j.Transfer
+	if t.PartSize == 0 {
+		t.PartSize = defaultPartSize
+	}
+	if t.PartSize < minPartSize || t.PartSize > maxPartSize {
+		return fmt.Errorf("line %d: %s.transfer.part_size: %d bytes is outside 5MiB..5GiB", j.line, field, t.PartSize)
+	}
+	if t.Concurrency == 0 {
+		t.Concurrency = defaultConcurrency
+	}
+	if t.Concurrency < 1 || t.Concurrency > 256 {
+		return fmt.Errorf("line %d: %s.transfer.concurrency: %d is outside 1..256", j.line, field, t.Concurrency)
+	}
+	if t.Memory == 0 {
+		t.Memory = max(defaultMemory, t.PartSize)
+	}
+	if t.Memory < t.PartSize {
+		return fmt.Errorf("line %d: %s.transfer.memory: %d bytes is less than part_size (%d)", j.line, field, t.Memory, t.PartSize)
+	}
+	if t.Bandwidth < 0 {
+		return fmt.Errorf("line %d: %s.transfer.bandwidth: negative", j.line, field)
+	}
+	return nil
+}
+
+// parseMaxDelete reads "N" (objects) or "P%" (share of the replica).
+func parseMaxDelete(s string) (count int, percent float64, err error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || v < 0 || v > 100 {
+			return 0, 0, fmt.Errorf("%q is not a percentage between 0%% and 100%%", s)
+		}
+		return -1, v, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		return 0, 0, fmt.Errorf("%q is not a count of objects or a percentage like 10%%", s)
+	}
+	return n, 0, nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const goodConfig = `
+journal: /tmp/j.db
+endpoints:
+  src: {type: aws, url: "http://127.0.0.1:9000", region: us-east-1, path_style: true, access_key: "${VOY_TEST_K}", secret_key: "${VOY_TEST_S}"}
+  dst: {type: minio, url: "http://127.0.0.1:9001", access_key: k, secret_key: s}
+  bhs: {type: ovh, region: bhs}
+jobs:
+  - name: ledgers
+    source: src:fintech-ledgers/daily/
+    destination: dst:ledgers-replica
+    include: ["**/*.parquet"]
+    exclude: ["tmp/**"]
+    deletes: propagate
+    max_delete: 10%
+    transfer: {part_size: 16MiB, concurrency: 8, memory: 256MiB, bandwidth: 50MB/s}
+`
+
+func TestParseConfig(t *testing.T) {
+	t.Setenv("VOY_TEST_K", "AKIDEXAMPLE")
+	t.Setenv("VOY_TEST_S", "s3cr3t with spaces: and # signs")
+	cfg, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := cfg.Endpoints["src"]
+	if ep.AccessKey != "AKIDEXAMPLE" || ep.SecretKey != "s3cr3t with spaces: and # signs" || !ep.PathStyle {
+		t.Errorf("endpoint src not expanded: %+v", ep)
+	}
+	j := cfg.Jobs[0]
+	if j.Source != (Location{Endpoint: "src", Bucket: "fintech-ledgers", Prefix: "daily/", line: j.Source.line}) {
+		t.Errorf("source = %+v", j.Source)
+	}
+	if j.Destination.Prefix != "" || j.Destination.Bucket != "ledgers-replica" {
+		t.Errorf("destination = %+v", j.Destination)
+	}
+	if j.Transfer.PartSize != 16<<20 || j.Transfer.Memory != 256<<20 || j.Transfer.Bandwidth != 50e6 || j.Transfer.Concurrency != 8 {
+		t.Errorf("transfer = %+v", j.Transfer)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{
+		"1048576": 1 << 20, "5MiB": 5 << 20, "16MB": 16e6, "1.5GiB": 3 << 29, "64k": 64 << 10,
+		"50MB/s": 50e6, "0": 0, "2 GiB": 2 << 30, "16mib": 16 << 20,
+	} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "5XB", "-1", "1e9", "12 parsecs"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted a bad size", in)
+		}
+	}
+}
+
+func TestConfigErrorsNameFieldAndLine(t *testing.T) {
+	t.Setenv("VOY_TEST_K", "k")
+	t.Setenv("VOY_TEST_S", "s")
+	cases := []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"unknown field", "    deletes: propagate", "    delets: propagate", []string{"line 15", `unknown field "delets"`, "jobs[0]"}},
+		{"unknown nested field", "concurrency: 8,", "concurency: 8,", []string{"line 17", `"concurency"`, "jobs[0].transfer"}},
+		{"bad size", "part_size: 16MiB", "part_size: 16 furlongs", []string{"line 17", "furlongs"}},
+		{"part size too small", "part_size: 16MiB", "part_size: 1MiB", []string{"line 10", "part_size", "5MiB"}},
+		{"missing endpoint", "source: src:fintech", "source: nowhere:fintech", []string{"line 11", "jobs[0].source", `unknown endpoint "nowhere"`}},
+		{"malformed location", "destination: dst:ledgers-replica", "destination: dst-ledgers-replica", []string{"line 12", "ENDPOINT:BUCKET"}},
+		{"bad bucket", "destination: dst:ledgers-replica", "destination: dst:Ledgers_Replica", []string{"line 12", "bucket name"}},
+		{"unset variable", "${VOY_TEST_K}", "${VOY_TEST_UNSET_VAR}", []string{"line 4", "VOY_TEST_UNSET_VAR", "not set"}},
+		{"bad type", "type: minio", "type: ceph", []string{"line 5", "endpoints.dst", `"ceph"`}},
+		{"bad ovh region", "region: bhs}", "region: gra}", []string{"line 6", "bhs", "ca-east-tor"}},
+		{"bad deletes", "deletes: propagate", "deletes: sometimes", []string{"line 10", "jobs[0].deletes"}},
+		{"bad max_delete", "max_delete: 10%", "max_delete: lots", []string{"jobs[0].max_delete"}},
+		{"bad glob", `"tmp/**"`, `"tmp/[**"`, []string{"glob", "tmp/[**"}},
+		{"memory below part size", "memory: 256MiB", "memory: 8MiB", []string{"transfer.memory"}},
+		{"not yaml", "jobs:", "jobs: [", []string{"line"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw := strings.Replace(goodConfig, c.from, c.to, 1)
+			if raw == goodConfig {
+				t.Fatalf("case does not change the config: %q", c.from)
+			}
+			_, err := ParseConfig([]byte(raw))
+			if err == nil {
+				t.Fatal("bad config accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigErrorsNeverShowSecrets(t *testing.T) {
+	t.Setenv("VOY_TEST_K", "AKIDSECRETVALUE")
+	t.Setenv("VOY_TEST_S", "verysecretvalue")
+	raw := strings.Replace(goodConfig, "source: src:fintech-ledgers/daily/", "source: src:BAD_BUCKET", 1)
+	_, err := ParseConfig([]byte(raw))
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, s := range []string{"AKIDSECRETVALUE", "verysecretvalue"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}

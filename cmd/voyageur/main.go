@@ -1,0 +1,116 @@
+// Command voyageur replicates S3 buckets to a second provider, keeping a
+// local journal so that nothing is lost and interrupted copies resume.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+// Exit codes, part of the CLI contract.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // some objects (or a job) failed; the rest was done
+	exitUsage   = 2 // usage or configuration error
+	exitLocked  = 3 // the journal is locked by another run
+	lockTimeout = 2 * time.Second
+)
+
+// errObjectsFailed marks a run that finished with failures already reported
+// in its summary.
+var errObjectsFailed = errors.New("some objects failed")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// globals are the flags every command takes.
+type globals struct {
+	verbose bool
+	quiet   bool
+}
+
+func (g *globals) logger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case g.verbose:
+		level = slog.LevelDebug
+	case g.quiet:
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// run executes the CLI and maps the outcome to an exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root, started := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if !errors.Is(err, errObjectsFailed) {
+		fmt.Fprintf(stderr, "voyageur: %v\n", err)
+	}
+	var ce *ConfigError
+	switch {
+	case errors.Is(err, journal.ErrLocked):
+		return exitLocked
+	case errors.As(err, &ce) || !*started:
+		// Errors before a command started are cobra's usage errors.
+		return exitUsage
+	default:
+		return exitFailed
+	}
+}
+
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *bool) {
+	var g globals
+	started := new(bool)
+	root := &cobra.Command{
+		Use:   "voyageur",
+		Short: "Replicate S3 buckets to a provider you choose, with a local journal and resumable transfers",
+		Long: `voyageur keeps a second copy of S3 buckets at another provider (OVHcloud in
+Canada, your own MinIO, any S3 endpoint). Every pending change is recorded in a
+local journal before it is acted on, and large objects are copied with
+concurrent, checkpointed multipart uploads that resume after a crash.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			*started = true
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every object (debug level)")
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
+	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g))
+	return root, started
+}
+
+// openJournal opens the configured journal, failing fast when another run
+// holds it.
+func openJournal(cfg *Config) (*journal.Journal, error) {
+	j, err := journal.Open(cfg.Journal, lockTimeout)
+	if err != nil {
+		if errors.Is(err, journal.ErrLocked) {
+			return nil, fmt.Errorf("%w (is another sync or watch running?)", err)
+		}
+		return nil, err
+	}
+	return j, nil
+}

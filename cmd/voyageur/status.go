@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+type statusOptions struct {
+	config string
+	json   bool
+}
+
+func newStatusCmd(*globals) *cobra.Command {
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status -c FILE [--json]",
+		Short: "Show each job's replica size, queue, interrupted uploads and recent runs",
+		Example: `  voyageur status -c /etc/voyageur/voyageur.yaml
+  voyageur status -c voyageur.yaml --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStatus(o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVarP(&o.config, "config", "c", "", "configuration file (required)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON on stdout")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// jobStatus is what status reports per job; it holds no secrets.
+type jobStatus struct {
+	Job         string        `json:"job"`
+	Source      string        `json:"source"`
+	Destination string        `json:"destination"`
+	Replicated  int           `json:"replicated_objects"`
+	Queued      int           `json:"queued"`
+	Uploads     int           `json:"interrupted_uploads"`
+	LastRun     *journal.Run  `json:"last_run,omitempty"`
+	LastSuccess *time.Time    `json:"last_success,omitempty"`
+	Failures    []queuedError `json:"failures,omitempty"`
+}
+
+type queuedError struct {
+	Key      string `json:"key"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error"`
+}
+
+func runStatus(o statusOptions, stdout io.Writer) error {
+	cfg, err := LoadConfig(o.config)
+	if err != nil {
+		return err
+	}
+	j, err := openJournal(cfg)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	var out []jobStatus
+	for _, jc := range cfg.Jobs {
+		st, err := collectStatus(j.Job(jc.Name), jc)
+		if err != nil {
+			return err
+		}
+		out = append(out, st)
+	}
+	if o.json {
+		return json.NewEncoder(stdout).Encode(map[string]any{"journal": cfg.Journal, "jobs": out})
+	}
+	for _, st := range out {
+		writeHumanStatus(stdout, st)
+	}
+	return nil
+}
+
+func collectStatus(jb *journal.Job, jc JobConfig) (jobStatus, error) {
+	st := jobStatus{Job: jc.Name, Source: jc.Source.String(), Destination: jc.Destination.String()}
+	var err error
+	if st.Replicated, err = jb.IndexCount(); err != nil {
+		return st, err
+	}
+	if st.Queued, err = jb.QueueLen(); err != nil {
+		return st, err
+	}
+	cps, err := jb.Checkpoints()
+	if err != nil {
+		return st, err
+	}
+	st.Uploads = len(cps)
+	runs, err := jb.Runs(100)
+	if err != nil {
+		return st, err
+	}
+	if len(runs) > 0 {
+		st.LastRun = &runs[0]
+	}
+	for _, r := range runs {
+		if r.Complete && r.Failed == 0 && r.Error == "" {
+			t := r.Finished
+			st.LastSuccess = &t
+			break
+		}
+	}
+	pending, err := jb.Pending(0, 20)
+	if err != nil {
+		return st, err
+	}
+	for _, c := range pending {
+		if c.LastError != "" {
+			st.Failures = append(st.Failures, queuedError{Key: c.Key, Attempts: c.Attempts, Error: c.LastError})
+		}
+	}
+	return st, nil
+}
+
+func writeHumanStatus(w io.Writer, st jobStatus) {
+	fmt.Fprintf(w, "job %s: %s -> %s\n", st.Job, st.Source, st.Destination)
+	fmt.Fprintf(w, "  replicated objects: %d\n  queued changes:     %d\n  interrupted uploads: %d\n", st.Replicated, st.Queued, st.Uploads)
+	if r := st.LastRun; r != nil {
+		fmt.Fprintf(w, "  last run: %s (%s): copied %d, skipped %d, deleted %d, failed %d\n",
+			r.Finished.Local().Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Millisecond), r.Copied, r.Skipped, r.Deleted, r.Failed)
+		if r.Error != "" {
+			fmt.Fprintf(w, "  last run error: %s\n", r.Error)
+		}
+	} else {
+		fmt.Fprintln(w, "  last run: never")
+	}
+	if st.LastSuccess != nil {
+		fmt.Fprintf(w, "  last complete success: %s\n", st.LastSuccess.Local().Format(time.RFC3339))
+	}
+	for _, f := range st.Failures {
+		fmt.Fprintf(w, "  failing: %s (%d attempts): %s\n", f.Key, f.Attempts, f.Error)
+	}
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voyageur-ca/voyageur/journal"
+	"github.com/voyageur-ca/voyageur/replicator"
+)
+
+type syncOptions struct {
+	config string
+	job    string
+	dryRun bool
+	json   bool
+}
+
+func newSyncCmd(g *globals) *cobra.Command {
+	var o syncOptions
+	cmd := &cobra.Command{
+		Use:   "sync -c FILE [--job NAME] [--dry-run] [--json]",
+		Short: "Replicate what changed since the last run (a scan diff), then exit",
+		Example: `  voyageur sync -c /etc/voyageur/voyageur.yaml
+  voyageur sync -c voyageur.yaml --job ledgers --dry-run
+  voyageur sync -c voyageur.yaml --json | jq .copied`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSync(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVarP(&o.config, "config", "c", "", "configuration file (required)")
+	cmd.Flags().StringVar(&o.job, "job", "", "run only this job")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "show what would be copied and deleted, change nothing")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// selectJobs returns the configured jobs, or the one named.
+func selectJobs(cfg *Config, name string) ([]JobConfig, error) {
+	if name == "" {
+		return cfg.Jobs, nil
+	}
+	var names []string
+	for _, j := range cfg.Jobs {
+		if j.Name == name {
+			return []JobConfig{j}, nil
+		}
+		names = append(names, j.Name)
+	}
+	return nil, configErrorf("--job %q: no such job in the config (jobs: %v)", name, names)
+}
+
+// runSync runs the selected jobs one after the other and reports them.
+func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(o.config)
+	if err != nil {
+		return err
+	}
+	jobs, err := selectJobs(cfg, o.job)
+	if err != nil {
+		return err
+	}
+	log := g.logger(stderr)
+	specs := make([]replicator.Job, len(jobs))
+	for i, jc := range jobs {
+		if specs[i], err = buildJob(ctx, cfg, jc, log); err != nil {
+			return err
+		}
+	}
+	j, err := openJournal(cfg)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+
+	var summaries []replicator.Summary
+	failed := false
+	for _, spec := range specs {
+		progress := &replicator.Progress{}
+		stopBar := startProgressBar(stderr, spec.Name, progress, g.quiet || o.json)
+		s, err := replicator.Sync(ctx, j, spec, replicator.Options{DryRun: o.dryRun, Logger: log, Progress: progress})
+		stopBar()
+		if err != nil {
+			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
+				return err
+			}
+			log.Error("job failed", "job", spec.Name, "err", err)
+			failed = true
+		}
+		if s.Failed > 0 {
+			failed = true
+		}
+		summaries = append(summaries, s)
+	}
+	if o.json {
+		if err := writeJSONSummary(stdout, summaries); err != nil {
+			return err
+		}
+	} else {
+		for _, s := range summaries {
+			writeHumanSummary(stdout, s)
+		}
+	}
+	if failed {
+		return errObjectsFailed
+	}
+	return nil
+}
+
+// buildJob turns a job's configuration into what the replicator runs.
+func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger) (replicator.Job, error) {
+	filter, err := replicator.NewFilter(jc.Include, jc.Exclude)
+	if err != nil {
+		return replicator.Job{}, configErrorf("job %s: %w", jc.Name, err)
+	}
+	src, err := openBucket(ctx, cfg, jc.Source, log)
+	if err != nil {
+		return replicator.Job{}, err
+	}
+	dst, err := openBucket(ctx, cfg, jc.Destination, log)
+	if err != nil {
+		return replicator.Job{}, err
+	}
+	spec := replicator.Job{
+		Name: jc.Name, Source: src, SourcePrefix: jc.Source.Prefix, Dest: dst, DestPrefix: jc.Destination.Prefix,
+		Filter: filter,
+		Transfer: replicator.Transfer{
+			PartSize: int64(jc.Transfer.PartSize), Concurrency: jc.Transfer.Concurrency,
+			Memory: int64(jc.Transfer.Memory), Bandwidth: int64(jc.Transfer.Bandwidth),
+		},
+	}
+	if jc.Deletes == "propagate" {
+		spec.Deletes = replicator.DeletesPropagate
+	}
+	if jc.MaxDelete != "" {
+		n, pct, _ := parseMaxDelete(jc.MaxDelete) // validated when loading
+		spec.MaxDelete, spec.MaxDeletePercent = n, pct
+	}
+	return spec, nil
+}
+
+func writeJSONSummary(w io.Writer, summaries []replicator.Summary) error {
+	enc := json.NewEncoder(w)
+	if len(summaries) == 1 {
+		return enc.Encode(summaries[0])
+	}
+	total := replicator.Summary{Job: "*"}
+	for _, s := range summaries {
+		total.Copied += s.Copied
+		total.Skipped += s.Skipped
+		total.Deleted += s.Deleted
+		total.Failed += s.Failed
+		total.BytesRead += s.BytesRead
+		total.BytesWritten += s.BytesWritten
+		total.Seconds += s.Seconds
+	}
+	return enc.Encode(struct {
+		replicator.Summary
+		Jobs []replicator.Summary `json:"jobs"`
+	}{total, summaries})
+}
+
+func writeHumanSummary(w io.Writer, s replicator.Summary) {
+	verb := "copied"
+	if s.DryRun {
+		verb = "would copy"
+	}
+	fmt.Fprintf(w, "%s: %s %d, skipped %d, deleted %d, failed %d; read %s, wrote %s in %.1fs\n",
+		s.Job, verb, s.Copied, s.Skipped, s.Deleted, s.Failed, humanBytes(s.BytesRead), humanBytes(s.BytesWritten), s.Seconds)
+	if s.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", s.Error)
+	}
+	for _, f := range s.Failures {
+		fmt.Fprintf(w, "  failed %s %s: %s\n", f.Op, f.Key, f.Error)
+	}
+	if n := s.Failed - int64(len(s.Failures)); n > 0 {
+		fmt.Fprintf(w, "  ... and %d more failures\n", n)
+	}
+}

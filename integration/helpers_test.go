@@ -1,0 +1,280 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/voyageur-ca/voyageur/integration/minioserver"
+)
+
+// voyageurBin is the binary under test, built once by TestMain.
+var voyageurBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "voyageur-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	voyageurBin = filepath.Join(dir, "voyageur")
+	build := exec.Command("go", "build", "-o", voyageurBin, "github.com/voyageur-ca/voyageur/cmd/voyageur")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build voyageur:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+	elapsed        time.Duration
+}
+
+// summary is the --json output of sync.
+type summary struct {
+	Job          string  `json:"job"`
+	Copied       int64   `json:"copied"`
+	Skipped      int64   `json:"skipped"`
+	Deleted      int64   `json:"deleted"`
+	Failed       int64   `json:"failed"`
+	BytesRead    int64   `json:"bytes_read"`
+	BytesWritten int64   `json:"bytes_written"`
+	Seconds      float64 `json:"seconds"`
+	Error        string  `json:"error"`
+}
+
+func runVoyageur(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, voyageurBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("run voyageur %v: %v", args, err)
+	}
+	return res
+}
+
+// syncJSON runs sync --json and insists on the exit code.
+func syncJSON(t *testing.T, wantCode int, args ...string) summary {
+	t.Helper()
+	res := runVoyageur(t, append([]string{"sync", "--json"}, args...)...)
+	if res.code != wantCode {
+		t.Fatalf("sync %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.code, wantCode, res.stdout, res.stderr)
+	}
+	return syncSummary(t, res)
+}
+
+func syncSummary(t *testing.T, res result) summary {
+	t.Helper()
+	var s summary
+	if err := json.Unmarshal([]byte(res.stdout), &s); err != nil {
+		t.Fatalf("sync --json printed %q: %v\nstderr: %s", res.stdout, err, res.stderr)
+	}
+	return s
+}
+
+// side is one end of a job: a server, a bucket, and the SDK voyageur uses.
+type side struct {
+	srv    *minioserver.Server
+	bucket string
+	kind   string // "aws" (aws-sdk-go-v2) or "minio" (minio-go)
+}
+
+func (s side) endpointYAML() string {
+	if s.kind == "aws" {
+		return fmt.Sprintf(`{type: aws, url: %q, region: us-east-1, path_style: true, access_key: %q, secret_key: %q}`, s.srv.URL, s.srv.AccessKey, s.srv.SecretKey)
+	}
+	return fmt.Sprintf(`{type: minio, url: %q, access_key: %q, secret_key: %q}`, s.srv.URL, s.srv.AccessKey, s.srv.SecretKey)
+}
+
+func (s side) client(t *testing.T) *minio.Client {
+	t.Helper()
+	c, err := minio.New(s.srv.Host, &minio.Options{
+		Creds:     credentials.NewStaticV4(s.srv.AccessKey, s.srv.SecretKey, ""),
+		Region:    "us-east-1",
+		Transport: &http.Transport{Proxy: nil},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type jobConfig struct {
+	Journal       string
+	Src, Dst      side
+	SrcPrefix     string
+	DstPrefix     string
+	Deletes       string
+	MaxDelete     string
+	PartSize      string
+	Concurrency   int
+	Bandwidth     string
+	ExtraJobLines string
+}
+
+var configTemplate = template.Must(template.New("cfg").Parse(`journal: {{.Journal}}
+endpoints:
+  source: {{.Src.EndpointYAML}}
+  canada: {{.Dst.EndpointYAML}}
+jobs:
+  - name: ledgers
+    source: source:{{.Src.Bucket}}/{{.SrcPrefix}}
+    destination: canada:{{.Dst.Bucket}}/{{.DstPrefix}}
+    deletes: {{or .Deletes "keep"}}
+{{- if .MaxDelete}}
+    max_delete: {{.MaxDelete}}
+{{- end}}
+    transfer:
+      part_size: {{or .PartSize "5MiB"}}
+      concurrency: {{or .Concurrency 8}}
+{{- if .Bandwidth}}
+      bandwidth: {{.Bandwidth}}
+{{- end}}
+{{.ExtraJobLines}}`))
+
+// writeConfig renders a one-job config into dir and returns its path.
+func writeConfig(t *testing.T, dir string, c jobConfig) string {
+	t.Helper()
+	if c.Journal == "" {
+		c.Journal = filepath.Join(dir, "journal.db")
+	}
+	var buf bytes.Buffer
+	view := map[string]any{
+		"Journal": c.Journal, "SrcPrefix": c.SrcPrefix, "DstPrefix": c.DstPrefix, "Deletes": c.Deletes,
+		"MaxDelete": c.MaxDelete, "PartSize": c.PartSize, "Concurrency": c.Concurrency, "Bandwidth": c.Bandwidth,
+		"ExtraJobLines": c.ExtraJobLines,
+		"Src":           map[string]string{"EndpointYAML": c.Src.endpointYAML(), "Bucket": c.Src.bucket},
+		"Dst":           map[string]string{"EndpointYAML": c.Dst.endpointYAML(), "Bucket": c.Dst.bucket},
+	}
+	if err := configTemplate.Execute(&buf, view); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "voyageur.yaml")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// object is what a listing plus a HEAD tell about one object.
+type object struct {
+	size        int64
+	etag        string
+	contentType string
+	meta        map[string]string
+}
+
+// listObjects lists a bucket prefix with minio-go, an independent client,
+// keyed by the key relative to the prefix.
+func listObjects(t *testing.T, s side, prefix string) map[string]object {
+	t.Helper()
+	out := map[string]object{}
+	for o := range s.client(t).ListObjects(context.Background(), s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			t.Fatalf("list %s: %v", s.bucket, o.Err)
+		}
+		out[strings.TrimPrefix(o.Key, prefix)] = object{size: o.Size, etag: strings.Trim(o.ETag, `"`)}
+	}
+	return out
+}
+
+func statObject(t *testing.T, s side, key string) object {
+	t.Helper()
+	info, err := s.client(t).StatObject(context.Background(), s.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatalf("stat %s/%s: %v", s.bucket, key, err)
+	}
+	meta := map[string]string{}
+	for k, v := range info.UserMetadata {
+		meta[strings.ToLower(k)] = v
+	}
+	return object{size: info.Size, etag: info.ETag, contentType: info.ContentType, meta: meta}
+}
+
+func md5Object(t *testing.T, s side, key string) string {
+	t.Helper()
+	o, err := s.client(t).GetObject(context.Background(), s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer o.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, o); err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func incompleteUploads(t *testing.T, s side) []string {
+	t.Helper()
+	var out []string
+	for u := range s.client(t).ListIncompleteUploads(context.Background(), s.bucket, "", true) {
+		if u.Err != nil {
+			t.Fatalf("list incomplete uploads: %v", u.Err)
+		}
+		out = append(out, u.Key+" "+u.UploadID)
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// writeFile writes n deterministic pseudo-random bytes.
+func writeFile(t *testing.T, path string, n int, seed byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, n)
+	x := uint32(seed)*2654435761 + 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
