@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/voyageur-ca/voyageur/replicator"
 )
 
 // Config is the YAML configuration file. See docs/config.md.
