@@ -90,15 +90,22 @@ local journal before it is acted on, and large objects are copied with
 concurrent, checkpointed multipart uploads that resume after a crash.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(*cobra.Command, []string) {
-			*started = true
-		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every object (debug level)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
 	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g))
+	// Cobra reports usage errors (unknown flags, missing required ones)
+	// before RunE; marking RunE's start tells them apart from run errors.
+	for _, c := range root.Commands() {
+		if runE := c.RunE; runE != nil {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				*started = true
+				return runE(cmd, args)
+			}
+		}
+	}
 	return root, started
 }
 
