@@ -25,7 +25,8 @@ $(MINIO):
 # are recoverable without voyageur.
 tools-apt:
 	@missing=""; \
-	for t in aws:awscli age:age zstd:zstd; do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	[ -x /usr/bin/aws ] || missing="awscli"; \
+	for t in age zstd; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

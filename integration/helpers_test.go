@@ -94,7 +94,9 @@ func syncJSON(t *testing.T, wantCode int, args ...string) summary {
 	if res.code != wantCode {
 		t.Fatalf("sync %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, res.code, wantCode, res.stdout, res.stderr)
 	}
-	return syncSummary(t, res)
+	s := syncSummary(t, res)
+	t.Logf("sync %v: %+v (process %s)", args, s, res.elapsed.Round(time.Millisecond))
+	return s
 }
 
 func syncSummary(t *testing.T, res result) summary {

@@ -277,19 +277,28 @@ func (s *Server) client(tb testing.TB) *minio.Client {
 	return client
 }
 
+// debianAWS is where Debian's awscli package installs the CLI. It is
+// preferred over another aws on PATH (such as a pip install) so that every
+// machine seeds buckets with the same client.
+const debianAWS = "/usr/bin/aws"
+
 // AWS runs the aws CLI against the server (path-style, us-east-1, root
-// credentials, no user config) and returns its stdout. A failed command
-// fails the test with its stderr. A missing aws CLI skips the test, or fails
-// it under CI=true.
+// credentials, no user config, single-request uploads up to 256 MiB) and
+// returns its stdout. A failed command fails the test with its stderr. A
+// missing aws CLI skips the test, or fails it under CI=true.
 func (s *Server) AWS(tb testing.TB, args ...string) []byte {
 	tb.Helper()
-	aws, err := exec.LookPath("aws")
-	if err != nil {
-		missing(tb, "aws CLI not found on PATH; install awscli (Debian: apt-get install awscli)")
+	aws := debianAWS
+	if !isExecutable(aws) {
+		var err error
+		if aws, err = exec.LookPath("aws"); err != nil {
+			missing(tb, "aws CLI not found; install awscli (Debian: apt-get install awscli)")
+		}
 	}
 	config := filepath.Join(s.tmp, "aws-config")
 	if _, err := os.Stat(config); err != nil {
-		if err := os.WriteFile(config, []byte("[default]\ns3 =\n    addressing_style = path\n"), 0o644); err != nil {
+		cfg := "[default]\ns3 =\n    addressing_style = path\n    multipart_threshold = 256MB\n"
+		if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 			tb.Fatalf("minioserver: %v", err)
 		}
 	}
