@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-
-	"github.com/voyageur-ca/voyageur/integration/minioserver"
 )
 
 // TestCrashResume SIGKILLs the real binary in the middle of a large
@@ -20,7 +18,7 @@ import (
 // 3, and that the next run resumes: it sends well under 70 % of the object
 // again, the replica is byte-identical and no incomplete upload is left.
 func TestCrashResume(t *testing.T) {
-	srcSrv, dstSrv := minioserver.Start(t), minioserver.Start(t)
+	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
 	dir := t.TempDir()

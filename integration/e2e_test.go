@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/voyageur-ca/voyageur/integration/minioserver"
 )
 
 const mib = 1 << 20
@@ -47,7 +45,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func endToEnd(t *testing.T, srcKind, dstKind string) {
-	srcSrv, dstSrv := minioserver.Start(t), minioserver.Start(t)
+	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: srcKind}
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: dstKind}
 	dir := t.TempDir()
@@ -152,6 +150,14 @@ func assertReplica(t *testing.T, src, dst side, srcPrefix, dstPrefix string) {
 		} else if g.etag != w.etag {
 			t.Errorf("%s: etag %s, want %s", k, g.etag, w.etag)
 		}
+		// Content-Type and user metadata: every object but the bulk of
+		// the small ones, of which a sample.
+		if !strings.HasPrefix(k, "small/") || len(k)%7 == 0 {
+			so, do := statObject(t, src, srcPrefix+k), statObject(t, dst, dstPrefix+k)
+			if so.contentType != do.contentType || fmt.Sprint(so.meta) != fmt.Sprint(do.meta) {
+				t.Errorf("%s: source %q %v, replica %q %v", k, so.contentType, so.meta, do.contentType, do.meta)
+			}
+		}
 	}
 }
 
@@ -173,7 +179,7 @@ func diff(a, b []string) []string {
 }
 
 func TestFailSafeDeletes(t *testing.T) {
-	srcSrv, dstSrv := minioserver.Start(t), minioserver.Start(t)
+	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
 	dir := t.TempDir()

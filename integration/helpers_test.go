@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -44,6 +45,18 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// secrets holds every credential the tests hand to voyageur; runVoyageur
+// fails a test whose output shows any of them.
+var secrets sync.Map
+
+// startServer starts a MinIO server and registers its secret key.
+func startServer(t *testing.T) *minioserver.Server {
+	t.Helper()
+	srv := minioserver.Start(t)
+	secrets.Store(srv.SecretKey, true)
+	return srv
 }
 
 // result is one run of the binary.
@@ -76,6 +89,12 @@ func runVoyageur(t *testing.T, args ...string) result {
 	start := time.Now()
 	err := cmd.Run()
 	res := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	secrets.Range(func(k, _ any) bool {
+		if strings.Contains(res.stdout+res.stderr, k.(string)) {
+			t.Errorf("voyageur %v printed a secret key", args[0])
+		}
+		return true
+	})
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -109,21 +128,39 @@ func syncSummary(t *testing.T, res result) summary {
 }
 
 // side is one end of a job: a server, a bucket, and the SDK voyageur uses.
+// url and secretKey, when set, replace the server's in voyageur's config
+// (a proxy in front of it, a wrong secret).
 type side struct {
-	srv    *minioserver.Server
-	bucket string
-	kind   string // "aws" (aws-sdk-go-v2) or "minio" (minio-go)
+	srv       *minioserver.Server
+	bucket    string
+	kind      string // "aws" (aws-sdk-go-v2) or "minio" (minio-go)
+	url       string
+	secretKey string
 }
 
 func (s side) endpointYAML() string {
-	if s.kind == "aws" {
-		return fmt.Sprintf(`{type: aws, url: %q, region: us-east-1, path_style: true, access_key: %q, secret_key: %q}`, s.srv.URL, s.srv.AccessKey, s.srv.SecretKey)
+	url, secret := s.srv.URL, s.srv.SecretKey
+	if s.url != "" {
+		url = s.url
 	}
-	return fmt.Sprintf(`{type: minio, url: %q, access_key: %q, secret_key: %q}`, s.srv.URL, s.srv.AccessKey, s.srv.SecretKey)
+	if s.secretKey != "" {
+		secret = s.secretKey
+	}
+	if s.kind == "aws" {
+		return fmt.Sprintf(`{type: aws, url: %q, region: us-east-1, path_style: true, access_key: %q, secret_key: %q}`, url, s.srv.AccessKey, secret)
+	}
+	return fmt.Sprintf(`{type: minio, url: %q, access_key: %q, secret_key: %q}`, url, s.srv.AccessKey, secret)
 }
+
+// clients caches one minio-go client per server, so checks reuse
+// connections.
+var clients sync.Map
 
 func (s side) client(t *testing.T) *minio.Client {
 	t.Helper()
+	if c, ok := clients.Load(s.srv.Host); ok {
+		return c.(*minio.Client)
+	}
 	c, err := minio.New(s.srv.Host, &minio.Options{
 		Creds:     credentials.NewStaticV4(s.srv.AccessKey, s.srv.SecretKey, ""),
 		Region:    "us-east-1",
@@ -132,6 +169,7 @@ func (s side) client(t *testing.T) *minio.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clients.Store(s.srv.Host, c)
 	return c
 }
 

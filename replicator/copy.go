@@ -21,6 +21,9 @@ import (
 
 // errSourceChanged means the source object changed while it was being
 // copied (a pinned read failed); the copy starts over once from a new Stat.
+//
+// Errors of Bucket calls are returned as they are: they already name the
+// operation and the key.
 var errSourceChanged = errors.New("source changed during copy")
 
 // put replicates the current state of one source key.
@@ -55,7 +58,7 @@ func (r *run) putOnce(ctx context.Context, c journal.Change, restat bool) error 
 			return r.jb.Drop(c)
 		}
 		if err != nil {
-			return fmt.Errorf("stat source %s: %w", c.Key, err)
+			return err
 		}
 	}
 	if rec, ok, err := r.jb.Lookup(c.Key); err != nil {
@@ -84,7 +87,7 @@ func (r *run) readSource(ctx context.Context, info backends.ObjectInfo, off int6
 		return full, fmt.Errorf("read %s: %w", info.Key, errSourceChanged)
 	}
 	if err != nil {
-		return full, fmt.Errorf("read %s at %d: %w", info.Key, off, err)
+		return full, err
 	}
 	defer rc.Close()
 	var src io.Reader = rc
@@ -131,7 +134,7 @@ func (r *run) single(ctx context.Context, c journal.Change, info backends.Object
 	}
 	obj, err := r.job.Dest.Put(ctx, destKey, bytes.NewReader(buf), info.Size, putOptions(full))
 	if err != nil {
-		return fmt.Errorf("put %s: %w", destKey, err)
+		return err
 	}
 	r.bytesWritten.Add(info.Size)
 	return r.commit(c, full, destKey, obj, info.Size)
@@ -183,7 +186,7 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 	if !hasCP {
 		id, err := r.job.Dest.CreateMultipart(ctx, destKey, putOptions(info))
 		if err != nil {
-			return fmt.Errorf("create multipart upload of %s: %w", destKey, err)
+			return err
 		}
 		cp = journal.Checkpoint{
 			UploadID: id, DestKey: destKey, SourceETag: info.ETag, SourceVersion: info.VersionID,
@@ -220,7 +223,7 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 			}
 			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length)
 			if err != nil {
-				return fmt.Errorf("upload part %d of %s: %w", n, destKey, err)
+				return err
 			}
 			r.bytesWritten.Add(length)
 			if p := r.opts.Progress; p != nil {
@@ -264,7 +267,7 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 	}
 	obj, err := r.job.Dest.CompleteMultipart(ctx, cp.DestKey, cp.UploadID, parts)
 	if err != nil {
-		return fmt.Errorf("complete multipart upload of %s: %w", cp.DestKey, err)
+		return err
 	}
 	// The part bytes were already counted in the progress.
 	if err := r.commit(c, info, cp.DestKey, obj, 0); err != nil {
@@ -290,7 +293,7 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
 			obj, err := r.job.Dest.Stat(ctx, destKey, "")
 			if err != nil {
-				return cp, false, false, fmt.Errorf("stat %s: %w", destKey, err)
+				return cp, false, false, err
 			}
 			return cp, false, true, r.commit(c, info, destKey, obj, 0)
 		}
@@ -300,7 +303,7 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 		return journal.Checkpoint{}, false, false, nil
 	}
 	if err != nil {
-		return cp, false, false, fmt.Errorf("list parts of %s: %w", destKey, err)
+		return cp, false, false, err
 	}
 	confirmed := make(map[int32]backends.Part, len(listed))
 	for _, p := range listed {
@@ -360,7 +363,7 @@ func (r *run) del(ctx context.Context, c journal.Change) error {
 		r.noteDone(0)
 		return r.jb.Drop(c)
 	} else if !backends.IsNotExist(err) {
-		return fmt.Errorf("stat source %s: %w", c.Key, err)
+		return err
 	}
 	destKey := r.destKey(c.Key)
 	if rec, ok, err := r.jb.Lookup(c.Key); err != nil {
@@ -369,7 +372,7 @@ func (r *run) del(ctx context.Context, c journal.Change) error {
 		destKey = rec.DestKey
 	}
 	if err := r.job.Dest.Delete(ctx, destKey, ""); err != nil {
-		return fmt.Errorf("delete %s: %w", destKey, err)
+		return err
 	}
 	if err := r.jb.CompleteDelete(c); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -236,7 +237,7 @@ type failingParts struct {
 
 func (f *failingParts) UploadPart(ctx context.Context, key, id string, n int32, r io.ReadSeeker, size int64) (string, error) {
 	if n >= f.from {
-		return "", errors.New("injected failure")
+		return "", fmt.Errorf("upload part %d of %s: injected failure", n, key)
 	}
 	return f.Bucket.UploadPart(ctx, key, id, n, r, size)
 }

@@ -44,7 +44,7 @@ func progressLine(job string, p *replicator.Progress, elapsed time.Duration) str
 	rate := float64(done) / max(elapsed.Seconds(), 0.001)
 	eta := "-"
 	if rate > 0 && total > done {
-		eta = (time.Duration(float64(total-done)/rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	return fmt.Sprintf("%s: %d/%d objects  %s/%s  %s/s  ETA %s", job, objs, objsTotal, humanBytes(done), humanBytes(total), humanBytes(int64(rate)), eta)
 }

@@ -178,7 +178,7 @@ func writeHumanSummary(w io.Writer, s replicator.Summary) {
 		fmt.Fprintf(w, "  error: %s\n", s.Error)
 	}
 	for _, f := range s.Failures {
-		fmt.Fprintf(w, "  failed %s %s: %s\n", f.Op, f.Key, f.Error)
+		fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Error)
 	}
 	if n := s.Failed - int64(len(s.Failures)); n > 0 {
 		fmt.Fprintf(w, "  ... and %d more failures\n", n)
