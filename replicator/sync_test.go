@@ -6,10 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/backends/fs"
@@ -318,5 +323,68 @@ func TestPartSizeGrowsForHugeObjects(t *testing.T) {
 	got := partSizeFor(huge, ps)
 	if (huge+got-1)/got > MaxParts || got%(1<<20) != 0 {
 		t.Errorf("5 TiB: part size %d gives %d parts", got, (huge+got-1)/got)
+	}
+}
+
+// syntheticSource lists n generated keys without storing them.
+type syntheticSource struct {
+	backends.Bucket // nil: the scan must only list
+	n               int
+}
+
+func (s syntheticSource) Name() string { return "synthetic" }
+
+func (s syntheticSource) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[backends.ObjectInfo, error] {
+	return func(yield func(backends.ObjectInfo, error) bool) {
+		for i := range s.n {
+			o := backends.ObjectInfo{Key: fmt.Sprintf("in/%09d/ledger.tmp", i), Size: 1 << 20, ETag: fmt.Sprintf("%032x", i)}
+			if !yield(o, nil) {
+				return
+			}
+		}
+	}
+}
+
+// TestScanMemoryDoesNotGrowWithListing lists a million keys and checks the
+// heap stays small: the listing is streamed, never collected.
+func TestScanMemoryDoesNotGrowWithListing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lists a million keys")
+	}
+	e := newEnv(t)
+	e.job.Source = syntheticSource{n: 1_000_000}
+	var err error
+	if e.job.Filter, err = NewFilter(nil, []string{"*.tmp"}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > peak.Load() {
+				peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
+	s := e.sync(t, Options{})
+	close(done)
+	wg.Wait()
+	if s.Copied != 0 || s.Failed != 0 {
+		t.Fatalf("summary %+v", s)
+	}
+	// A million collected ObjectInfos would take well over 200 MiB.
+	if p := peak.Load(); p > 64<<20 {
+		t.Errorf("heap peaked at %d MiB while listing a million keys", p>>20)
+	} else {
+		t.Logf("heap peaked at %.1f MiB while listing a million keys", float64(p)/(1<<20))
 	}
 }
