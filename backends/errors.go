@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 )
 
@@ -82,4 +83,35 @@ func IsRetryable(err error) bool {
 	}
 	var oe *net.OpError
 	return errors.As(err, &oe)
+}
+
+// StatusError names the operation and the key and classifies a store's
+// error answer: it wraps a *HTTPError, joined with ErrNotExist,
+// ErrPreconditionFailed or ErrNoSuchUpload where the answer means that.
+// Implementations call it for every non-2xx answer, so the mapping from
+// S3 error codes to the contract lives here once.
+func StatusError(op, key string, status int, code, message string) error {
+	he := &HTTPError{Status: status, Code: code, Message: message}
+	switch {
+	case code == "NoSuchUpload":
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrNoSuchUpload, he)
+	case status == 412:
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrPreconditionFailed, he)
+	case status == 404 && (code == "NoSuchKey" || code == "NotFound" || code == "NoSuchVersion" || code == ""):
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrNotExist, he)
+	}
+	return fmt.Errorf("%s %s: %w", op, key, he)
+}
+
+// LowerKeys returns user metadata with lower-case keys (S3 treats them
+// case-insensitively and returns them lower-cased), or nil when empty.
+func LowerKeys(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
 }

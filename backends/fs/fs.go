@@ -379,7 +379,7 @@ func (b *Bucket) commit(key, tmp, etag string, opts backends.PutOptions) (backen
 	}
 	m := sidecar{
 		Key: key, Size: fi.Size(), ModTime: fi.ModTime().UnixNano(), FileID: fileID(fi),
-		ETag: etag, ContentType: opts.ContentType, Metadata: lowerKeys(opts.Metadata),
+		ETag: etag, ContentType: opts.ContentType, Metadata: backends.LowerKeys(opts.Metadata),
 	}
 	raw, err := json.Marshal(&m)
 	if err == nil {
@@ -427,17 +427,6 @@ func (b *Bucket) renameInto(tmp, name string) error {
 		}
 	}
 	return err
-}
-
-func lowerKeys(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[strings.ToLower(k)] = v
-	}
-	return out
 }
 
 // Delete removes key and its sidecar, then the directories that became

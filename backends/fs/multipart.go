@@ -78,7 +78,7 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 	}
 	id := hex.EncodeToString(rnd[:])
 	raw, err := json.Marshal(upload{
-		Key: key, ContentType: opts.ContentType, Metadata: lowerKeys(opts.Metadata), Initiated: time.Now().UTC(),
+		Key: key, ContentType: opts.ContentType, Metadata: backends.LowerKeys(opts.Metadata), Initiated: time.Now().UTC(),
 	})
 	if err == nil {
 		err = b.writeFileAtomic(uploadDir(id)+"/upload", raw, true)

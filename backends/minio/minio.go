@@ -388,17 +388,7 @@ func mapError(op, key string, err error) error {
 	if resp.StatusCode == 0 {
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	he := &backends.HTTPError{Status: resp.StatusCode, Code: resp.Code, Message: resp.Message}
-	switch {
-	case resp.Code == "NoSuchUpload":
-		return fmt.Errorf("%s %s: %w: %w", op, key, backends.ErrNoSuchUpload, he)
-	case resp.StatusCode == http.StatusPreconditionFailed:
-		return fmt.Errorf("%s %s: %w: %w", op, key, backends.ErrPreconditionFailed, he)
-	case resp.StatusCode == http.StatusNotFound &&
-		(resp.Code == "NoSuchKey" || resp.Code == "NotFound" || resp.Code == "NoSuchVersion" || resp.Code == ""):
-		return fmt.Errorf("%s %s: %w: %w", op, key, backends.ErrNotExist, he)
-	}
-	return fmt.Errorf("%s %s: %w", op, key, he)
+	return backends.StatusError(op, key, resp.StatusCode, resp.Code, resp.Message)
 }
 
 // fromHere returns r seen from its current position: minio-go rewinds a

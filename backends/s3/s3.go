@@ -275,7 +275,7 @@ func (b *Bucket) Stat(ctx context.Context, key, versionID string) (backends.Obje
 		VersionID:    versionOf(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
 		ContentType:  aws.ToString(out.ContentType),
-		Metadata:     lowerKeys(out.Metadata),
+		Metadata:     backends.LowerKeys(out.Metadata),
 	}, nil
 }
 
@@ -310,7 +310,7 @@ func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) 
 		VersionID:    versionOf(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
 		ContentType:  aws.ToString(out.ContentType),
-		Metadata:     lowerKeys(out.Metadata),
+		Metadata:     backends.LowerKeys(out.Metadata),
 	}, nil
 }
 
@@ -324,7 +324,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 		Body:          r,
 		ContentLength: &size,
 		ContentType:   optional(opts.ContentType),
-		Metadata:      lowerKeys(opts.Metadata),
+		Metadata:      backends.LowerKeys(opts.Metadata),
 	})
 	if err != nil {
 		return backends.ObjectInfo{}, mapError("put", key, err)
@@ -343,7 +343,7 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 		Bucket:      &b.bucket,
 		Key:         &key,
 		ContentType: optional(opts.ContentType),
-		Metadata:    lowerKeys(opts.Metadata),
+		Metadata:    backends.LowerKeys(opts.Metadata),
 	})
 	if err != nil {
 		return "", mapError("create multipart", key, err)
@@ -523,16 +523,7 @@ func mapError(op, key string, err error) error {
 	if status == 0 {
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
-	he := &backends.HTTPError{Status: status, Code: code, Message: msg}
-	switch {
-	case code == "NoSuchUpload":
-		return fmt.Errorf("%s %s: %w: %w", op, key, backends.ErrNoSuchUpload, he)
-	case status == http.StatusPreconditionFailed:
-		return fmt.Errorf("%s %s: %w: %w", op, key, backends.ErrPreconditionFailed, he)
-	case status == http.StatusNotFound && (code == "NoSuchKey" || code == "NotFound" || code == "NoSuchVersion" || code == ""):
-		return fmt.Errorf("%s %s: %w: %w", op, key, backends.ErrNotExist, he)
-	}
-	return fmt.Errorf("%s %s: %w", op, key, he)
+	return backends.StatusError(op, key, status, code, msg)
 }
 
 // byteRange returns the HTTP Range for offset and length, or "" for the
@@ -576,17 +567,6 @@ func quoteETag(etag string) string {
 		return etag
 	}
 	return `"` + etag + `"`
-}
-
-func lowerKeys(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[strings.ToLower(k)] = v
-	}
-	return out
 }
 
 // optional returns nil for "" so that empty options are left out of requests.
