@@ -1,0 +1,444 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"sync"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// ErrProducerChanged is returned (wrapped) by [ResumeWriter] when the state
+// was made by a producer whose compressed output may differ from this one's
+// (format version, klauspost/compress version, architecture, compression or
+// level). Re-producing a part could then seal different plaintext under the
+// same STREAM nonces: the caller must restart the object with [NewWriter].
+var ErrProducerChanged = errors.New("producer changed since the upload started: restart the object with a fresh file key")
+
+// Compression selects the data frames' encoding. Zstd false stores the data
+// in zstd Raw blocks (still a zstd stream). Level is on the zstd CLI scale,
+// 1..19, 0 meaning the default 3; it is mapped with zstd.EncoderLevelFromZstd.
+type Compression struct {
+	Zstd  bool
+	Level int
+}
+
+// Options configure a new object.
+type Options struct {
+	// Recipients receive the file key; at least one, all with the same age
+	// labels (post-quantum and classic recipients can't be mixed).
+	Recipients  []age.Recipient
+	Compression Compression
+}
+
+// Boundary is the writer's position between two parts.
+type Boundary struct {
+	Plain int64  // source bytes consumed so far
+	Chunk uint64 // counter of the next STREAM chunk
+	Hash  []byte // serialized SHA-256 state of the source bytes so far (encoding.BinaryMarshaler)
+}
+
+// Writer produces the parts of one replica object. It holds the object's
+// file key and payload nonce; its methods are safe for concurrent use.
+type Writer struct {
+	st      writerState
+	aead    cipher.AEAD
+	enc     *zstd.Encoder // nil: Raw blocks
+	metaLen int64         // META frame bytes
+}
+
+// writerState is what State serializes. It holds the file key: it is secret.
+type writerState struct {
+	Format      int    `json:"format"`
+	Fingerprint string `json:"fingerprint"`
+	FileKey     []byte `json:"file_key"`
+	Nonce       []byte `json:"nonce"`
+	Header      []byte `json:"header"`
+	Meta        []byte `json:"meta"` // META payload: tag, version, JSON
+	Size        int64  `json:"size"` // Meta.Size: what the last part must reach
+	Zstd        bool   `json:"zstd"`
+	Level       int    `json:"level"`
+}
+
+// NewWriter starts a new object: a fresh random file key and payload nonce,
+// the age header (one stanza set per recipient, header MAC) and the META
+// frame. It fails without recipients, with recipients whose labels differ, an
+// invalid compression level, invalid meta (negative size, non-UTF-8 strings,
+// more than 64 KiB of JSON) or when a recipient fails to wrap the key.
+func NewWriter(opts Options, meta Meta) (*Writer, error) {
+	level, err := normalizeLevel(opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
+	metaPayload, err := marshalMeta(meta)
+	if err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
+	st := writerState{
+		Format:  FormatVersion,
+		FileKey: make([]byte, fileKeySize),
+		Nonce:   make([]byte, nonceSize),
+		Meta:    metaPayload,
+		Size:    meta.Size,
+		Zstd:    opts.Compression.Zstd,
+		Level:   level,
+	}
+	rand.Read(st.FileKey)
+	rand.Read(st.Nonce)
+	st.Fingerprint = fingerprint(st.Zstd, st.Level)
+	if st.Header, err = buildHeader(st.FileKey, opts.Recipients); err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
+	w, err := newWriter(st)
+	if err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
+	return w, nil
+}
+
+// ResumeWriter rebuilds the Writer that returned state from [Writer.State].
+// The resumed Writer re-produces any part byte for byte. It returns an error
+// wrapping [ErrProducerChanged] when this build would compress differently.
+func ResumeWriter(state []byte) (*Writer, error) {
+	var st writerState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, errors.New("resume writer: malformed state")
+	}
+	if st.Format != FormatVersion {
+		return nil, fmt.Errorf("resume writer: %w: state has format version %d, this build writes %d", ErrProducerChanged, st.Format, FormatVersion)
+	}
+	if len(st.FileKey) != fileKeySize || len(st.Nonce) != nonceSize {
+		return nil, errors.New("resume writer: malformed state: bad file key or nonce size")
+	}
+	if _, err := normalizeLevel(Compression{Zstd: st.Zstd, Level: st.Level}); err != nil {
+		return nil, fmt.Errorf("resume writer: malformed state: %w", err)
+	}
+	if fp := fingerprint(st.Zstd, st.Level); fp != st.Fingerprint {
+		return nil, fmt.Errorf("resume writer: %w: state made by %q, this build is %q", ErrProducerChanged, st.Fingerprint, fp)
+	}
+	m, err := ParseMeta(st.Meta)
+	if err != nil || m.Size != st.Size {
+		return nil, errors.New("resume writer: malformed state: bad meta")
+	}
+	w, err := newWriter(st)
+	if err != nil {
+		return nil, fmt.Errorf("resume writer: %w", err)
+	}
+	return w, nil
+}
+
+func newWriter(st writerState) (*Writer, error) {
+	if err := checkHeader(st.Header, st.FileKey); err != nil {
+		return nil, fmt.Errorf("age header does not verify: %w", err)
+	}
+	aead, err := chacha20poly1305.New(hkdfKey(st.FileKey, st.Nonce, "payload"))
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{st: st, aead: aead, metaLen: int64(skippableHeaderLen + len(st.Meta))}
+	if st.Zstd {
+		if w.enc, err = encoderFor(st.Level); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// State returns everything needed to re-produce any part of the object: file
+// key, payload nonce, header bytes, META bytes, compression and producer
+// fingerprint. It holds the file key in clear: it is as secret as the
+// plaintext, store it only where the source data could be stored.
+func (w *Writer) State() ([]byte, error) {
+	b, err := json.Marshal(w.st)
+	if err != nil {
+		return nil, fmt.Errorf("writer state: %w", err)
+	}
+	return b, nil
+}
+
+// Start returns the boundary before the first part: Plain 0, Chunk 0 and the
+// SHA-256 state of nothing.
+func (w *Writer) Start() Boundary {
+	h, _ := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
+	return Boundary{Hash: h}
+}
+
+// Compress turns one part's source bytes into zstd frames of at most
+// FrameSize plaintext bytes each, concatenated (one empty frame for empty
+// input). The output depends only on plain and the producer fingerprint, so a
+// part compressed again after a crash is byte-identical. Safe for concurrent
+// use by many goroutines.
+func (w *Writer) Compress(plain []byte) ([]byte, error) {
+	if w == nil || w.aead == nil {
+		return nil, errors.New("compress: writer not created by NewWriter or ResumeWriter")
+	}
+	if len(plain) == 0 {
+		return appendRawFrame(nil, nil), nil
+	}
+	var out []byte
+	if w.enc == nil {
+		out = make([]byte, 0, len(plain)+len(plain)/maxBlockSize*3+64)
+	}
+	for len(plain) > 0 {
+		n := min(len(plain), FrameSize)
+		if w.enc != nil {
+			out = w.enc.EncodeAll(plain[:n], out)
+		} else {
+			out = appendRawFrame(out, plain[:n])
+		}
+		plain = plain[n:]
+	}
+	return out, nil
+}
+
+// Seal appends one part's bytes to dst and returns them with the boundary at
+// the part's end.
+//
+// start is the boundary at the part's start: Start() for the first part, else
+// the boundary returned by the previous part's Seal (or recorded in a
+// checkpoint). plain is the part's source bytes, compressed must be
+// w.Compress(plain). The first part begins with the age header and payload
+// nonce, and its stream with META. A non-last part ends on a chunk boundary
+// (PAD frame) and none of its chunks carries the last flag. The last part ends
+// with TRAILER, whose index is index (the start boundaries of all earlier
+// parts, in order) followed by start; its final chunk carries the last flag,
+// and its end must reach Meta.Size source bytes.
+//
+// Parts must be sealed in order, since each start comes from the previous
+// end, but Seal is deterministic: the same inputs give the same bytes.
+func (w *Writer) Seal(dst []byte, start Boundary, plain, compressed []byte, last bool, index []Boundary) ([]byte, Boundary, error) {
+	if w == nil || w.aead == nil {
+		return dst, Boundary{}, errors.New("seal: writer not created by NewWriter or ResumeWriter")
+	}
+	first := start.Chunk == 0
+	if first != (start.Plain == 0) || start.Plain < 0 {
+		return dst, Boundary{}, fmt.Errorf("seal: invalid start boundary (plain %d, chunk %d)", start.Plain, start.Chunk)
+	}
+	h, err := restoreHash(start.Hash)
+	if err != nil {
+		return dst, Boundary{}, fmt.Errorf("seal: start boundary: %w", err)
+	}
+	if err := checkCompressed(compressed, len(plain)); err != nil {
+		return dst, Boundary{}, fmt.Errorf("seal: compressed part: %w", err)
+	}
+	end := Boundary{Plain: start.Plain + int64(len(plain))}
+	if end.Plain > w.st.Size {
+		return dst, Boundary{}, fmt.Errorf("seal: part ends at %d source bytes, meta says the object has %d", end.Plain, w.st.Size)
+	}
+	h.Write(plain)
+
+	n := int64(len(compressed))
+	if first {
+		n += w.metaLen
+	}
+	var tail []byte
+	if last {
+		if end.Plain != w.st.Size {
+			return dst, Boundary{}, fmt.Errorf("seal: last part ends at %d source bytes, meta says the object has %d", end.Plain, w.st.Size)
+		}
+		t := Trailer{Size: end.Plain}
+		copy(t.SHA256[:], h.Sum(nil))
+		if t.Index, err = trailerIndex(index, start); err != nil {
+			return dst, Boundary{}, fmt.Errorf("seal: %w", err)
+		}
+		tail = appendSkippable(nil, marshalTrailer(t))
+	} else if p := padLen(n); p > 0 {
+		tail = appendPad(nil, int(p))
+	}
+
+	stream := make([]byte, 0, n+int64(len(tail)))
+	if first {
+		stream = appendSkippable(stream, w.st.Meta)
+	}
+	stream = append(stream, compressed...)
+	stream = append(stream, tail...)
+	chunks := (int64(len(stream)) + ChunkSize - 1) / ChunkSize
+
+	if first {
+		dst = append(dst, w.st.Header...)
+		dst = append(dst, w.st.Nonce...)
+	}
+	dst = sealChunks(dst, w.aead, stream, start.Chunk, last)
+	end.Chunk = start.Chunk + uint64(chunks)
+	if end.Hash, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		return dst, Boundary{}, fmt.Errorf("seal: %w", err)
+	}
+	return dst, end, nil
+}
+
+// Encode is the one-part form: the whole object, sealed in one call.
+func (w *Writer) Encode(plain []byte) ([]byte, error) {
+	compressed, err := w.Compress(plain)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	out, _, err := w.Seal(make([]byte, 0, SealedSizeBound(int64(len(plain)))), w.Start(), plain, compressed, true, nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return out, nil
+}
+
+// SealedSizeBound returns an upper bound of Seal's output for a part of n
+// source bytes, first or last, for buffer sizing. It assumes the limits this
+// package enforces: an age header of at most 64 KiB, a META payload of at
+// most 64 KiB and at most 10000 parts.
+func SealedSizeBound(n int64) int64 {
+	n = max(n, 0)
+	frames := max(1, (n+FrameSize-1)/FrameSize)
+	blocks := n/maxBlockSize + frames
+	// zstd frame header ≤ 18, content checksum 4, block headers 3 each, and
+	// zstd's own worst-case expansion bound (ZSTD_compressBound).
+	compressed := n + n>>8 + frames*(18+4) + blocks*3
+	tail := max(padLen(1), int64(skippableHeaderLen+maxSkippable))
+	stream := skippableHeaderLen + maxMetaPayload + compressed + tail
+	chunks := (stream + ChunkSize - 1) / ChunkSize
+	return maxHeaderSize + nonceSize + stream + chunks*chacha20poly1305.Overhead
+}
+
+// trailerIndex checks the caller's part boundaries and returns the TRAILER
+// index: index then start, as (plain offset, stream offset) pairs.
+func trailerIndex(index []Boundary, start Boundary) ([]IndexEntry, error) {
+	all := append(index[:len(index):len(index)], start)
+	if len(all) > maxParts {
+		return nil, fmt.Errorf("%d parts, more than %d", len(all), maxParts)
+	}
+	out := make([]IndexEntry, len(all))
+	for i, b := range all {
+		if i == 0 && (b.Plain != 0 || b.Chunk != 0) {
+			return nil, errors.New("index does not start with the first part")
+		}
+		if i > 0 && (b.Chunk <= all[i-1].Chunk || b.Plain < all[i-1].Plain) {
+			return nil, fmt.Errorf("index entry %d out of order", i)
+		}
+		out[i] = IndexEntry{Plain: b.Plain, Stream: int64(b.Chunk) * ChunkSize}
+	}
+	return out, nil
+}
+
+// checkCompressed checks without decompressing that b is a sequence of zstd
+// data frames whose declared content sizes add up to n.
+func checkCompressed(b []byte, n int) error {
+	r := bytes.NewReader(b)
+	var buf []byte
+	var total int64
+	for frames := 0; ; frames++ {
+		var f frame
+		var err error
+		f, buf, err = readFrame(r, buf)
+		if err != nil {
+			if err == io.EOF && frames > 0 {
+				break
+			}
+			return err
+		}
+		if !f.data {
+			return errors.New("not a zstd data frame")
+		}
+		total += f.contentSize
+	}
+	if total != int64(n) {
+		return fmt.Errorf("frames hold %d bytes, the part has %d", total, n)
+	}
+	return nil
+}
+
+func restoreHash(state []byte) (hash.Hash, error) {
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return nil, fmt.Errorf("hash state: %w", err)
+	}
+	return h, nil
+}
+
+func normalizeLevel(c Compression) (int, error) {
+	switch {
+	case !c.Zstd:
+		return 0, nil
+	case c.Level == 0:
+		return 3, nil
+	case c.Level < 1 || c.Level > 19:
+		return 0, fmt.Errorf("zstd level %d out of range 1..19", c.Level)
+	}
+	return c.Level, nil
+}
+
+// fingerprint names everything that determines Compress's output. With Raw
+// blocks that is the format version alone; with zstd it adds the
+// klauspost/compress version (from the build info), the architecture (the
+// encoder has assembly paths) and the level.
+func fingerprint(zstdOn bool, level int) string {
+	if !zstdOn {
+		return fmt.Sprintf("voyageur-format-%d raw", FormatVersion)
+	}
+	return fmt.Sprintf("voyageur-format-%d github.com/klauspost/compress@%s %s zstd-level-%d", FormatVersion, compressVersion(), runtime.GOARCH, level)
+}
+
+// compressVersion is the klauspost/compress module version in this build.
+// When the build info does not tell, it is "unknown-" and a random suffix
+// drawn once per process, so that no other process can resume the state.
+var compressVersion = sync.OnceValue(func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path != "github.com/klauspost/compress" {
+				continue
+			}
+			if d.Replace != nil {
+				d = d.Replace
+			}
+			if d.Version != "" {
+				return d.Version
+			}
+		}
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "unknown-" + hex.EncodeToString(b)
+})
+
+var encoders struct {
+	sync.Mutex
+	m map[int]*zstd.Encoder
+}
+
+// encoderFor returns the shared encoder for a zstd CLI level. Its options are
+// part of format version 1: changing them changes the output, which requires
+// a new format version (and so a new fingerprint). EncodeAll runs each frame
+// on one goroutine; the concurrency option only sizes the pool of encoder
+// states that concurrent Compress calls draw from, and does not change the
+// output.
+func encoderFor(level int) (*zstd.Encoder, error) {
+	encoders.Lock()
+	defer encoders.Unlock()
+	if e := encoders.m[level]; e != nil {
+		return e, nil
+	}
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(true),
+		zstd.WithWindowSize(FrameSize),
+		zstd.WithLowerEncoderMem(false),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("zstd encoder: %w", err)
+	}
+	if encoders.m == nil {
+		encoders.m = make(map[int]*zstd.Encoder)
+	}
+	encoders.m[level] = e
+	return e, nil
+}
