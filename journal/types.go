@@ -15,6 +15,9 @@ type Record struct {
 	DestETag      string    `json:"de,omitempty"`
 	DestVersion   string    `json:"dv,omitempty"`
 	ReplicatedAt  time.Time `json:"ra,omitzero"`
+	// Format is how the replica is stored: "" for the source bytes as they
+	// are, "age" for the encrypted replica format.
+	Format string `json:"f,omitempty"`
 }
 
 // IndexEntry is a Record together with its source key, as returned by IndexRange.
@@ -78,6 +81,11 @@ type Checkpoint struct {
 	PartSize      int64       `json:"ps"`
 	Created       time.Time   `json:"c,omitzero"`
 	Parts         []PartState `json:"p,omitempty"` // sorted by Number, no duplicates
+	// Writer is the replica writer's state (crypto.Writer.State) of an
+	// encrypted upload: it holds the object's file key, so that a resumed
+	// part is byte-identical to the one it replaces. It lives only as long
+	// as the upload is unfinished.
+	Writer []byte `json:"w,omitempty"`
 }
 
 // Run is the summary of one replication run, kept for status.

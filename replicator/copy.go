@@ -3,19 +3,13 @@ package replicator
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
@@ -63,7 +57,7 @@ func (r *run) putOnce(ctx context.Context, c journal.Change, restat bool) error 
 	}
 	if rec, ok, err := r.jb.Lookup(c.Key); err != nil {
 		return err
-	} else if ok && rec.SourceETag == info.ETag && rec.Size == info.Size {
+	} else if ok && r.upToDate(rec, info) {
 		// Already replicated (a duplicate event, or a leftover whose
 		// journal commit landed): nothing to send.
 		r.skipped.Add(1)
@@ -75,6 +69,23 @@ func (r *run) putOnce(ctx context.Context, c journal.Change, restat bool) error 
 		return r.single(ctx, c, info, destKey)
 	}
 	return r.multipart(ctx, c, info, destKey, cp, hasCP)
+}
+
+// upToDate reports whether the index record is a replica of the source
+// object as the job now wants it: same source ETag and size, and the same
+// destination key and format (a job switched to encryption or hashed names
+// replicates everything again).
+func (r *run) upToDate(rec journal.Record, src backends.ObjectInfo) bool {
+	return rec.SourceETag == src.ETag && rec.Size == src.Size &&
+		rec.DestKey == r.destKey(src.Key) && rec.Format == r.format()
+}
+
+// format is the index's name for how this job stores replicas.
+func (r *run) format() string {
+	if r.job.Encryption != nil {
+		return "age"
+	}
+	return ""
 }
 
 // readSource reads exactly len(buf) bytes of key at off, pinned to the
@@ -118,7 +129,11 @@ func (r *run) acquire(ctx context.Context, n int64) (release func(), err error) 
 
 // single copies an object in one GET and one PUT.
 func (r *run) single(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string) error {
-	release, err := r.acquire(ctx, info.Size)
+	need := info.Size
+	if r.job.Encryption != nil {
+		need += crypto.SealedSizeBound(info.Size)
+	}
+	release, err := r.acquire(ctx, need)
 	if err != nil {
 		return err
 	}
@@ -132,16 +147,40 @@ func (r *run) single(ctx context.Context, c journal.Change, info backends.Object
 	if full.Size != info.Size {
 		return fmt.Errorf("read %s: %w (size %d, expected %d)", c.Key, errSourceChanged, full.Size, info.Size)
 	}
-	obj, err := r.job.Dest.Put(ctx, destKey, bytes.NewReader(buf), info.Size, putOptions(full))
+	out := buf
+	if enc := r.job.Encryption; enc != nil {
+		// A fresh file key per attempt: nothing sealed is ever re-sealed.
+		w, err := crypto.NewWriter(enc.Options, metaOf(full))
+		if err != nil {
+			return fmt.Errorf("encrypt %s: %w", c.Key, err)
+		}
+		if out, err = w.Encode(buf); err != nil {
+			return fmt.Errorf("encrypt %s: %w", c.Key, err)
+		}
+	}
+	obj, err := r.job.Dest.Put(ctx, destKey, bytes.NewReader(out), int64(len(out)), r.destOptions(full))
 	if err != nil {
 		return err
 	}
-	r.bytesWritten.Add(info.Size)
+	r.bytesWritten.Add(int64(len(out)))
 	return r.commit(c, full, destKey, obj, info.Size)
 }
 
-func putOptions(info backends.ObjectInfo) backends.PutOptions {
+// destOptions is what the destination stores beside a replica: the
+// source's content type and metadata in plain mode, nothing about the
+// plaintext when encrypting (META carries them inside).
+func (r *run) destOptions(info backends.ObjectInfo) backends.PutOptions {
+	if r.job.Encryption != nil {
+		return backends.PutOptions{ContentType: "application/octet-stream"}
+	}
 	return backends.PutOptions{ContentType: info.ContentType, Metadata: info.Metadata}
+}
+
+func metaOf(info backends.ObjectInfo) crypto.Meta {
+	return crypto.Meta{
+		Key: info.Key, Size: info.Size, MTime: info.LastModified, ContentType: info.ContentType,
+		Metadata: info.Metadata, ETag: info.ETag, VersionID: info.VersionID,
+	}
 }
 
 // commit records the replica in the index and removes the queue item in one
@@ -150,6 +189,7 @@ func (r *run) commit(c journal.Change, src backends.ObjectInfo, destKey string, 
 	err := r.jb.Complete(c, journal.Record{
 		SourceETag: src.ETag, SourceVersion: src.VersionID, Size: src.Size, MTime: src.LastModified,
 		DestKey: destKey, DestETag: dest.ETag, DestVersion: dest.VersionID, ReplicatedAt: time.Now().UTC(),
+		Format: r.format(),
 	})
 	if err != nil {
 		return err
@@ -158,202 +198,6 @@ func (r *run) commit(c journal.Change, src backends.ObjectInfo, destKey string, 
 	r.noteDone(size)
 	r.log.Debug("copied", "key", c.Key, "size", size)
 	return nil
-}
-
-// partSizeFor grows the part size so that an object needs at most MaxParts
-// parts, rounding up to a whole MiB.
-func partSizeFor(size, base int64) int64 {
-	ps := base
-	if need := (size + MaxParts - 1) / MaxParts; need > ps {
-		ps = (need + (1<<20 - 1)) &^ (1<<20 - 1)
-	}
-	return min(ps, MaxPartSize)
-}
-
-// multipart copies a large object with concurrent ranged reads and part
-// uploads, checkpointing every finished part so that a killed run resumes.
-func (r *run) multipart(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, cp journal.Checkpoint, hasCP bool) error {
-	partSize := partSizeFor(info.Size, r.job.Transfer.PartSize)
-	nparts := int32((info.Size + partSize - 1) / partSize)
-	if hasCP {
-		var done bool
-		var err error
-		cp, hasCP, done, err = r.resume(ctx, c, info, destKey, partSize, nparts, cp)
-		if err != nil || done {
-			return err
-		}
-	}
-	if !hasCP {
-		id, err := r.job.Dest.CreateMultipart(ctx, destKey, putOptions(info))
-		if err != nil {
-			return err
-		}
-		cp = journal.Checkpoint{
-			UploadID: id, DestKey: destKey, SourceETag: info.ETag, SourceVersion: info.VersionID,
-			Size: info.Size, PartSize: partSize, Created: time.Now().UTC(),
-		}
-		if err := r.jb.SaveCheckpoint(c.Key, cp); err != nil {
-			r.abort(ctx, destKey, id)
-			return err
-		}
-	}
-	have := make(map[int32]bool, len(cp.Parts))
-	for _, p := range cp.Parts {
-		have[p.Number] = true
-	}
-
-	var mu sync.Mutex // guards cp while parts finish concurrently
-	g, gctx := errgroup.WithContext(ctx)
-	for n := int32(1); n <= nparts; n++ {
-		if have[n] {
-			continue
-		}
-		off := int64(n-1) * partSize
-		length := min(partSize, info.Size-off)
-		release, err := r.acquire(gctx, length)
-		if err != nil {
-			break // gctx is done: g.Wait reports why
-		}
-		g.Go(func() error {
-			defer release()
-			buf := r.bufs.get(length)
-			defer r.bufs.put(buf)
-			if _, err := r.readSource(gctx, info, off, buf); err != nil {
-				return err
-			}
-			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length)
-			if err != nil {
-				return err
-			}
-			r.bytesWritten.Add(length)
-			if p := r.opts.Progress; p != nil {
-				p.BytesDone.Add(length)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			cp.Parts = insertPart(cp.Parts, journal.PartState{Number: n, ETag: etag, Size: length, End: off + length})
-			return r.jb.SaveCheckpoint(c.Key, cp)
-		})
-	}
-	if err := g.Wait(); err != nil {
-		if errors.Is(err, errSourceChanged) {
-			r.discardUpload(ctx, c.Key, cp)
-		}
-		return err
-	}
-	return r.complete(ctx, c, info, cp)
-}
-
-func insertPart(parts []journal.PartState, p journal.PartState) []journal.PartState {
-	i, found := slices.BinarySearchFunc(parts, p.Number, func(a journal.PartState, n int32) int { return int(a.Number - n) })
-	if found {
-		parts[i] = p
-		return parts
-	}
-	return slices.Insert(parts, i, p)
-}
-
-// complete checks the byte count and assembles the upload.
-func (r *run) complete(ctx context.Context, c journal.Change, info backends.ObjectInfo, cp journal.Checkpoint) error {
-	var total int64
-	parts := make([]backends.Part, len(cp.Parts))
-	for i, p := range cp.Parts {
-		total += p.Size
-		parts[i] = backends.Part{Number: p.Number, ETag: p.ETag, Size: p.Size}
-	}
-	if total != info.Size {
-		r.discardUpload(ctx, c.Key, cp)
-		return fmt.Errorf("complete %s: parts hold %d bytes, the source has %d", cp.DestKey, total, info.Size)
-	}
-	obj, err := r.job.Dest.CompleteMultipart(ctx, cp.DestKey, cp.UploadID, parts)
-	if err != nil {
-		return err
-	}
-	// The part bytes were already counted in the progress.
-	if err := r.commit(c, info, cp.DestKey, obj, 0); err != nil {
-		return err
-	}
-	return nil
-}
-
-// resume checks a checkpoint against the source and the destination. It
-// keeps the parts ListParts confirms, discards the upload when the source
-// changed, and recognizes an upload that was completed before the journal
-// could record it (done).
-func (r *run) resume(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, partSize int64, nparts int32, cp journal.Checkpoint) (journal.Checkpoint, bool, bool, error) {
-	if cp.SourceETag != info.ETag || cp.SourceVersion != info.VersionID || cp.Size != info.Size ||
-		cp.DestKey != destKey || cp.PartSize != partSize {
-		r.log.Info("source changed since the interrupted upload, starting over", "key", c.Key)
-		r.discardUpload(ctx, c.Key, cp)
-		return journal.Checkpoint{}, false, false, nil
-	}
-	listed, err := r.job.Dest.ListParts(ctx, destKey, cp.UploadID)
-	if errors.Is(err, backends.ErrNoSuchUpload) {
-		if r.completedEarlier(ctx, info, cp, nparts) {
-			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
-			obj, err := r.job.Dest.Stat(ctx, destKey, "")
-			if err != nil {
-				return cp, false, false, err
-			}
-			return cp, false, true, r.commit(c, info, destKey, obj, 0)
-		}
-		if err := r.jb.DeleteCheckpoint(c.Key); err != nil {
-			return cp, false, false, err
-		}
-		return journal.Checkpoint{}, false, false, nil
-	}
-	if err != nil {
-		return cp, false, false, err
-	}
-	confirmed := make(map[int32]backends.Part, len(listed))
-	for _, p := range listed {
-		confirmed[p.Number] = p
-	}
-	kept := cp.Parts[:0]
-	for _, p := range cp.Parts {
-		if l, ok := confirmed[p.Number]; ok && strings.Trim(l.ETag, `"`) == strings.Trim(p.ETag, `"`) && l.Size == p.Size {
-			kept = append(kept, p)
-		}
-	}
-	cp.Parts = kept
-	r.log.Info("resuming multipart upload", "key", c.Key, "parts_done", len(kept), "parts", nparts)
-	return cp, true, false, nil
-}
-
-// completedEarlier reports whether the destination holds exactly the object
-// the checkpoint's parts assemble to: its multipart ETag is the MD5 of the
-// part MD5s, a fingerprint no other content has.
-func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint, nparts int32) bool {
-	if int32(len(cp.Parts)) != nparts {
-		return false
-	}
-	obj, err := r.job.Dest.Stat(ctx, cp.DestKey, "")
-	if err != nil || obj.Size != info.Size {
-		return false
-	}
-	h := md5.New()
-	for _, p := range cp.Parts {
-		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
-		if err != nil {
-			return false
-		}
-		h.Write(b)
-	}
-	return obj.ETag == fmt.Sprintf("%x-%d", h.Sum(nil), len(cp.Parts))
-}
-
-// discardUpload aborts a checkpointed upload and forgets the checkpoint.
-func (r *run) discardUpload(ctx context.Context, key string, cp journal.Checkpoint) {
-	r.abort(ctx, cp.DestKey, cp.UploadID)
-	if err := r.jb.DeleteCheckpoint(key); err != nil {
-		r.log.Warn("could not delete checkpoint", "key", key, "err", err)
-	}
-}
-
-func (r *run) abort(ctx context.Context, destKey, uploadID string) {
-	if err := r.job.Dest.AbortMultipart(context.WithoutCancel(ctx), destKey, uploadID); err != nil && !errors.Is(err, backends.ErrNoSuchUpload) {
-		r.log.Warn("could not abort multipart upload; the next run retries", "key", destKey, "err", err)
-	}
 }
 
 // del propagates a delete after checking that the source key is still gone.

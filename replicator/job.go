@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
 )
 
 // DeletePolicy says what happens to replicas whose source key disappeared.
@@ -65,6 +66,18 @@ type Job struct {
 	MaxDelete        int
 	MaxDeletePercent float64
 	Transfer         Transfer
+	// Encryption, when set, stores every replica as an age-encrypted zstd
+	// stream (docs/FORMAT.md); nil copies bytes as they are.
+	Encryption *Encryption
+}
+
+// Encryption is a job's replica encryption.
+type Encryption struct {
+	Options crypto.Options
+	// NameSecret, when set, hides source keys: a replica is stored under
+	// crypto.HashedName(NameSecret, source key) below the destination
+	// prefix, and only its META frame knows the original key.
+	NameSecret []byte
 }
 
 // Options are per-run settings.

@@ -113,7 +113,7 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 			continue
 		}
 		listed++
-		if rec != nil && rec.SourceETag == obj.ETag && rec.Size == obj.Size {
+		if rec != nil && r.upToDate(rec.Record, obj) {
 			r.skipped.Add(1)
 			continue
 		}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
@@ -251,6 +252,9 @@ func (r *run) summary(started time.Time) Summary {
 
 // destKey maps a source key to its replica's key.
 func (r *run) destKey(key string) string {
+	if e := r.job.Encryption; e != nil && e.NameSecret != nil {
+		return r.job.DestPrefix + crypto.HashedName(e.NameSecret, key)
+	}
 	return r.job.DestPrefix + strings.TrimPrefix(key, r.job.SourcePrefix)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
@@ -43,13 +44,55 @@ type JobConfig struct {
 	Destination Location       `yaml:"destination"`
 	Include     []string       `yaml:"include"`
 	Exclude     []string       `yaml:"exclude"`
-	Encryption  string         `yaml:"encryption"`
+	Encryption  Encryption     `yaml:"encryption"`
 	Deletes     string         `yaml:"deletes"`
 	MaxDelete   string         `yaml:"max_delete"`
 	Transfer    TransferConfig `yaml:"transfer"`
 
 	line int
 }
+
+// Encryption is a job's `encryption:` block, or the scalar `none`.
+type Encryption struct {
+	None           bool     `yaml:"-"`
+	Recipients     []string `yaml:"recipients"`
+	RecipientsFile string   `yaml:"recipients_file"`
+	Compression    string   `yaml:"compression"` // zstd (default) | none
+	Level          int      `yaml:"level"`       // zstd level 1..19, default 3
+	Names          string   `yaml:"names"`       // hashed (default) | plain
+	NameSecretFile string   `yaml:"name_secret_file"`
+
+	line int
+}
+
+// encryptionFields is Encryption without its UnmarshalYAML, to decode the
+// mapping form.
+type encryptionFields Encryption
+
+// UnmarshalYAML takes `none`, or a mapping whose fields are checked
+// strictly like the rest of the file.
+func (e *Encryption) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value != "none" {
+			return fmt.Errorf("line %d: encryption: %q (use none, or a mapping with recipients)", n.Line, n.Value)
+		}
+		*e = Encryption{None: true, line: n.Line}
+		return nil
+	}
+	if err := checkKnownFields(n, reflect.TypeFor[encryptionFields](), "encryption"); err != nil {
+		return err
+	}
+	var f encryptionFields
+	if err := n.Decode(&f); err != nil {
+		return err
+	}
+	*e = Encryption(f)
+	e.line = n.Line
+	return nil
+}
+
+// Enabled reports whether the job encrypts.
+func (e *Encryption) Enabled() bool { return !e.None && e.line != 0 }
 
 // TransferConfig tunes the copy engine.
 type TransferConfig struct {
@@ -428,10 +471,8 @@ func (j *JobConfig) validate(c *Config, field string) error {
 			return fmt.Errorf("line %d: %s: %w", j.line, field, err)
 		}
 	}
-	switch j.Encryption {
-	case "", "none":
-	default:
-		return fmt.Errorf("line %d: %s.encryption: %q is not supported by this build (use none)", j.line, field, j.Encryption)
+	if err := j.Encryption.validate(); err != nil {
+		return fmt.Errorf("line %d: %s.encryption.%w", j.Encryption.line, field, err)
 	}
 	switch j.Deletes {
 	case "", "keep", "propagate":
@@ -464,6 +505,43 @@ func (j *JobConfig) validate(c *Config, field string) error {
 	}
 	if t.Bandwidth < 0 {
 		return fmt.Errorf("line %d: %s.transfer.bandwidth: negative", j.line, field)
+	}
+	return nil
+}
+
+// validate checks the encryption block; errors start with the field name.
+// Recipients are parsed here, so a bad one is a configuration error.
+func (e *Encryption) validate() error {
+	if !e.Enabled() {
+		return nil
+	}
+	if len(e.Recipients) == 0 && e.RecipientsFile == "" {
+		return errors.New("recipients: none (give recipients, recipients_file or both)")
+	}
+	for i, r := range e.Recipients {
+		if _, err := crypto.ParseRecipient(r); err != nil {
+			return fmt.Errorf("recipients[%d]: %w", i, err)
+		}
+	}
+	switch e.Compression {
+	case "":
+		e.Compression = "zstd"
+	case "zstd", "none":
+	default:
+		return fmt.Errorf("compression: %q (use zstd or none)", e.Compression)
+	}
+	if e.Level < 0 || e.Level > 19 || (e.Level != 0 && e.Compression == "none") {
+		return fmt.Errorf("level: %d (zstd levels are 1..19, and only with compression: zstd)", e.Level)
+	}
+	switch e.Names {
+	case "":
+		e.Names = "hashed"
+	case "hashed", "plain":
+	default:
+		return fmt.Errorf("names: %q (use hashed or plain)", e.Names)
+	}
+	if e.Names == "hashed" && e.NameSecretFile == "" {
+		return errors.New("name_secret_file: missing (names: hashed, the default, needs a file of at least 32 random bytes; or set names: plain)")
 	}
 	return nil
 }

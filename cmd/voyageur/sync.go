@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
 )
@@ -139,11 +140,52 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger) 
 	if jc.Deletes == "propagate" {
 		spec.Deletes = replicator.DeletesPropagate
 	}
+	if jc.Encryption.Enabled() {
+		if spec.Encryption, err = buildEncryption(jc); err != nil {
+			return replicator.Job{}, err
+		}
+	}
 	if jc.MaxDelete != "" {
 		n, pct, _ := parseMaxDelete(jc.MaxDelete) // validated when loading
 		spec.MaxDelete, spec.MaxDeletePercent = n, pct
 	}
 	return spec, nil
+}
+
+// buildEncryption reads the recipients file and the name secret; a file
+// that cannot be read or holds bad data is a configuration error.
+func buildEncryption(jc JobConfig) (*replicator.Encryption, error) {
+	e := jc.Encryption
+	enc := &replicator.Encryption{Options: crypto.Options{
+		Compression: crypto.Compression{Zstd: e.Compression == "zstd", Level: e.Level},
+	}}
+	for _, s := range e.Recipients {
+		r, err := crypto.ParseRecipient(s) // validated when loading
+		if err != nil {
+			return nil, configErrorf("job %s: encryption.recipients: %w", jc.Name, err)
+		}
+		enc.Options.Recipients = append(enc.Options.Recipients, r)
+	}
+	if e.RecipientsFile != "" {
+		rs, err := crypto.LoadRecipientsFile(e.RecipientsFile)
+		if err != nil {
+			return nil, configErrorf("job %s: encryption.recipients_file: %w", jc.Name, err)
+		}
+		enc.Options.Recipients = append(enc.Options.Recipients, rs...)
+	}
+	if e.Names == "hashed" {
+		secret, err := crypto.LoadNameSecret(e.NameSecretFile)
+		if err != nil {
+			return nil, configErrorf("job %s: encryption.name_secret_file: %w", jc.Name, err)
+		}
+		enc.NameSecret = secret
+	}
+	// Mixed recipient kinds (post-quantum and classic) are refused before
+	// anything is copied.
+	if _, err := crypto.NewWriter(enc.Options, crypto.Meta{}); err != nil {
+		return nil, configErrorf("job %s: encryption: %w", jc.Name, err)
+	}
+	return enc, nil
 }
 
 func writeJSONSummary(w io.Writer, summaries []replicator.Summary) error {

@@ -1,0 +1,335 @@
+package replicator
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+// partSizeFor grows the part size so that an object needs at most MaxParts
+// parts, rounding up to a whole MiB.
+func partSizeFor(size, base int64) int64 {
+	ps := base
+	if need := (size + MaxParts - 1) / MaxParts; need > ps {
+		ps = (need + (1<<20 - 1)) &^ (1<<20 - 1)
+	}
+	return min(ps, MaxPartSize)
+}
+
+// multipart copies a large object with concurrent ranged reads and part
+// uploads, checkpointing every finished part so that a killed run resumes.
+//
+// Encrypted, part n is the pure function of the writer state (file key,
+// nonce, header, META), its source bytes and the boundary where part n-1
+// ended; parts are read, compressed, sealed (in order: the chunk counter and
+// the SHA-256 chain through them) and uploaded concurrently.
+func (r *run) multipart(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, cp journal.Checkpoint, hasCP bool) error {
+	partSize := partSizeFor(info.Size, r.job.Transfer.PartSize)
+	nparts := int32((info.Size + partSize - 1) / partSize)
+	var w *crypto.Writer
+	if hasCP {
+		var done bool
+		var err error
+		cp, hasCP, done, err = r.resume(ctx, c, info, destKey, partSize, nparts, cp)
+		if err != nil || done {
+			return err
+		}
+		if hasCP && r.job.Encryption != nil {
+			w, err = crypto.ResumeWriter(cp.Writer)
+			if err != nil {
+				// Re-produced parts might differ from what was sealed
+				// under this file key: start over with a fresh one.
+				r.log.Info("cannot resume the encrypted upload, starting over", "key", c.Key, "err", err)
+				r.discardUpload(ctx, c.Key, cp)
+				hasCP = false
+			}
+		}
+	}
+	if !hasCP {
+		var state []byte
+		if enc := r.job.Encryption; enc != nil {
+			var err error
+			if w, err = crypto.NewWriter(enc.Options, metaOf(info)); err != nil {
+				return fmt.Errorf("encrypt %s: %w", c.Key, err)
+			}
+			if state, err = w.State(); err != nil {
+				return fmt.Errorf("encrypt %s: %w", c.Key, err)
+			}
+		}
+		id, err := r.job.Dest.CreateMultipart(ctx, destKey, r.destOptions(info))
+		if err != nil {
+			return err
+		}
+		cp = journal.Checkpoint{
+			UploadID: id, DestKey: destKey, SourceETag: info.ETag, SourceVersion: info.VersionID,
+			Size: info.Size, PartSize: partSize, Created: time.Now().UTC(), Writer: state,
+		}
+		if err := r.jb.SaveCheckpoint(c.Key, cp); err != nil {
+			r.abort(ctx, destKey, id)
+			return err
+		}
+	}
+	have := make(map[int32]bool, len(cp.Parts))
+	for _, p := range cp.Parts {
+		have[p.Number] = true
+	}
+	var seq *sequencer
+	if w != nil {
+		seq = newSequencer(w, cp.Parts)
+	}
+
+	var mu sync.Mutex // guards cp while parts finish concurrently
+	g, gctx := errgroup.WithContext(ctx)
+	if seq != nil {
+		stop := context.AfterFunc(gctx, seq.wake)
+		defer stop()
+	}
+	for n := int32(1); n <= nparts; n++ {
+		if have[n] {
+			continue
+		}
+		off := int64(n-1) * partSize
+		length := min(partSize, info.Size-off)
+		need := length
+		if seq != nil {
+			// Source bytes, their compressed frames and the sealed part.
+			need += 2 * crypto.SealedSizeBound(length)
+		}
+		release, err := r.acquire(gctx, need)
+		if err != nil {
+			break // gctx is done: g.Wait reports why
+		}
+		g.Go(func() error {
+			defer release()
+			buf := r.bufs.get(length)
+			defer r.bufs.put(buf)
+			if _, err := r.readSource(gctx, info, off, buf); err != nil {
+				return err
+			}
+			part := journal.PartState{Number: n, End: off + length}
+			out := buf
+			if seq != nil {
+				compressed, err := seq.w.Compress(buf)
+				if err != nil {
+					return fmt.Errorf("compress part %d of %s: %w", n, c.Key, err)
+				}
+				var end crypto.Boundary
+				out, end, err = seq.seal(gctx, n, buf, compressed, n == nparts)
+				if err != nil {
+					return fmt.Errorf("encrypt part %d of %s: %w", n, c.Key, err)
+				}
+				part.End, part.Chunk, part.Hash = end.Plain, end.Chunk, end.Hash
+			}
+			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(out), int64(len(out)))
+			if err != nil {
+				return err
+			}
+			part.ETag, part.Size = etag, int64(len(out))
+			r.bytesWritten.Add(part.Size)
+			if p := r.opts.Progress; p != nil {
+				p.BytesDone.Add(length)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			cp.Parts = insertPart(cp.Parts, part)
+			return r.jb.SaveCheckpoint(c.Key, cp)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if errors.Is(err, errSourceChanged) {
+			r.discardUpload(ctx, c.Key, cp)
+		}
+		return err
+	}
+	return r.complete(ctx, c, info, cp, nparts)
+}
+
+func insertPart(parts []journal.PartState, p journal.PartState) []journal.PartState {
+	i, found := slices.BinarySearchFunc(parts, p.Number, func(a journal.PartState, n int32) int { return int(a.Number - n) })
+	if found {
+		parts[i] = p
+		return parts
+	}
+	return slices.Insert(parts, i, p)
+}
+
+// complete checks that the parts cover the source exactly and assembles
+// the upload.
+func (r *run) complete(ctx context.Context, c journal.Change, info backends.ObjectInfo, cp journal.Checkpoint, nparts int32) error {
+	parts := make([]backends.Part, len(cp.Parts))
+	var plain int64
+	for i, p := range cp.Parts {
+		if p.Number != int32(i+1) || p.End <= plain {
+			r.discardUpload(ctx, c.Key, cp)
+			return fmt.Errorf("complete %s: part %d does not follow part %d", cp.DestKey, p.Number, i)
+		}
+		plain = p.End
+		parts[i] = backends.Part{Number: p.Number, ETag: p.ETag, Size: p.Size}
+	}
+	if int32(len(parts)) != nparts || plain != info.Size {
+		r.discardUpload(ctx, c.Key, cp)
+		return fmt.Errorf("complete %s: %d parts cover %d bytes, the source has %d bytes in %d parts", cp.DestKey, len(parts), plain, info.Size, nparts)
+	}
+	obj, err := r.job.Dest.CompleteMultipart(ctx, cp.DestKey, cp.UploadID, parts)
+	if err != nil {
+		return err
+	}
+	// The part bytes were already counted in the progress.
+	return r.commit(c, info, cp.DestKey, obj, 0)
+}
+
+// resume checks a checkpoint against the source and the destination. It
+// keeps the parts ListParts confirms (encrypted: the longest run of them
+// from part 1, since each part's counters and hash chain from the one
+// before), discards the upload when the source changed, and recognizes an
+// upload that was completed before the journal could record it (done).
+func (r *run) resume(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, partSize int64, nparts int32, cp journal.Checkpoint) (journal.Checkpoint, bool, bool, error) {
+	if cp.SourceETag != info.ETag || cp.SourceVersion != info.VersionID || cp.Size != info.Size ||
+		cp.DestKey != destKey || cp.PartSize != partSize || (cp.Writer != nil) != (r.job.Encryption != nil) {
+		r.log.Info("source or settings changed since the interrupted upload, starting over", "key", c.Key)
+		r.discardUpload(ctx, c.Key, cp)
+		return journal.Checkpoint{}, false, false, nil
+	}
+	listed, err := r.job.Dest.ListParts(ctx, destKey, cp.UploadID)
+	if errors.Is(err, backends.ErrNoSuchUpload) {
+		if r.completedEarlier(ctx, info, cp, nparts) {
+			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
+			obj, err := r.job.Dest.Stat(ctx, destKey, "")
+			if err != nil {
+				return cp, false, false, err
+			}
+			return cp, false, true, r.commit(c, info, destKey, obj, 0)
+		}
+		if err := r.jb.DeleteCheckpoint(c.Key); err != nil {
+			return cp, false, false, err
+		}
+		return journal.Checkpoint{}, false, false, nil
+	}
+	if err != nil {
+		return cp, false, false, err
+	}
+	confirmed := make(map[int32]backends.Part, len(listed))
+	for _, p := range listed {
+		confirmed[p.Number] = p
+	}
+	kept := cp.Parts[:0]
+	for _, p := range cp.Parts {
+		l, ok := confirmed[p.Number]
+		ok = ok && strings.Trim(l.ETag, `"`) == strings.Trim(p.ETag, `"`) && l.Size == p.Size
+		if ok && (cp.Writer == nil || p.Number == int32(len(kept)+1)) {
+			kept = append(kept, p)
+		} else if cp.Writer != nil {
+			break
+		}
+	}
+	cp.Parts = kept
+	r.log.Info("resuming multipart upload", "key", c.Key, "parts_done", len(kept), "parts", nparts)
+	return cp, true, false, nil
+}
+
+// completedEarlier reports whether the destination holds exactly the object
+// the checkpoint's parts assemble to: its multipart ETag is the MD5 of the
+// part MD5s, a fingerprint no other content has.
+func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint, nparts int32) bool {
+	if int32(len(cp.Parts)) != nparts {
+		return false
+	}
+	obj, err := r.job.Dest.Stat(ctx, cp.DestKey, "")
+	if err != nil || (cp.Writer == nil && obj.Size != info.Size) {
+		return false
+	}
+	h := md5.New()
+	for _, p := range cp.Parts {
+		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		if err != nil {
+			return false
+		}
+		h.Write(b)
+	}
+	return obj.ETag == fmt.Sprintf("%x-%d", h.Sum(nil), len(cp.Parts))
+}
+
+// discardUpload aborts a checkpointed upload and forgets the checkpoint.
+func (r *run) discardUpload(ctx context.Context, key string, cp journal.Checkpoint) {
+	r.abort(ctx, cp.DestKey, cp.UploadID)
+	if err := r.jb.DeleteCheckpoint(key); err != nil {
+		r.log.Warn("could not delete checkpoint", "key", key, "err", err)
+	}
+}
+
+func (r *run) abort(ctx context.Context, destKey, uploadID string) {
+	if err := r.job.Dest.AbortMultipart(context.WithoutCancel(ctx), destKey, uploadID); err != nil && !errors.Is(err, backends.ErrNoSuchUpload) {
+		r.log.Warn("could not abort multipart upload; the next run retries", "key", destKey, "err", err)
+	}
+}
+
+// sequencer seals the parts of one encrypted object in part order: each
+// part's chunk counters and SHA-256 state continue from the part before,
+// while reading, compressing and uploading run concurrently.
+type sequencer struct {
+	w      *crypto.Writer
+	mu     sync.Mutex
+	cond   *sync.Cond
+	next   int32             // the part whose turn it is
+	cur    crypto.Boundary   // where that part starts
+	starts []crypto.Boundary // start of every part before it, for TRAILER's index
+	broken bool
+}
+
+// newSequencer continues after the kept parts (a run from part 1).
+func newSequencer(w *crypto.Writer, kept []journal.PartState) *sequencer {
+	s := &sequencer{w: w, next: 1, cur: w.Start()}
+	s.cond = sync.NewCond(&s.mu)
+	for _, p := range kept {
+		s.starts = append(s.starts, s.cur)
+		s.cur = crypto.Boundary{Plain: p.End, Chunk: p.Chunk, Hash: p.Hash}
+		s.next++
+	}
+	return s
+}
+
+// wake lets waiting parts see that their context is done.
+func (s *sequencer) wake() {
+	s.mu.Lock()
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// seal waits for part n's turn and seals it.
+func (s *sequencer) seal(ctx context.Context, n int32, plain, compressed []byte, last bool) ([]byte, crypto.Boundary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.next != n && !s.broken && ctx.Err() == nil {
+		s.cond.Wait()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, crypto.Boundary{}, err
+	}
+	if s.broken {
+		return nil, crypto.Boundary{}, errors.New("an earlier part failed")
+	}
+	out, end, err := s.w.Seal(make([]byte, 0, crypto.SealedSizeBound(int64(len(plain)))), s.cur, plain, compressed, last, s.starts)
+	if err != nil {
+		s.broken = true
+		s.cond.Broadcast()
+		return nil, crypto.Boundary{}, err
+	}
+	s.starts = append(s.starts, s.cur)
+	s.cur = end
+	s.next++
+	s.cond.Broadcast()
+	return out, end, nil
+}
