@@ -414,25 +414,31 @@ var encoders struct {
 	m map[int]*zstd.Encoder
 }
 
-// encoderFor returns the shared encoder for a zstd CLI level. Its options are
-// part of format version 1: changing them changes the output, which requires
-// a new format version (and so a new fingerprint). EncodeAll runs each frame
-// on one goroutine; the concurrency option only sizes the pool of encoder
-// states that concurrent Compress calls draw from, and does not change the
-// output.
+// encoderOptions are the encoder options for a zstd CLI level. They are part
+// of format version 1: changing them changes the output, which requires a new
+// format version (and so a new fingerprint). EncodeAll runs each frame on one
+// goroutine; the concurrency option only sizes the pool of encoder states
+// that concurrent Compress calls draw from and does not change the output
+// (TestCompressDeterministic checks it).
+func encoderOptions(level int) []zstd.EOption {
+	return []zstd.EOption{
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(true),
+		zstd.WithWindowSize(FrameSize),
+		zstd.WithSingleSegment(true), // every frame declares its content size
+		zstd.WithLowerEncoderMem(false),
+	}
+}
+
+// encoderFor returns the shared encoder for a zstd CLI level.
 func encoderFor(level int) (*zstd.Encoder, error) {
 	encoders.Lock()
 	defer encoders.Unlock()
 	if e := encoders.m[level]; e != nil {
 		return e, nil
 	}
-	e, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithEncoderCRC(true),
-		zstd.WithWindowSize(FrameSize),
-		zstd.WithLowerEncoderMem(false),
-	)
+	e, err := zstd.NewWriter(nil, encoderOptions(level)...)
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
