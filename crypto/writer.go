@@ -204,43 +204,81 @@ func (w *Writer) Compress(plain []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Seal appends one part's bytes to dst and returns them with the boundary at
-// the part's end.
-//
-// start is the boundary at the part's start: Start() for the first part, else
-// the boundary returned by the previous part's Seal (or recorded in a
-// checkpoint). plain is the part's source bytes, compressed must be
-// w.Compress(plain). The first part begins with the age header and payload
-// nonce, and its stream with META. A non-last part ends on a chunk boundary
-// (PAD frame) and none of its chunks carries the last flag. The last part ends
-// with TRAILER, whose index is index (the start boundaries of all earlier
-// parts, in order) followed by start; its final chunk carries the last flag,
-// and its end must reach Meta.Size source bytes.
-//
-// Parts must be sealed in order, since each start comes from the previous
-// end, but Seal is deterministic: the same inputs give the same bytes.
+// Seal produces one part's bytes, appended to dst, given the boundary at its
+// start (from the previous part's Seal, or Start()), the part's source bytes
+// (hashed) and its Compress output. It is NewPart, Add and Part.Seal in one
+// call; see Part.Seal for the layout and the rules.
 func (w *Writer) Seal(dst []byte, start Boundary, plain, compressed []byte, last bool, index []Boundary) ([]byte, Boundary, error) {
-	if w == nil || w.aead == nil {
-		return dst, Boundary{}, errors.New("seal: writer not created by NewWriter or ResumeWriter")
+	p, err := w.NewPart(start)
+	if err != nil {
+		return dst, Boundary{}, err
 	}
-	first := start.Chunk == 0
-	if first != (start.Plain == 0) || start.Plain < 0 {
-		return dst, Boundary{}, fmt.Errorf("seal: invalid start boundary (plain %d, chunk %d)", start.Plain, start.Chunk)
+	if err := p.Add(plain, compressed); err != nil {
+		return dst, Boundary{}, err
+	}
+	return p.Seal(dst, last, index)
+}
+
+// Part gathers one part from any number of consecutive source segments:
+// their compressed frames, and the SHA-256 chain over their source bytes,
+// so that a part of highly compressible data can span many segments (and
+// reach the store's minimum part size) without holding their plaintext.
+type Part struct {
+	w          *Writer
+	start      Boundary
+	h          hash.Hash
+	plain      int64
+	compressed []byte
+}
+
+// NewPart starts a part at start: Start() for the first part, else the
+// boundary the previous part's Seal returned.
+func (w *Writer) NewPart(start Boundary) (*Part, error) {
+	if w == nil || w.aead == nil {
+		return nil, errors.New("seal: writer not created by NewWriter or ResumeWriter")
+	}
+	if (start.Chunk == 0) != (start.Plain == 0) || start.Plain < 0 {
+		return nil, fmt.Errorf("seal: invalid start boundary (plain %d, chunk %d)", start.Plain, start.Chunk)
 	}
 	h, err := restoreHash(start.Hash)
 	if err != nil {
-		return dst, Boundary{}, fmt.Errorf("seal: start boundary: %w", err)
+		return nil, fmt.Errorf("seal: start boundary: %w", err)
 	}
-	if err := checkCompressed(compressed, len(plain)); err != nil {
-		return dst, Boundary{}, fmt.Errorf("seal: compressed part: %w", err)
-	}
-	end := Boundary{Plain: start.Plain + int64(len(plain))}
-	if end.Plain > w.st.Size {
-		return dst, Boundary{}, fmt.Errorf("seal: part ends at %d source bytes, meta says the object has %d", end.Plain, w.st.Size)
-	}
-	h.Write(plain)
+	return &Part{w: w, start: start, h: h}, nil
+}
 
-	n := int64(len(compressed))
+// Add appends the next source segment: its bytes (hashed, not kept) and
+// their Compress output. Segments must be added in source order.
+func (p *Part) Add(plain, compressed []byte) error {
+	if err := checkCompressed(compressed, len(plain)); err != nil {
+		return fmt.Errorf("seal: compressed part: %w", err)
+	}
+	if end := p.start.Plain + p.plain + int64(len(plain)); end > p.w.st.Size {
+		return fmt.Errorf("seal: part ends at %d source bytes, meta says the object has %d", end, p.w.st.Size)
+	}
+	p.h.Write(plain)
+	p.plain += int64(len(plain))
+	p.compressed = append(p.compressed, compressed...)
+	return nil
+}
+
+// Compressed is the number of compressed bytes added so far: about what
+// the sealed part will weigh.
+func (p *Part) Compressed() int64 { return int64(len(p.compressed)) }
+
+// Seal produces the part's bytes, appended to dst, and the boundary at its
+// end. The first part (started at Start()) begins with the age header and
+// payload nonce, and its stream begins with META. A non-last part ends on a
+// chunk boundary (PAD) and no chunk has the last flag; the last part ends
+// with TRAILER (whose index is index — the start boundaries of all earlier
+// parts, in order — plus this part's start) and its final chunk carries the
+// last flag. Parts are sealed in order (the hash chains), and the same
+// inputs always give the same bytes.
+func (p *Part) Seal(dst []byte, last bool, index []Boundary) ([]byte, Boundary, error) {
+	w, start := p.w, p.start
+	first := start.Chunk == 0
+	end := Boundary{Plain: start.Plain + p.plain}
+	n := int64(len(p.compressed))
 	if first {
 		n += w.metaLen
 	}
@@ -250,20 +288,21 @@ func (w *Writer) Seal(dst []byte, start Boundary, plain, compressed []byte, last
 			return dst, Boundary{}, fmt.Errorf("seal: last part ends at %d source bytes, meta says the object has %d", end.Plain, w.st.Size)
 		}
 		t := Trailer{Size: end.Plain}
-		copy(t.SHA256[:], h.Sum(nil))
+		copy(t.SHA256[:], p.h.Sum(nil))
+		var err error
 		if t.Index, err = trailerIndex(index, start); err != nil {
 			return dst, Boundary{}, fmt.Errorf("seal: %w", err)
 		}
 		tail = appendSkippable(nil, marshalTrailer(t))
-	} else if p := padLen(n); p > 0 {
-		tail = appendPad(nil, int(p))
+	} else if pad := padLen(n); pad > 0 {
+		tail = appendPad(nil, int(pad))
 	}
 
 	stream := make([]byte, 0, n+int64(len(tail)))
 	if first {
 		stream = appendSkippable(stream, w.st.Meta)
 	}
-	stream = append(stream, compressed...)
+	stream = append(stream, p.compressed...)
 	stream = append(stream, tail...)
 	chunks := (int64(len(stream)) + ChunkSize - 1) / ChunkSize
 
@@ -273,7 +312,8 @@ func (w *Writer) Seal(dst []byte, start Boundary, plain, compressed []byte, last
 	}
 	dst = sealChunks(dst, w.aead, stream, start.Chunk, last)
 	end.Chunk = start.Chunk + uint64(chunks)
-	if end.Hash, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+	var err error
+	if end.Hash, err = p.h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
 		return dst, Boundary{}, fmt.Errorf("seal: %w", err)
 	}
 	return dst, end, nil

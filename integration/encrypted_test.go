@@ -177,10 +177,11 @@ func TestEncryptedReplica(t *testing.T) {
 	decryptWithCLIs(t, k.identity, enc, plain)
 	secret := readFile(t, k.nameSecret)
 	for key := range files {
-		want := readFile(t, filepath.Join(dir, "data", key))
+		src := filepath.Join(dir, "data", key)
 		if key == "meta/ledger.csv" {
-			want = readFile(t, filepath.Join(dir, "data/sizes/one-byte"))
+			src = filepath.Join(dir, "data/sizes/one-byte")
 		}
+		want := readFile(t, src)
 		if got := readFile(t, filepath.Join(plain, crypto.HashedName(secret, key))); !bytes.Equal(got, want) {
 			t.Errorf("%s: age -d | zstd -d gives %d bytes, want the %d source bytes", key, len(got), len(want))
 		}

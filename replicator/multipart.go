@@ -31,11 +31,6 @@ func partSizeFor(size, base int64) int64 {
 
 // multipart copies a large object with concurrent ranged reads and part
 // uploads, checkpointing every finished part so that a killed run resumes.
-//
-// Encrypted, part n is the pure function of the writer state (file key,
-// nonce, header, META), its source bytes and the boundary where part n-1
-// ended; parts are read, compressed, sealed (in order: the chunk counter and
-// the SHA-256 chain through them) and uploaded concurrently.
 func (r *run) multipart(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, cp journal.Checkpoint, hasCP bool) error {
 	partSize := partSizeFor(info.Size, r.job.Transfer.PartSize)
 	nparts := int32((info.Size + partSize - 1) / partSize)
@@ -43,7 +38,7 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 	if hasCP {
 		var done bool
 		var err error
-		cp, hasCP, done, err = r.resume(ctx, c, info, destKey, partSize, nparts, cp)
+		cp, hasCP, done, err = r.resume(ctx, c, info, destKey, partSize, cp)
 		if err != nil || done {
 			return err
 		}
@@ -82,33 +77,29 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 			return err
 		}
 	}
+	if w != nil {
+		n, err := r.uploadEncrypted(ctx, c, info, &cp, w, partSize)
+		if err != nil {
+			if errors.Is(err, errSourceChanged) {
+				r.discardUpload(ctx, c.Key, cp)
+			}
+			return err
+		}
+		return r.complete(ctx, c, info, cp, n)
+	}
 	have := make(map[int32]bool, len(cp.Parts))
 	for _, p := range cp.Parts {
 		have[p.Number] = true
 	}
-	var seq *sequencer
-	if w != nil {
-		seq = newSequencer(w, cp.Parts)
-	}
-
 	var mu sync.Mutex // guards cp while parts finish concurrently
 	g, gctx := errgroup.WithContext(ctx)
-	if seq != nil {
-		stop := context.AfterFunc(gctx, seq.wake)
-		defer stop()
-	}
 	for n := int32(1); n <= nparts; n++ {
 		if have[n] {
 			continue
 		}
 		off := int64(n-1) * partSize
 		length := min(partSize, info.Size-off)
-		need := length
-		if seq != nil {
-			// Source bytes, their compressed frames and the sealed part.
-			need += 2 * crypto.SealedSizeBound(length)
-		}
-		release, err := r.acquire(gctx, need)
+		release, err := r.acquire(gctx, length)
 		if err != nil {
 			break // gctx is done: g.Wait reports why
 		}
@@ -119,32 +110,17 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 			if _, err := r.readSource(gctx, info, off, buf); err != nil {
 				return err
 			}
-			part := journal.PartState{Number: n, End: off + length}
-			out := buf
-			if seq != nil {
-				compressed, err := seq.w.Compress(buf)
-				if err != nil {
-					return fmt.Errorf("compress part %d of %s: %w", n, c.Key, err)
-				}
-				var end crypto.Boundary
-				out, end, err = seq.seal(gctx, n, buf, compressed, n == nparts)
-				if err != nil {
-					return fmt.Errorf("encrypt part %d of %s: %w", n, c.Key, err)
-				}
-				part.End, part.Chunk, part.Hash = end.Plain, end.Chunk, end.Hash
-			}
-			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(out), int64(len(out)))
+			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length)
 			if err != nil {
 				return err
 			}
-			part.ETag, part.Size = etag, int64(len(out))
-			r.bytesWritten.Add(part.Size)
+			r.bytesWritten.Add(length)
 			if p := r.opts.Progress; p != nil {
 				p.BytesDone.Add(length)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			cp.Parts = insertPart(cp.Parts, part)
+			cp.Parts = insertPart(cp.Parts, journal.PartState{Number: n, ETag: etag, Size: length, End: off + length})
 			return r.jb.SaveCheckpoint(c.Key, cp)
 		})
 	}
@@ -196,7 +172,7 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 // from part 1, since each part's counters and hash chain from the one
 // before), discards the upload when the source changed, and recognizes an
 // upload that was completed before the journal could record it (done).
-func (r *run) resume(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, partSize int64, nparts int32, cp journal.Checkpoint) (journal.Checkpoint, bool, bool, error) {
+func (r *run) resume(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, partSize int64, cp journal.Checkpoint) (journal.Checkpoint, bool, bool, error) {
 	if cp.SourceETag != info.ETag || cp.SourceVersion != info.VersionID || cp.Size != info.Size ||
 		cp.DestKey != destKey || cp.PartSize != partSize || (cp.Writer != nil) != (r.job.Encryption != nil) {
 		r.log.Info("source or settings changed since the interrupted upload, starting over", "key", c.Key)
@@ -205,7 +181,7 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 	}
 	listed, err := r.job.Dest.ListParts(ctx, destKey, cp.UploadID)
 	if errors.Is(err, backends.ErrNoSuchUpload) {
-		if r.completedEarlier(ctx, info, cp, nparts) {
+		if r.completedEarlier(ctx, info, cp) {
 			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
 			obj, err := r.job.Dest.Stat(ctx, destKey, "")
 			if err != nil {
@@ -236,15 +212,20 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 		}
 	}
 	cp.Parts = kept
-	r.log.Info("resuming multipart upload", "key", c.Key, "parts_done", len(kept), "parts", nparts)
+	r.log.Info("resuming multipart upload", "key", c.Key, "parts_done", len(kept))
 	return cp, true, false, nil
 }
 
 // completedEarlier reports whether the destination holds exactly the object
 // the checkpoint's parts assemble to: its multipart ETag is the MD5 of the
 // part MD5s, a fingerprint no other content has.
-func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint, nparts int32) bool {
-	if int32(len(cp.Parts)) != nparts {
+func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint) bool {
+	for i, p := range cp.Parts {
+		if p.Number != int32(i+1) {
+			return false
+		}
+	}
+	if len(cp.Parts) == 0 || cp.Parts[len(cp.Parts)-1].End != info.Size {
 		return false
 	}
 	obj, err := r.job.Dest.Stat(ctx, cp.DestKey, "")
@@ -274,62 +255,4 @@ func (r *run) abort(ctx context.Context, destKey, uploadID string) {
 	if err := r.job.Dest.AbortMultipart(context.WithoutCancel(ctx), destKey, uploadID); err != nil && !errors.Is(err, backends.ErrNoSuchUpload) {
 		r.log.Warn("could not abort multipart upload; the next run retries", "key", destKey, "err", err)
 	}
-}
-
-// sequencer seals the parts of one encrypted object in part order: each
-// part's chunk counters and SHA-256 state continue from the part before,
-// while reading, compressing and uploading run concurrently.
-type sequencer struct {
-	w      *crypto.Writer
-	mu     sync.Mutex
-	cond   *sync.Cond
-	next   int32             // the part whose turn it is
-	cur    crypto.Boundary   // where that part starts
-	starts []crypto.Boundary // start of every part before it, for TRAILER's index
-	broken bool
-}
-
-// newSequencer continues after the kept parts (a run from part 1).
-func newSequencer(w *crypto.Writer, kept []journal.PartState) *sequencer {
-	s := &sequencer{w: w, next: 1, cur: w.Start()}
-	s.cond = sync.NewCond(&s.mu)
-	for _, p := range kept {
-		s.starts = append(s.starts, s.cur)
-		s.cur = crypto.Boundary{Plain: p.End, Chunk: p.Chunk, Hash: p.Hash}
-		s.next++
-	}
-	return s
-}
-
-// wake lets waiting parts see that their context is done.
-func (s *sequencer) wake() {
-	s.mu.Lock()
-	s.cond.Broadcast()
-	s.mu.Unlock()
-}
-
-// seal waits for part n's turn and seals it.
-func (s *sequencer) seal(ctx context.Context, n int32, plain, compressed []byte, last bool) ([]byte, crypto.Boundary, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.next != n && !s.broken && ctx.Err() == nil {
-		s.cond.Wait()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, crypto.Boundary{}, err
-	}
-	if s.broken {
-		return nil, crypto.Boundary{}, errors.New("an earlier part failed")
-	}
-	out, end, err := s.w.Seal(make([]byte, 0, crypto.SealedSizeBound(int64(len(plain)))), s.cur, plain, compressed, last, s.starts)
-	if err != nil {
-		s.broken = true
-		s.cond.Broadcast()
-		return nil, crypto.Boundary{}, err
-	}
-	s.starts = append(s.starts, s.cur)
-	s.cur = end
-	s.next++
-	s.cond.Broadcast()
-	return out, end, nil
 }

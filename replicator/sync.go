@@ -59,7 +59,7 @@ type run struct {
 // change queued for the next run; the returned error is for failures of the
 // run itself (listing, journal, the delete limit).
 func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summary, error) {
-	if err := job.Transfer.normalize(); err != nil {
+	if err := job.Transfer.normalize(job.Encryption != nil); err != nil {
 		return Summary{Job: job.Name}, fmt.Errorf("job %s: %w", job.Name, err)
 	}
 	if opts.Logger == nil {
@@ -258,7 +258,7 @@ func (r *run) destKey(key string) string {
 	return r.job.DestPrefix + strings.TrimPrefix(key, r.job.SourcePrefix)
 }
 
-func (t *Transfer) normalize() error {
+func (t *Transfer) normalize(encrypted bool) error {
 	if t.PartSize == 0 {
 		t.PartSize = 16 << 20
 	}
@@ -271,8 +271,8 @@ func (t *Transfer) normalize() error {
 	if t.Memory == 0 {
 		t.Memory = max(512<<20, t.PartSize)
 	}
-	if t.Memory < t.PartSize {
-		return fmt.Errorf("memory budget %d is smaller than the part size %d", t.Memory, t.PartSize)
+	if need := MinMemory(t.PartSize, t.PartSize, encrypted); t.Memory < need {
+		return fmt.Errorf("memory budget %d is smaller than the %d bytes this part size needs", t.Memory, need)
 	}
 	return nil
 }

@@ -234,17 +234,27 @@ func TestFilterSelectsKeys(t *testing.T) {
 }
 
 // failingParts makes UploadPart fail for parts numbered from `from` on,
-// standing in for a run that dies mid-object.
+// standing in for a run that dies mid-object. A failing part first waits
+// for the parts before it, so that what was stored is predictable even
+// though parts upload concurrently.
 type failingParts struct {
 	backends.Bucket
 	from int32
+	done atomic.Int32
 }
 
 func (f *failingParts) UploadPart(ctx context.Context, key, id string, n int32, r io.ReadSeeker, size int64) (string, error) {
 	if n >= f.from {
+		for deadline := time.Now().Add(10 * time.Second); f.done.Load() < f.from-1 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		return "", fmt.Errorf("upload part %d of %s: injected failure", n, key)
 	}
-	return f.Bucket.UploadPart(ctx, key, id, n, r, size)
+	etag, err := f.Bucket.UploadPart(ctx, key, id, n, r, size)
+	if err == nil {
+		f.done.Add(1)
+	}
+	return etag, err
 }
 
 func TestInterruptedMultipartResumes(t *testing.T) {

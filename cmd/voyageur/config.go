@@ -500,8 +500,8 @@ func (j *JobConfig) validate(c *Config, field string) error {
 	if t.Memory == 0 {
 		t.Memory = max(defaultMemory, t.PartSize)
 	}
-	if t.Memory < t.PartSize {
-		return fmt.Errorf("line %d: %s.transfer.memory: %d bytes is less than part_size (%d)", j.line, field, t.Memory, t.PartSize)
+	if need := replicator.MinMemory(int64(t.PartSize), int64(t.PartSize), j.Encryption.Enabled()); int64(t.Memory) < need {
+		return fmt.Errorf("line %d: %s.transfer.memory: %d bytes is less than the %d this part_size needs", j.line, field, t.Memory, need)
 	}
 	if t.Bandwidth < 0 {
 		return fmt.Errorf("line %d: %s.transfer.bandwidth: negative", j.line, field)
