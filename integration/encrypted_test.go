@@ -111,7 +111,7 @@ func TestEncryptedReplica(t *testing.T) {
 		"sizes/part-minus-1": 5*mib - 1, "sizes/part-exact": 5 * mib, "sizes/part-plus-1": 5*mib + 1,
 		"multi/three-parts.bin": 12*mib + 7, "odd keys/unicode-é-漢字.csv": 200, "odd keys/plus+amp&eq=q?.txt": 300,
 	}
-	for i := range 1000 {
+	for i := range 2000 {
 		files[fmt.Sprintf("small/%03d/statement-%d.json", i/100, i)] = 300 + i%700
 	}
 	for key, n := range files {
