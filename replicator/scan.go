@@ -76,8 +76,8 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 			return err
 		}
 		for _, c := range batch {
-			r.noteQueued(c)
-			if r.failedKeys[c.Key] {
+			r.noteQueued(c.Size)
+			if r.failedEarlier(c.Key) {
 				continue // already failed in this run; stays queued for the next
 			}
 			if err := r.dispatch(ctx, c); err != nil {
@@ -219,7 +219,7 @@ func (r *run) propagateDeletes(ctx context.Context, p *deletePlan, listed int) e
 			return err
 		}
 		for _, c := range batch {
-			r.noteQueued(c)
+			r.noteQueued(c.Size)
 			if err := r.dispatch(ctx, c); err != nil {
 				return err
 			}

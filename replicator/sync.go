@@ -148,7 +148,7 @@ func (r *run) drainLeftovers(ctx context.Context) error {
 			break
 		}
 		for _, c := range batch {
-			r.noteQueued(c)
+			r.noteQueued(c.Size)
 			if err := r.dispatch(ctx, c); err != nil {
 				return err
 			}
@@ -187,10 +187,10 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) noteQueued(c journal.Change) {
+func (r *run) noteQueued(size int64) {
 	if p := r.opts.Progress; p != nil {
 		p.ObjectsQueued.Add(1)
-		p.BytesQueued.Add(max(c.Size, 0))
+		p.BytesQueued.Add(max(size, 0))
 	}
 }
 
@@ -218,18 +218,21 @@ func (r *run) process(ctx context.Context, c journal.Change) {
 		// Interrupted: the change stays queued as it was for the next run.
 		return
 	}
-	r.log.Warn("object failed", "key", c.Key, "op", c.Op.String(), "err", err)
-	r.failed.Add(1)
+	r.noteFailure(c.Key, c.Op.String(), err)
 	r.noteDone(0)
 	r.mu.Lock()
 	r.failedKeys[c.Key] = true
-	if len(r.failures) < maxFailuresListed {
-		r.failures = append(r.failures, Failure{Key: c.Key, Op: c.Op.String(), Error: err.Error()})
-	}
 	r.mu.Unlock()
 	if ferr := r.jb.Fail(c, err); ferr != nil {
 		r.log.Error("could not record failure in journal", "key", c.Key, "err", ferr)
 	}
+}
+
+// failedEarlier reports whether key failed earlier in this run.
+func (r *run) failedEarlier(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failedKeys[key]
 }
 
 func (r *run) summary(started time.Time) Summary {

@@ -106,7 +106,7 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 		}
 	} else {
 		for _, s := range summaries {
-			writeHumanSummary(stdout, s)
+			writeHumanSummary(stdout, s, "copied")
 		}
 	}
 	if failed {
@@ -209,10 +209,11 @@ func writeJSONSummary(w io.Writer, summaries []replicator.Summary) error {
 	}{total, summaries})
 }
 
-func writeHumanSummary(w io.Writer, s replicator.Summary) {
-	verb := "copied"
+// writeHumanSummary prints a run's summary; verb names what "copied"
+// counts ("copied", "restored").
+func writeHumanSummary(w io.Writer, s replicator.Summary, verb string) {
 	if s.DryRun {
-		verb = "would copy"
+		verb = "would have " + verb
 	}
 	fmt.Fprintf(w, "%s: %s %d, skipped %d, deleted %d, failed %d; read %s, wrote %s in %.1fs\n",
 		s.Job, verb, s.Copied, s.Skipped, s.Deleted, s.Failed, humanBytes(s.BytesRead), humanBytes(s.BytesWritten), s.Seconds)

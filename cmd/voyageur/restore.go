@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/spf13/cobra"
+
+	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/replicator"
+)
+
+type restoreOptions struct {
+	config, job, identity, to, prefix, asOf string
+	dryRun, json                            bool
+}
+
+func newRestoreCmd(g *globals) *cobra.Command {
+	var o restoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore -c FILE --job NAME --identity FILE --to TARGET [--prefix P] [--as-of RFC3339] [--dry-run] [--json]",
+		Short: "Restore a job's replica (or a prefix, or its state at a time) to a directory or a bucket",
+		Long: `restore reads the replica at the job's destination and writes the original
+objects to TARGET: a local directory, or ENDPOINT:BUCKET[/PREFIX] with an
+endpoint from the config. It needs neither the journal nor the source.
+Encrypted replicas need the identity; every object is verified against its
+SHA-256 before it is put in place. A re-run skips what is already restored.
+
+--as-of T restores, from a versioned destination, the state the replica held
+at T: per key, the newest version the destination stored at or before T.
+T is the destination's clock (when voyageur wrote the replica), not the
+source's modification times.`,
+		Example: `  voyageur restore -c voyageur.yaml --job ledgers --identity /media/offline/identity.txt --to /srv/restore
+  voyageur restore -c voyageur.yaml --job ledgers --identity id.txt --to aws-recovered:ledgers-restored --prefix daily/2026-11/
+  voyageur restore -c voyageur.yaml --job ledgers --identity id.txt --to /srv/restore --as-of 2026-11-24T18:00:00Z`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRestore(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", "", "configuration file (required)")
+	f.StringVar(&o.job, "job", "", "the job whose replica to restore (required)")
+	f.StringVar(&o.identity, "identity", "", "age identity file (needed for encrypted replicas)")
+	f.StringVar(&o.to, "to", "", "a directory, or ENDPOINT:BUCKET[/PREFIX] (required)")
+	f.StringVar(&o.prefix, "prefix", "", "restore only original keys starting with this prefix")
+	f.StringVar(&o.asOf, "as-of", "", "restore the replica as it was at this time (RFC 3339; versioned destinations)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, write nothing")
+	f.BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	for _, name := range []string{"config", "job", "to"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+// replicaJob loads the config and builds the named job, for commands that
+// read the replica (restore, ls, verify).
+func replicaJob(ctx context.Context, g *globals, config, name string, stderr io.Writer) (*Config, replicator.Job, error) {
+	cfg, err := LoadConfig(config)
+	if err != nil {
+		return nil, replicator.Job{}, err
+	}
+	jobs, err := selectJobs(cfg, name)
+	if err != nil {
+		return nil, replicator.Job{}, err
+	}
+	job, err := buildJob(ctx, cfg, jobs[0], g.logger(stderr))
+	return cfg, job, err
+}
+
+// catalogOptions reads --identity, --prefix and --as-of.
+func catalogOptions(identity, prefix, asOf string) (replicator.CatalogOptions, error) {
+	opts := replicator.CatalogOptions{Prefix: prefix}
+	if identity != "" {
+		ids, err := crypto.LoadIdentities(identity)
+		if err != nil {
+			return opts, configErrorf("--identity: %w", err)
+		}
+		opts.Identities = ids
+	}
+	if asOf != "" {
+		t, err := time.Parse(time.RFC3339, asOf)
+		if err != nil {
+			return opts, configErrorf("--as-of %q: not an RFC 3339 time such as 2026-11-24T18:00:00Z", asOf)
+		}
+		opts.AsOf = t
+	}
+	return opts, nil
+}
+
+func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) error {
+	cfg, job, err := replicaJob(ctx, g, o.config, o.job, stderr)
+	if err != nil {
+		return err
+	}
+	copts, err := catalogOptions(o.identity, o.prefix, o.asOf)
+	if err != nil {
+		return err
+	}
+	if job.Encryption != nil && len(copts.Identities) == 0 {
+		return configErrorf("job %s is encrypted: --identity FILE is required", job.Name)
+	}
+	log := g.logger(stderr)
+	var target replicator.Target
+	if ep, _, ok := strings.Cut(o.to, ":"); ok && cfg.Endpoints[ep].Type != "" {
+		loc, err := ParseLocation(o.to)
+		if err != nil {
+			return configErrorf("--to: %w", err)
+		}
+		b, err := openBucket(ctx, cfg, loc, log)
+		if err != nil {
+			return err
+		}
+		target = &replicator.BucketTarget{Bucket: b, Prefix: loc.Prefix, PartSize: job.Transfer.PartSize, Concurrency: job.Transfer.Concurrency}
+	} else {
+		d, err := replicator.NewDirTarget(o.to)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		target = d
+	}
+	progress := &replicator.Progress{}
+	stopBar := startProgressBar(stderr, job.Name, progress, g.quiet || o.json)
+	s, err := replicator.Restore(ctx, job, target, replicator.RestoreOptions{
+		Catalog: copts, DryRun: o.dryRun, Logger: log, Progress: progress,
+	})
+	stopBar()
+	if o.json {
+		if jerr := writeJSONSummary(stdout, []replicator.Summary{s}); jerr != nil {
+			return jerr
+		}
+	} else {
+		writeHumanSummary(stdout, s, "restored")
+	}
+	var nm *age.NoIdentityMatchError
+	switch {
+	case errors.As(err, &nm):
+		return fmt.Errorf("%w (check --identity %s)", err, o.identity)
+	case err != nil:
+		return err
+	case s.Failed > 0:
+		return errObjectsFailed
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+)
+
+// metaProbe is how much of a replica a META read fetches: the age header
+// (at most 64 KiB) and the first two STREAM chunks, which hold all of META.
+const metaProbe = 64<<10 + 2*(crypto.ChunkSize+16) + 16
+
+// ErrNeedIdentity is returned when a replica's names or contents can only be
+// read with an identity and none was given.
+var ErrNeedIdentity = errors.New("encrypted replica: an identity (--identity) is needed")
+
+// Replica is one object of a job's replica, as restore, ls and verify see
+// it: where it is at the destination and what it is a copy of.
+type Replica struct {
+	DestKey      string
+	VersionID    string
+	Size         int64     // bytes at the destination
+	LastModified time.Time // when the destination stored it
+	// Meta describes the source object: read from META for encrypted
+	// replicas; for plain ones, the original key, size and time come from
+	// the destination listing (content type and metadata are not listed).
+	Meta crypto.Meta
+}
+
+// CatalogOptions selects replicas.
+type CatalogOptions struct {
+	// Prefix selects by original (source) key.
+	Prefix string
+	// AsOf, when set, selects per key the newest version the destination
+	// stored at or before it, and skips keys whose newest version then is a
+	// delete marker. It needs a versioned destination.
+	AsOf time.Time
+	// Identities decrypt META; needed for encrypted replicas with hashed
+	// names, and for anything but names otherwise.
+	Identities []age.Identity
+}
+
+// Catalog lists the job's replica with the original key of every object,
+// in destination key order. It reads META of encrypted replicas (a ranged
+// GET of their first chunks each). An error reading one replica is yielded
+// with that replica's DestKey and iteration goes on; a listing error ends it.
+func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replica, error] {
+	return func(yield func(Replica, error) bool) {
+		enc := job.Encryption != nil
+		hashed := enc && job.Encryption.NameSecret != nil
+		if hashed && len(opts.Identities) == 0 {
+			yield(Replica{}, fmt.Errorf("list %s with hashed names: %w", job.Dest.Name(), ErrNeedIdentity))
+			return
+		}
+		for obj, err := range latestAt(ctx, job.Dest, job.DestPrefix, opts.AsOf) {
+			if err != nil {
+				yield(Replica{}, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err))
+				return
+			}
+			rep := Replica{DestKey: obj.Key, VersionID: obj.VersionID, Size: obj.Size, LastModified: obj.LastModified}
+			rel := strings.TrimPrefix(obj.Key, job.DestPrefix)
+			rep.Meta = crypto.Meta{Key: job.SourcePrefix + rel, Size: obj.Size, MTime: obj.LastModified}
+			if !hashed && !strings.HasPrefix(rep.Meta.Key, opts.Prefix) {
+				continue // cheap: the name is known without META
+			}
+			if enc && len(opts.Identities) > 0 {
+				m, err := readMeta(ctx, job.Dest, obj, opts.Identities)
+				if err != nil {
+					if !yield(rep, err) {
+						return
+					}
+					continue
+				}
+				rep.Meta = m
+			}
+			if !strings.HasPrefix(rep.Meta.Key, opts.Prefix) || !job.Filter.Match(strings.TrimPrefix(rep.Meta.Key, job.SourcePrefix)) {
+				continue
+			}
+			if !yield(rep, nil) {
+				return
+			}
+		}
+	}
+}
+
+// readMeta decrypts the META frame of one replica version.
+func readMeta(ctx context.Context, b backends.Bucket, obj backends.ObjectInfo, ids []age.Identity) (crypto.Meta, error) {
+	rc, _, err := b.Get(ctx, obj.Key, backends.GetOptions{Length: min(obj.Size, metaProbe), VersionID: obj.VersionID})
+	if err != nil {
+		return crypto.Meta{}, err
+	}
+	defer rc.Close()
+	m, err := crypto.ReadMeta(rc, ids...)
+	if err != nil {
+		return crypto.Meta{}, fmt.Errorf("read META of %s: %w", obj.Key, err)
+	}
+	return m, nil
+}
+
+// latestAt yields the objects under prefix: the current ones, or with asOf
+// set, per key the newest version stored at or before asOf that is not a
+// delete marker.
+func latestAt(ctx context.Context, b backends.Bucket, prefix string, asOf time.Time) iter.Seq2[backends.ObjectInfo, error] {
+	if asOf.IsZero() {
+		return b.List(ctx, backends.ListOptions{Prefix: prefix})
+	}
+	return func(yield func(backends.ObjectInfo, error) bool) {
+		var key string // the key whose version at asOf was decided
+		for v, err := range b.List(ctx, backends.ListOptions{Prefix: prefix, Versions: true}) {
+			if err != nil {
+				yield(backends.ObjectInfo{}, err)
+				return
+			}
+			// Versions come newest first within a key.
+			if v.Key == key || v.LastModified.After(asOf) {
+				continue
+			}
+			key = v.Key
+			if v.DeleteMarker {
+				continue
+			}
+			if !yield(v, nil) {
+				return
+			}
+		}
+	}
+}

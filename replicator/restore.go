@@ -1,0 +1,182 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+)
+
+// Target receives restored objects: a local directory (DirTarget) or a
+// bucket (BucketTarget).
+type Target interface {
+	// Restored reports whether the target already holds the object m
+	// describes, so that a re-run of an interrupted restore skips it.
+	Restored(ctx context.Context, m crypto.Meta) (bool, error)
+	// Write stores one object. fill writes its plaintext and returns its
+	// META once the plaintext is verified; the target puts the object in
+	// place only after fill succeeded, and leaves nothing when it failed.
+	Write(ctx context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error
+	// Name describes the target in logs.
+	Name() string
+}
+
+// RestoreOptions are per-restore settings.
+type RestoreOptions struct {
+	Catalog  CatalogOptions
+	DryRun   bool
+	Logger   *slog.Logger
+	Progress *Progress
+}
+
+// Restore copies the job's replica (or the part CatalogOptions selects) to
+// target, decrypting and verifying every object against its TRAILER's
+// SHA-256 before it is put in place. It needs neither the journal nor the
+// source. Per-object failures are listed in the Summary; the returned error
+// is for failures of the restore itself (listing, a missing or wrong
+// identity).
+func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (Summary, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := job.Transfer.normalize(false); err != nil {
+		return Summary{Job: job.Name}, err
+	}
+	if job.Encryption != nil && len(opts.Catalog.Identities) == 0 {
+		return Summary{Job: job.Name}, fmt.Errorf("restore %s: %w", job.Name, ErrNeedIdentity)
+	}
+	r := &run{job: job, opts: Options{DryRun: opts.DryRun, Progress: opts.Progress}, log: opts.Logger.With("job", job.Name)}
+	started := time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	work := make(chan Replica)
+	var wg sync.WaitGroup
+	for range job.Transfer.Concurrency {
+		wg.Go(func() {
+			for rep := range work {
+				if err := r.restoreOne(ctx, target, rep, opts.Catalog.Identities); err != nil {
+					if isWrongIdentity(err) {
+						cancel(err)
+					}
+					r.noteFailure(rep.Meta.Key, "restore", err)
+				}
+			}
+		})
+	}
+	var fatal error
+	for rep, err := range Catalog(ctx, job, opts.Catalog) {
+		if err != nil && (rep.DestKey == "" || isWrongIdentity(err)) {
+			fatal = err
+			break
+		}
+		if err != nil {
+			r.noteFailure(rep.DestKey, "restore", err)
+			continue
+		}
+		r.noteQueued(rep.Meta.Size)
+		select {
+		case work <- rep:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	if cause := context.Cause(ctx); fatal == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		fatal = cause
+	}
+	s := r.summary(started)
+	if fatal != nil {
+		if isWrongIdentity(fatal) {
+			fatal = fmt.Errorf("restore %s: the identity does not match the replica's recipients: %w", job.Name, fatal)
+		}
+		s.Error = fatal.Error()
+	}
+	return s, fatal
+}
+
+func isWrongIdentity(err error) bool {
+	var nm *age.NoIdentityMatchError
+	return errors.As(err, &nm)
+}
+
+// restoreOne restores one replica unless the target has it already.
+func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []age.Identity) error {
+	if ok, err := target.Restored(ctx, rep.Meta); err != nil {
+		return err
+	} else if ok {
+		r.skipped.Add(1)
+		r.noteDone(0)
+		return nil
+	}
+	if r.opts.DryRun {
+		r.log.Info("would restore", "key", rep.Meta.Key, "size", rep.Meta.Size, "to", target.Name())
+		r.copied.Add(1)
+		return nil
+	}
+	err := target.Write(ctx, rep.Meta.Key, func(w io.Writer) (crypto.Meta, error) {
+		rc, info, err := r.job.Dest.Get(ctx, rep.DestKey, backends.GetOptions{VersionID: rep.VersionID})
+		if err != nil {
+			return crypto.Meta{}, err
+		}
+		defer rc.Close()
+		src := &countingReader{r: rc, n: &r.bytesRead}
+		if r.job.Encryption == nil {
+			m := rep.Meta
+			m.ContentType, m.Metadata = info.ContentType, info.Metadata
+			n, err := io.Copy(w, src)
+			if err == nil && n != info.Size {
+				err = fmt.Errorf("read %s: got %d of %d bytes", rep.DestKey, n, info.Size)
+			}
+			return m, err
+		}
+		m, _, err := crypto.Decrypt(src, w, ids...)
+		if err != nil {
+			return m, fmt.Errorf("decrypt %s: %w", rep.DestKey, err)
+		}
+		if m.Key != rep.Meta.Key {
+			return m, fmt.Errorf("decrypt %s: META names %q, the listing %q", rep.DestKey, m.Key, rep.Meta.Key)
+		}
+		return m, nil
+	})
+	if err != nil {
+		return err
+	}
+	r.copied.Add(1)
+	r.bytesWritten.Add(rep.Meta.Size)
+	r.noteDone(rep.Meta.Size)
+	return nil
+}
+
+// noteFailure counts and lists one failed object.
+func (r *run) noteFailure(key, op string, err error) {
+	r.log.Warn("object failed", "key", key, "op", op, "err", err)
+	r.failed.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.failures) < maxFailuresListed {
+		r.failures = append(r.failures, Failure{Key: key, Op: op, Error: err.Error()})
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n interface{ Add(int64) int64 }
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

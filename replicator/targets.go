@@ -1,0 +1,227 @@
+package replicator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+)
+
+// DirTarget restores into a local directory: key "a/b.csv" becomes the file
+// DIR/a/b.csv, with the source's modification time. Every file is written
+// to a temporary name beside its final one and renamed into place only after
+// it was verified. All file operations go through os.Root, so neither a
+// crafted name nor a symlink can lead outside the directory.
+type DirTarget struct {
+	root *os.Root
+}
+
+var _ Target = (*DirTarget)(nil)
+
+// NewDirTarget opens (creating it if needed) the directory dir.
+func NewDirTarget(dir string) (*DirTarget, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("restore target %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("restore target %s: %w", dir, err)
+	}
+	return &DirTarget{root: root}, nil
+}
+
+// Close releases the directory.
+func (d *DirTarget) Close() error { return d.root.Close() }
+
+// Name implements Target.
+func (d *DirTarget) Name() string { return d.root.Name() }
+
+// localName turns an original key into a path inside the target, refusing
+// names that are absolute, hold NUL or "." or ".." segments, or are empty.
+func localName(key string) (string, error) {
+	bad := key == "" || strings.ContainsRune(key, 0) || strings.HasPrefix(key, "/") || strings.Contains(key, `\`)
+	for _, seg := range strings.Split(strings.TrimSuffix(key, "/"), "/") {
+		bad = bad || seg == "" || seg == "." || seg == ".."
+	}
+	name := filepath.FromSlash(key)
+	if bad || !filepath.IsLocal(name) {
+		return "", fmt.Errorf("refusing to restore %q: the name would leave the target directory or is not a plain relative path", key)
+	}
+	return name, nil
+}
+
+// Restored implements Target: a file of the right size and modification
+// time was put there by an earlier restore, after verification.
+func (d *DirTarget) Restored(_ context.Context, m crypto.Meta) (bool, error) {
+	name, err := localName(m.Key)
+	if err != nil {
+		return false, err
+	}
+	st, err := d.root.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if strings.HasSuffix(m.Key, "/") {
+		return st.IsDir(), nil
+	}
+	return st.Mode().IsRegular() && st.Size() == m.Size && st.ModTime().Equal(m.MTime), nil
+}
+
+// Write implements Target. A key ending in "/" (a folder marker) becomes
+// a directory.
+func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error {
+	name, err := localName(key)
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(key, "/") {
+		if _, err := fill(io.Discard); err != nil {
+			return err
+		}
+		return d.root.MkdirAll(name, 0o755)
+	}
+	if dir := filepath.Dir(name); dir != "." {
+		if err := d.root.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("restore %s: %w", key, err)
+		}
+	}
+	tmp := filepath.Join(filepath.Dir(name), ".voyageur-restore-"+randomSuffix())
+	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	m, err := fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && !m.MTime.IsZero() {
+		err = d.root.Chtimes(tmp, m.MTime, m.MTime)
+	}
+	if err == nil {
+		err = d.root.Rename(tmp, name)
+	}
+	if err != nil {
+		d.root.Remove(tmp)
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// BucketTarget restores into a bucket under a prefix, with the source's
+// content type and user metadata. Each object is first decrypted and
+// verified into a temporary local file, then uploaded: one PUT, or parts of
+// the job's part size uploaded concurrently, so the bucket never sees
+// unverified bytes and memory does not grow with object size.
+type BucketTarget struct {
+	Bucket      backends.Bucket
+	Prefix      string
+	PartSize    int64
+	Concurrency int
+	// TempDir holds the temporary files ("" = os.TempDir()).
+	TempDir string
+}
+
+var _ Target = (*BucketTarget)(nil)
+
+// Name implements Target.
+func (b *BucketTarget) Name() string { return b.Bucket.Name() + "/" + b.Prefix }
+
+// Restored implements Target: the object is there with the source's size
+// and, for a single-part source, its MD5 ETag (what a single PUT of the same
+// bytes yields).
+func (b *BucketTarget) Restored(ctx context.Context, m crypto.Meta) (bool, error) {
+	if m.ETag == "" || strings.Contains(m.ETag, "-") || m.Size > b.PartSize {
+		return false, nil
+	}
+	info, err := b.Bucket.Stat(ctx, b.Prefix+m.Key, "")
+	if backends.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.Size == m.Size && info.ETag == m.ETag, nil
+}
+
+// Write implements Target.
+func (b *BucketTarget) Write(ctx context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error {
+	f, err := os.CreateTemp(b.TempDir, ".voyageur-restore-*")
+	if err != nil {
+		return fmt.Errorf("restore %s: temporary file: %w", key, err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	m, err := fill(f)
+	if err != nil {
+		return err
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", key, err)
+	}
+	opts := backends.PutOptions{ContentType: m.ContentType, Metadata: m.Metadata}
+	dest := b.Prefix + key
+	if size <= b.PartSize {
+		_, err := b.Bucket.Put(ctx, dest, io.NewSectionReader(f, 0, size), size, opts)
+		return err
+	}
+	return b.multipart(ctx, dest, f, size, opts)
+}
+
+// multipart uploads size bytes of f in parts, aborting on failure.
+func (b *BucketTarget) multipart(ctx context.Context, key string, f *os.File, size int64, opts backends.PutOptions) error {
+	partSize := partSizeFor(size, b.PartSize)
+	id, err := b.Bucket.CreateMultipart(ctx, key, opts)
+	if err != nil {
+		return err
+	}
+	n := int((size + partSize - 1) / partSize)
+	parts := make([]backends.Part, n)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(b.Concurrency, 1))
+	for i := range n {
+		off := int64(i) * partSize
+		length := min(partSize, size-off)
+		g.Go(func() error {
+			etag, err := b.Bucket.UploadPart(gctx, key, id, int32(i+1), io.NewSectionReader(f, off, length), length)
+			parts[i] = backends.Part{Number: int32(i + 1), ETag: etag, Size: length}
+			return err
+		})
+	}
+	if err = g.Wait(); err == nil {
+		_, err = b.Bucket.CompleteMultipart(ctx, key, id, parts)
+	}
+	if err != nil {
+		if aerr := b.Bucket.AbortMultipart(context.WithoutCancel(ctx), key, id); aerr != nil && !errors.Is(aerr, backends.ErrNoSuchUpload) {
+			err = errors.Join(err, aerr)
+		}
+		return err
+	}
+	return nil
+}
+
