@@ -210,6 +210,17 @@ func TestFailSafeDeletes(t *testing.T) {
 		t.Fatalf("sync within the limit: %+v, want 25 deleted", s)
 	}
 	assertReplica(t, src, dst, "ledgers/", "")
+
+	// verify of a plain replica: clean, then one replica lost and one stale.
+	if r := runVerify(t, 0, "-c", cfg); r.Source != 5 || r.Deep != 5 {
+		t.Errorf("verify of a clean plain replica: %+v", r)
+	}
+	dstSrv.AWS(t, "s3", "rm", "--only-show-errors", "s3://"+dst.bucket+"/ledger-01.csv")
+	writeFile(t, filepath.Join(dir, "changed.csv"), 10, 99)
+	srcSrv.AWS(t, "s3", "cp", "--only-show-errors", filepath.Join(dir, "changed.csv"), "s3://"+src.bucket+"/ledgers/ledger-02.csv")
+	if r := runVerify(t, 1, "-c", cfg); fmt.Sprint(r.Missing, r.Stale) != "[ledgers/ledger-01.csv] [ledgers/ledger-02.csv]" {
+		t.Errorf("verify after damage: %+v", r)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

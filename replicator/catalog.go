@@ -27,6 +27,7 @@ var ErrNeedIdentity = errors.New("encrypted replica: an identity (--identity) is
 type Replica struct {
 	DestKey      string
 	VersionID    string
+	ETag         string    // at the destination
 	Size         int64     // bytes at the destination
 	LastModified time.Time // when the destination stored it
 	// Meta describes the source object: read from META for encrypted
@@ -65,7 +66,7 @@ func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replic
 				yield(Replica{}, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err))
 				return
 			}
-			rep := Replica{DestKey: obj.Key, VersionID: obj.VersionID, Size: obj.Size, LastModified: obj.LastModified}
+			rep := Replica{DestKey: obj.Key, VersionID: obj.VersionID, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
 			rel := strings.TrimPrefix(obj.Key, job.DestPrefix)
 			rep.Meta = crypto.Meta{Key: job.SourcePrefix + rel, Size: obj.Size, MTime: obj.LastModified}
 			if !hashed && !strings.HasPrefix(rep.Meta.Key, opts.Prefix) {

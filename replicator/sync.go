@@ -254,11 +254,14 @@ func (r *run) summary(started time.Time) Summary {
 }
 
 // destKey maps a source key to its replica's key.
-func (r *run) destKey(key string) string {
-	if e := r.job.Encryption; e != nil && e.NameSecret != nil {
-		return r.job.DestPrefix + crypto.HashedName(e.NameSecret, key)
+func (r *run) destKey(key string) string { return r.job.destKey(key) }
+
+// destKey maps a source key to its replica's key.
+func (job *Job) destKey(key string) string {
+	if e := job.Encryption; e != nil && e.NameSecret != nil {
+		return job.DestPrefix + crypto.HashedName(e.NameSecret, key)
 	}
-	return r.job.DestPrefix + strings.TrimPrefix(key, r.job.SourcePrefix)
+	return job.DestPrefix + strings.TrimPrefix(key, job.SourcePrefix)
 }
 
 func (t *Transfer) normalize(encrypted bool) error {

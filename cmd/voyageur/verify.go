@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voyageur-ca/voyageur/replicator"
+)
+
+type verifyOptions struct {
+	config, job, identity string
+	sample                int
+	json                  bool
+}
+
+func newVerifyCmd(g *globals) *cobra.Command {
+	var o verifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify -c FILE --job NAME [--identity FILE] [--sample N] [--json]",
+		Short: "Compare a job's source with its replica: missing, extra, stale and corrupt objects",
+		Long: `verify lists the source and the replica and reports source objects without a
+replica (missing), replicas whose source is gone (extra) and replicas of an
+older version (stale). With --identity it reads each replica's META and
+decrypts replicas to compare their SHA-256 with the source's (all of them, or
+a random N with --sample N). Without an identity, encrypted replicas are
+compared by name only. It exits 1 when anything differs.`,
+		Example: `  voyageur verify -c voyageur.yaml --job ledgers
+  voyageur verify -c voyageur.yaml --job ledgers --identity /media/offline/identity.txt --sample 100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runVerify(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", "", "configuration file (required)")
+	f.StringVar(&o.job, "job", "", "the job to verify (required)")
+	f.StringVar(&o.identity, "identity", "", "age identity file: compare contents, not only names")
+	f.IntVar(&o.sample, "sample", 0, "compare the contents of a random N objects (0: all)")
+	f.BoolVar(&o.json, "json", false, "print the report as one JSON object on stdout")
+	for _, name := range []string{"config", "job"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr io.Writer) error {
+	if o.sample < 0 {
+		return configErrorf("--sample %d: must be 0 (all) or more", o.sample)
+	}
+	_, job, err := replicaJob(ctx, g, o.config, o.job, stderr)
+	if err != nil {
+		return err
+	}
+	copts, err := catalogOptions(o.identity, "", "")
+	if err != nil {
+		return err
+	}
+	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Logger: g.logger(stderr)})
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := json.NewEncoder(stdout).Encode(report); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "%s: %d source objects, %d replicas; %d missing, %d extra, %d stale; %d compared byte for byte, %d corrupt\n",
+			report.Job, report.Source, report.Replica, len(report.Missing), len(report.Extra), len(report.Stale), report.Deep, len(report.Corrupt))
+		for _, k := range report.Missing {
+			fmt.Fprintf(stdout, "  missing %s\n", k)
+		}
+		for _, k := range report.Extra {
+			fmt.Fprintf(stdout, "  extra   %s\n", k)
+		}
+		for _, k := range report.Stale {
+			fmt.Fprintf(stdout, "  stale   %s\n", k)
+		}
+		for _, f := range report.Corrupt {
+			fmt.Fprintf(stdout, "  corrupt %s: %s\n", f.Key, f.Error)
+		}
+	}
+	if !report.OK() {
+		return errObjectsFailed
+	}
+	return nil
+}

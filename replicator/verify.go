@@ -1,0 +1,226 @@
+package replicator
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+
+	"filippo.io/age"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+)
+
+// VerifyOptions are per-verify settings.
+type VerifyOptions struct {
+	// Identities, when given, let verify read META (original names, source
+	// ETags) and decrypt replicas to compare their SHA-256 with the source.
+	Identities []age.Identity
+	// Sample limits the deep (SHA-256) check to a random Sample objects; 0
+	// checks every object present on both sides.
+	Sample int
+	Logger *slog.Logger
+}
+
+// VerifyReport lists how the replica differs from the source.
+type VerifyReport struct {
+	Job     string `json:"job"`
+	Source  int    `json:"source_objects"`
+	Replica int    `json:"replica_objects"`
+	// Missing are source keys without a replica; Extra, replicas of keys
+	// the source no longer has; Stale, replicas of another version of the
+	// source object (by source ETag and size).
+	Missing []string `json:"missing"`
+	Extra   []string `json:"extra"`
+	Stale   []string `json:"stale"`
+	// Deep is the number of objects whose bytes were compared; Corrupt
+	// lists those whose replica does not decrypt, fails its own SHA-256, or
+	// differs from the source.
+	Deep    int       `json:"deep_checked"`
+	Corrupt []Failure `json:"corrupt"`
+}
+
+// OK reports whether the replica matches the source.
+func (r *VerifyReport) OK() bool {
+	return len(r.Missing)+len(r.Extra)+len(r.Stale)+len(r.Corrupt) == 0
+}
+
+// replicaFacts is what verify knows of one replica.
+type replicaFacts struct {
+	destKey, versionID string
+	size               int64  // of the source object, when known
+	etag               string // of the source object, when known
+}
+
+// Verify compares the job's source with its replica. Without identities it
+// compares by name (hashed names are recomputed from the source keys) and,
+// for plain replicas, by size and ETag; with identities it compares META's
+// source ETag and size and decrypts replicas to compare SHA-256. It holds
+// one entry per object in memory.
+func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, error) {
+	rep := VerifyReport{Job: job.Name, Missing: []string{}, Extra: []string{}, Stale: []string{}, Corrupt: []Failure{}}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	enc := job.Encryption != nil
+	deep := !enc || len(opts.Identities) > 0
+	replicas, unreadable, err := collectReplicas(ctx, job, opts.Identities)
+	if err != nil {
+		return rep, err
+	}
+	rep.Replica = len(replicas) + len(unreadable)
+	matched := map[string]replicaFacts{} // source key → replica, for the deep check
+	for src, err := range job.Source.List(ctx, backends.ListOptions{Prefix: job.SourcePrefix}) {
+		if err != nil {
+			return rep, fmt.Errorf("list source %s/%s: %w", job.Source.Name(), job.SourcePrefix, err)
+		}
+		if !job.Filter.Match(strings.TrimPrefix(src.Key, job.SourcePrefix)) {
+			continue
+		}
+		rep.Source++
+		f, ok := replicas[replicaKey(job, src.Key, opts.Identities)]
+		if !ok {
+			if err, bad := unreadable[job.destKey(src.Key)]; bad {
+				delete(unreadable, job.destKey(src.Key))
+				rep.Corrupt = append(rep.Corrupt, Failure{Key: src.Key, Op: "verify", Error: err.Error()})
+			} else {
+				rep.Missing = append(rep.Missing, src.Key)
+			}
+			continue
+		}
+		delete(replicas, replicaKey(job, src.Key, opts.Identities))
+		if f.etag != "" && (f.etag != src.ETag || f.size != src.Size) {
+			rep.Stale = append(rep.Stale, src.Key)
+			continue
+		}
+		matched[src.Key] = f
+	}
+	for key := range replicas {
+		rep.Extra = append(rep.Extra, key)
+	}
+	for destKey, err := range unreadable {
+		rep.Corrupt = append(rep.Corrupt, Failure{Key: destKey, Op: "verify", Error: err.Error()})
+	}
+	slices.Sort(rep.Extra)
+	if !deep {
+		return rep, nil
+	}
+	both := slices.Sorted(maps.Keys(matched))
+	if opts.Sample > 0 && opts.Sample < len(both) {
+		rand.Shuffle(len(both), func(i, j int) { both[i], both[j] = both[j], both[i] })
+		both = both[:opts.Sample]
+		slices.Sort(both)
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(job.Transfer.Concurrency, 1))
+	for _, key := range both {
+		f := matched[key]
+		g.Go(func() error {
+			err := compareBytes(gctx, job, key, f, opts.Identities)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Deep++
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				opts.Logger.Warn("replica differs", "key", key, "err", err)
+				rep.Corrupt = append(rep.Corrupt, Failure{Key: key, Op: "verify", Error: err.Error()})
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	slices.SortFunc(rep.Corrupt, func(a, b Failure) int { return strings.Compare(a.Key, b.Key) })
+	return rep, err
+}
+
+// collectReplicas maps the replicas by the key Verify looks them up with
+// (replicaKey): the original key, or without identities for hashed names,
+// the destination key. Replicas whose META cannot be read are returned
+// apart, by destination key.
+func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[string]replicaFacts, map[string]error, error) {
+	out, unreadable := map[string]replicaFacts{}, map[string]error{}
+	if job.Encryption != nil && job.Encryption.NameSecret != nil && len(ids) == 0 {
+		for o, err := range job.Dest.List(ctx, backends.ListOptions{Prefix: job.DestPrefix}) {
+			if err != nil {
+				return nil, nil, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)
+			}
+			out[o.Key] = replicaFacts{destKey: o.Key}
+		}
+		return out, unreadable, nil
+	}
+	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids}) {
+		if err != nil && r.DestKey == "" {
+			return nil, nil, err
+		}
+		if err != nil {
+			if isWrongIdentity(err) {
+				return nil, nil, fmt.Errorf("verify %s: the identity does not match the replica's recipients: %w", job.Name, err)
+			}
+			unreadable[r.DestKey] = err
+			continue
+		}
+		f := replicaFacts{destKey: r.DestKey, versionID: r.VersionID}
+		switch {
+		case job.Encryption != nil:
+			f.size, f.etag = r.Meta.Size, r.Meta.ETag
+		case !strings.Contains(r.ETag, "-"):
+			// A plain single-part replica's MD5 ETag describes its bytes.
+			f.size, f.etag = r.Size, r.ETag
+		}
+		out[r.Meta.Key] = f
+	}
+	return out, unreadable, nil
+}
+
+// replicaKey is the key collectReplicas maps src's replica under: without
+// identities, hashed names are recomputed from the source key.
+func replicaKey(job Job, src string, ids []age.Identity) string {
+	if job.Encryption != nil && job.Encryption.NameSecret != nil && len(ids) == 0 {
+		return job.destKey(src)
+	}
+	return src
+}
+
+// compareBytes reads the replica (decrypting and checking its own SHA-256
+// when encrypted) and the source, and compares their SHA-256.
+func compareBytes(ctx context.Context, job Job, key string, f replicaFacts, ids []age.Identity) error {
+	rc, _, err := job.Dest.Get(ctx, f.destKey, backends.GetOptions{VersionID: f.versionID})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	replica := sha256.New()
+	if job.Encryption != nil {
+		if _, _, err := crypto.Decrypt(rc, replica, ids...); err != nil {
+			return fmt.Errorf("decrypt %s: %w", f.destKey, err)
+		}
+	} else if _, err := io.Copy(replica, rc); err != nil {
+		return fmt.Errorf("read %s: %w", f.destKey, err)
+	}
+	src, _, err := job.Source.Get(ctx, key, backends.GetOptions{})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	source := sha256.New()
+	if _, err := io.Copy(source, src); err != nil {
+		return fmt.Errorf("read source %s: %w", key, err)
+	}
+	if !bytes.Equal(replica.Sum(nil), source.Sum(nil)) {
+		return errors.New("the replica's bytes differ from the source's")
+	}
+	return nil
+}
