@@ -224,4 +224,3 @@ func (b *BucketTarget) multipart(ctx context.Context, key string, f *os.File, si
 	}
 	return nil
 }
-
