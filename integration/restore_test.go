@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -221,6 +222,40 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		if res.code != 1 || !strings.Contains(res.stderr, "identity") {
 			t.Errorf("ls of hashed names without identity: exit %d, %s", res.code, res.stderr)
 		}
+	})
+
+	t.Run("a killed restore resumes", func(t *testing.T) {
+		slowDir := filepath.Join(dir, "slow")
+		os.MkdirAll(slowDir, 0o700)
+		slow := writeConfig(t, slowDir, jobConfig{Src: src, Dst: dst, DstPrefix: "vault/", Bandwidth: "3MiB",
+			ExtraJobLines: k.encryptionYAML("hashed", "zstd")})
+		out := filepath.Join(dir, "killed")
+		cmd := exec.Command(voyageurBin, "restore", "-c", slow, "--job", "ledgers", "--identity", k.identity, "--to", out)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		small := filepath.Join(out, "ledgers/2026-11-24.csv")
+		waitFor(t, 30*time.Second, "the small files to be restored", func() bool {
+			_, err := os.Stat(small)
+			return err == nil
+		})
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if _, err := os.Stat(filepath.Join(out, "archive/2026-q3.tar")); err == nil {
+			t.Fatal("the archive was restored before the kill: nothing was interrupted")
+		}
+		st, err := os.Stat(small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := restore(t, 0, "--identity", k.identity, "--to", out)
+		if s.Copied < 1 || s.Skipped < 1 || s.Copied+s.Skipped != int64(len(second)) {
+			t.Errorf("re-run: %+v", s)
+		}
+		if st2, _ := os.Stat(small); st2.Sys().(*syscall.Stat_t).Ino != st.Sys().(*syscall.Stat_t).Ino {
+			t.Error("a finished file was rewritten")
+		}
+		assertDir(t, out, second) // and no temporary file left behind
 	})
 
 	t.Run("wrong or missing identity writes nothing", func(t *testing.T) {

@@ -53,7 +53,10 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	if job.Encryption != nil && len(opts.Catalog.Identities) == 0 {
 		return Summary{Job: job.Name}, fmt.Errorf("restore %s: %w", job.Name, ErrNeedIdentity)
 	}
-	r := &run{job: job, opts: Options{DryRun: opts.DryRun, Progress: opts.Progress}, log: opts.Logger.With("job", job.Name)}
+	r := &run{
+		job: job, opts: Options{DryRun: opts.DryRun, Progress: opts.Progress}, log: opts.Logger.With("job", job.Name),
+		limiter: newLimiter(job.Transfer.Bandwidth),
+	}
 	started := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -131,7 +134,10 @@ func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []
 			return crypto.Meta{}, err
 		}
 		defer rc.Close()
-		src := &countingReader{r: rc, n: &r.bytesRead}
+		var src io.Reader = &countingReader{r: rc, n: &r.bytesRead}
+		if r.limiter != nil {
+			src = &limitedReader{ctx: ctx, r: src, lim: r.limiter}
+		}
 		if r.job.Encryption == nil {
 			m := rep.Meta
 			m.ContentType, m.Metadata = info.ContentType, info.Metadata

@@ -2,7 +2,7 @@ package replicator
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -99,8 +99,11 @@ func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (c
 			return fmt.Errorf("restore %s: %w", key, err)
 		}
 	}
-	tmp := filepath.Join(filepath.Dir(name), ".voyageur-restore-"+randomSuffix())
-	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// The temporary name is a function of the key: a re-run after a crash
+	// reuses (truncates) what the killed run left.
+	sum := sha256.Sum256([]byte(key))
+	tmp := filepath.Join(filepath.Dir(name), ".voyageur-restore-"+hex.EncodeToString(sum[:8]))
+	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
@@ -122,12 +125,6 @@ func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (c
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
 	return nil
-}
-
-func randomSuffix() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // BucketTarget restores into a bucket under a prefix, with the source's
