@@ -19,7 +19,9 @@ import (
 )
 
 // DirTarget restores into a local directory: key "a/b.csv" becomes the file
-// DIR/a/b.csv, with the source's modification time. Every file is written
+// DIR/a/b.csv, with the source's modification time. Restored data is
+// private to the restoring user (files 0600, directories 0700): it is
+// financial data until an operator decides otherwise. Every file is written
 // to a temporary name beside its final one and renamed into place only after
 // it was verified. All file operations go through os.Root, so neither a
 // crafted name nor a symlink can lead outside the directory.
@@ -31,7 +33,7 @@ var _ Target = (*DirTarget)(nil)
 
 // NewDirTarget opens (creating it if needed) the directory dir.
 func NewDirTarget(dir string) (*DirTarget, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restore target %s: %w", dir, err)
 	}
 	root, err := os.OpenRoot(dir)
@@ -92,10 +94,10 @@ func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (c
 		if _, err := fill(io.Discard); err != nil {
 			return err
 		}
-		return d.root.MkdirAll(name, 0o755)
+		return d.root.MkdirAll(name, 0o700)
 	}
 	if dir := filepath.Dir(name); dir != "." {
-		if err := d.root.MkdirAll(dir, 0o755); err != nil {
+		if err := d.root.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("restore %s: %w", key, err)
 		}
 	}
@@ -103,7 +105,7 @@ func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (c
 	// reuses (truncates) what the killed run left.
 	sum := sha256.Sum256([]byte(key))
 	tmp := filepath.Join(filepath.Dir(name), ".voyageur-restore-"+hex.EncodeToString(sum[:8]))
-	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", key, err)
 	}
