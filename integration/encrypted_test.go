@@ -130,6 +130,11 @@ func TestEncryptedReplica(t *testing.T) {
 		t.Errorf("second sync copied %d", s.Copied)
 	}
 
+	// A point in time needs a versioned destination: this one is not.
+	if res := runVoyageur(t, "ls", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--as-of", time.Now().Format(time.RFC3339)); res.code != 1 || !strings.Contains(res.stderr, "versioning") {
+		t.Errorf("ls --as-of on an unversioned destination: exit %d\n%s", res.code, res.stderr)
+	}
+
 	// What the provider sees.
 	replicas := listObjects(t, dst, "vault/")
 	if len(replicas) != len(files) {

@@ -213,13 +213,23 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		assertDir(t, out, second)
 	})
 
+	t.Run("a mistyped endpoint is not a directory", func(t *testing.T) {
+		res := runVoyageur(t, "restore", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--to", "canda:restored")
+		if res.code != 2 || !strings.Contains(res.stderr, `no endpoint "canda"`) {
+			t.Errorf("exit %d\n%s", res.code, res.stderr)
+		}
+		if _, err := os.Stat("canda:restored"); err == nil {
+			t.Error("a directory was created for the mistyped endpoint")
+		}
+	})
+
 	t.Run("ls", func(t *testing.T) {
 		res := runVoyageur(t, "ls", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--prefix", "statements/")
 		if res.code != 0 || !strings.Contains(res.stdout, "200000") || !strings.Contains(res.stdout, "statements/acme/nov.pdf") || strings.Contains(res.stdout, "ledgers/") {
 			t.Errorf("ls: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 		}
 		res = runVoyageur(t, "ls", "-c", cfg, "--job", "ledgers")
-		if res.code != 1 || !strings.Contains(res.stderr, "identity") {
+		if res.code != 2 || !strings.Contains(res.stderr, "identity") {
 			t.Errorf("ls of hashed names without identity: exit %d, %s", res.code, res.stderr)
 		}
 	})
@@ -298,7 +308,19 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		}
 		base := filepath.Join(dir, "jail")
 		out := filepath.Join(base, "a", "b")
+		// With the name secret, a replica whose name is not the hash of
+		// its META key is refused outright.
 		res := runVoyageur(t, "restore", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--to", out)
+		if res.code != 1 || strings.Count(res.stdout, "does not match the key in its META") != 3 {
+			t.Errorf("crafted names with the name secret: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+		}
+		// Without it (a recovery host may not have it), the names are
+		// refused by the target directory.
+		if err := os.Rename(k.nameSecret, k.nameSecret+".away"); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Rename(k.nameSecret+".away", k.nameSecret)
+		res = runVoyageur(t, "restore", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--to", out)
 		if res.code != 1 || strings.Count(res.stdout, "refusing to restore") != 3 {
 			t.Errorf("crafted names: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 		}

@@ -22,6 +22,10 @@ const metaProbe = 64<<10 + 2*(crypto.ChunkSize+16) + 16
 // read with an identity and none was given.
 var ErrNeedIdentity = errors.New("encrypted replica: an identity (--identity) is needed")
 
+// ErrNotVersioned is returned for a point-in-time listing of a destination
+// that does not keep versions.
+var ErrNotVersioned = errors.New("destination is not versioned")
+
 // Replica is one object of a job's replica, as restore, ls and verify see
 // it: where it is at the destination and what it is a copy of.
 type Replica struct {
@@ -56,7 +60,7 @@ type CatalogOptions struct {
 func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replica, error] {
 	return func(yield func(Replica, error) bool) {
 		enc := job.Encryption != nil
-		hashed := enc && job.Encryption.NameSecret != nil
+		hashed := enc && job.Encryption.HashedNames
 		if hashed && len(opts.Identities) == 0 {
 			yield(Replica{}, fmt.Errorf("list %s with hashed names: %w", job.Dest.Name(), ErrNeedIdentity))
 			return
@@ -81,6 +85,15 @@ func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replic
 					continue
 				}
 				rep.Meta = m
+				if hashed && job.Encryption.NameSecret != nil && obj.Key != job.destKey(m.Key) {
+					// Anyone may encrypt to a public recipient: a replica
+					// whose name is not the hash of its META key was not
+					// written by this job.
+					if !yield(rep, fmt.Errorf("replica %s: its name does not match the key in its META (%q): not written by this job, refusing it", obj.Key, m.Key)) {
+						return
+					}
+					continue
+				}
 			}
 			if !strings.HasPrefix(rep.Meta.Key, opts.Prefix) || !job.Filter.Match(strings.TrimPrefix(rep.Meta.Key, job.SourcePrefix)) {
 				continue
@@ -118,6 +131,12 @@ func latestAt(ctx context.Context, b backends.Bucket, prefix string, asOf time.T
 		for v, err := range b.List(ctx, backends.ListOptions{Prefix: prefix, Versions: true}) {
 			if err != nil {
 				yield(backends.ObjectInfo{}, err)
+				return
+			}
+			if v.VersionID == "" {
+				// An unversioned object keeps no past: a state at asOf
+				// cannot be told, and silence would restore a wrong one.
+				yield(backends.ObjectInfo{}, fmt.Errorf("%s holds unversioned objects (%s): --as-of needs a destination with versioning enabled before the replicas were written: %w", b.Name(), v.Key, ErrNotVersioned))
 				return
 			}
 			// Versions come newest first within a key.

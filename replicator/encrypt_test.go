@@ -25,7 +25,7 @@ func encrypted(t *testing.T, e *env, hashed bool) *age.X25519Identity {
 		Compression: crypto.Compression{Zstd: true},
 	}}
 	if hashed {
-		e.job.Encryption.NameSecret = bytes.Repeat([]byte{7}, 32)
+		e.job.Encryption.HashedNames, e.job.Encryption.NameSecret = true, bytes.Repeat([]byte{7}, 32)
 	}
 	return id
 }

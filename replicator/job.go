@@ -74,9 +74,13 @@ type Job struct {
 // Encryption is a job's replica encryption.
 type Encryption struct {
 	Options crypto.Options
-	// NameSecret, when set, hides source keys: a replica is stored under
+	// HashedNames hides source keys: a replica is stored under
 	// crypto.HashedName(NameSecret, source key) below the destination
 	// prefix, and only its META frame knows the original key.
+	HashedNames bool
+	// NameSecret is the key of the name hash. Sync and verify without an
+	// identity need it; restore and ls read names from META, and use it,
+	// when they have it, to check that each replica's name matches its META.
 	NameSecret []byte
 }
 

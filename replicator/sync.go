@@ -258,7 +258,7 @@ func (r *run) destKey(key string) string { return r.job.destKey(key) }
 
 // destKey maps a source key to its replica's key.
 func (job *Job) destKey(key string) string {
-	if e := job.Encryption; e != nil && e.NameSecret != nil {
+	if e := job.Encryption; e != nil && e.HashedNames {
 		return job.DestPrefix + crypto.HashedName(e.NameSecret, key)
 	}
 	return job.DestPrefix + strings.TrimPrefix(key, job.SourcePrefix)

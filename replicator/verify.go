@@ -152,7 +152,7 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 // apart, by destination key.
 func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[string]replicaFacts, map[string]error, error) {
 	out, unreadable := map[string]replicaFacts{}, map[string]error{}
-	if job.Encryption != nil && job.Encryption.NameSecret != nil && len(ids) == 0 {
+	if job.Encryption != nil && job.Encryption.HashedNames && len(ids) == 0 {
 		for o, err := range job.Dest.List(ctx, backends.ListOptions{Prefix: job.DestPrefix}) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)
@@ -188,7 +188,7 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 // replicaKey is the key collectReplicas maps src's replica under: without
 // identities, hashed names are recomputed from the source key.
 func replicaKey(job Job, src string, ids []age.Identity) string {
-	if job.Encryption != nil && job.Encryption.NameSecret != nil && len(ids) == 0 {
+	if job.Encryption != nil && job.Encryption.HashedNames && len(ids) == 0 {
 		return job.destKey(src)
 	}
 	return src

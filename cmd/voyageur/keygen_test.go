@@ -108,7 +108,7 @@ jobs:
 		if err != nil {
 			return err
 		}
-		_, err = buildEncryption(cfg.Jobs[0])
+		_, err = buildEncryption(cfg.Jobs[0], true)
 		return err
 	}
 	for enc, want := range map[string]string{

@@ -58,13 +58,16 @@ type lsEntry struct {
 }
 
 func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Writer) error {
-	_, job, err := replicaJob(ctx, g, o.config, o.job, stderr)
+	_, job, err := replicaJob(ctx, g, o.config, o.job, false, stderr)
 	if err != nil {
 		return err
 	}
 	copts, err := catalogOptions(o.identity, o.prefix, o.asOf)
 	if err != nil {
 		return err
+	}
+	if job.Encryption != nil && job.Encryption.HashedNames && len(copts.Identities) == 0 {
+		return configErrorf("job %s hides names (names: hashed): --identity FILE is required to list them", job.Name)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	enc := json.NewEncoder(stdout)

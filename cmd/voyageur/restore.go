@@ -60,7 +60,7 @@ source's modification times.`,
 
 // replicaJob loads the config and builds the named job, for commands that
 // read the replica (restore, ls, verify).
-func replicaJob(ctx context.Context, g *globals, config, name string, stderr io.Writer) (*Config, replicator.Job, error) {
+func replicaJob(ctx context.Context, g *globals, config, name string, needSecret bool, stderr io.Writer) (*Config, replicator.Job, error) {
 	cfg, err := LoadConfig(config)
 	if err != nil {
 		return nil, replicator.Job{}, err
@@ -69,7 +69,7 @@ func replicaJob(ctx context.Context, g *globals, config, name string, stderr io.
 	if err != nil {
 		return nil, replicator.Job{}, err
 	}
-	job, err := buildJob(ctx, cfg, jobs[0], g.logger(stderr))
+	job, err := buildJob(ctx, cfg, jobs[0], g.logger(stderr), needSecret)
 	return cfg, job, err
 }
 
@@ -94,7 +94,7 @@ func catalogOptions(identity, prefix, asOf string) (replicator.CatalogOptions, e
 }
 
 func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) error {
-	cfg, job, err := replicaJob(ctx, g, o.config, o.job, stderr)
+	cfg, job, err := replicaJob(ctx, g, o.config, o.job, false, stderr)
 	if err != nil {
 		return err
 	}
@@ -107,6 +107,10 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	}
 	log := g.logger(stderr)
 	var target replicator.Target
+	if ep, _, ok := strings.Cut(o.to, ":"); ok && !strings.Contains(ep, "/") && cfg.Endpoints[ep].Type == "" {
+		// A typo in an endpoint must not turn into a directory named after it.
+		return configErrorf("--to %s: no endpoint %q in the config (defined: %s); for a local directory whose name has a colon, write ./%s", o.to, ep, strings.Join(sortedKeys(cfg.Endpoints), ", "), o.to)
+	}
 	if ep, _, ok := strings.Cut(o.to, ":"); ok && cfg.Endpoints[ep].Type != "" {
 		loc, err := ParseLocation(o.to)
 		if err != nil {

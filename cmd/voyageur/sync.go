@@ -71,7 +71,7 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	log := g.logger(stderr)
 	specs := make([]replicator.Job, len(jobs))
 	for i, jc := range jobs {
-		if specs[i], err = buildJob(ctx, cfg, jc, log); err != nil {
+		if specs[i], err = buildJob(ctx, cfg, jc, log, true); err != nil {
 			return err
 		}
 	}
@@ -116,7 +116,7 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 }
 
 // buildJob turns a job's configuration into what the replicator runs.
-func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger) (replicator.Job, error) {
+func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, needSecret bool) (replicator.Job, error) {
 	filter, err := replicator.NewFilter(jc.Include, jc.Exclude)
 	if err != nil {
 		return replicator.Job{}, configErrorf("job %s: %w", jc.Name, err)
@@ -141,7 +141,7 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger) 
 		spec.Deletes = replicator.DeletesPropagate
 	}
 	if jc.Encryption.Enabled() {
-		if spec.Encryption, err = buildEncryption(jc); err != nil {
+		if spec.Encryption, err = buildEncryption(jc, needSecret); err != nil {
 			return replicator.Job{}, err
 		}
 	}
@@ -154,7 +154,9 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger) 
 
 // buildEncryption reads the recipients file and the name secret; a file
 // that cannot be read or holds bad data is a configuration error.
-func buildEncryption(jc JobConfig) (*replicator.Encryption, error) {
+// needSecret is false for commands that read names from META (restore, ls):
+// the name secret may be missing on a recovery host.
+func buildEncryption(jc JobConfig, needSecret bool) (*replicator.Encryption, error) {
 	e := jc.Encryption
 	enc := &replicator.Encryption{Options: crypto.Options{
 		Compression: crypto.Compression{Zstd: e.Compression == "zstd", Level: e.Level},
@@ -174,11 +176,14 @@ func buildEncryption(jc JobConfig) (*replicator.Encryption, error) {
 		enc.Options.Recipients = append(enc.Options.Recipients, rs...)
 	}
 	if e.Names == "hashed" {
+		enc.HashedNames = true
 		secret, err := crypto.LoadNameSecret(e.NameSecretFile)
-		if err != nil {
+		switch {
+		case err == nil:
+			enc.NameSecret = secret
+		case needSecret:
 			return nil, configErrorf("job %s: encryption.name_secret_file: %w", jc.Name, err)
 		}
-		enc.NameSecret = secret
 	}
 	// Mixed recipient kinds (post-quantum and classic) are refused before
 	// anything is copied.

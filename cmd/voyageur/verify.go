@@ -51,7 +51,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	if o.sample < 0 {
 		return configErrorf("--sample %d: must be 0 (all) or more", o.sample)
 	}
-	_, job, err := replicaJob(ctx, g, o.config, o.job, stderr)
+	_, job, err := replicaJob(ctx, g, o.config, o.job, true, stderr)
 	if err != nil {
 		return err
 	}
