@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -51,58 +52,110 @@ type CatalogOptions struct {
 	// Identities decrypt META; needed for encrypted replicas with hashed
 	// names, and for anything but names otherwise.
 	Identities []age.Identity
+	// Concurrency bounds the META reads in flight (0: 16).
+	Concurrency int
 }
 
 // Catalog lists the job's replica with the original key of every object,
 // in destination key order. It reads META of encrypted replicas (a ranged
-// GET of their first chunks each). An error reading one replica is yielded
-// with that replica's DestKey and iteration goes on; a listing error ends it.
+// GET of their first chunks each), opts.Concurrency at a time. An error
+// reading one replica is yielded with that replica's DestKey and iteration
+// goes on; a listing error (yielded with an empty DestKey) ends it.
 func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replica, error] {
 	return func(yield func(Replica, error) bool) {
-		enc := job.Encryption != nil
-		hashed := enc && job.Encryption.HashedNames
-		if hashed && len(opts.Identities) == 0 {
+		if job.Encryption != nil && job.Encryption.HashedNames && len(opts.Identities) == 0 {
 			yield(Replica{}, fmt.Errorf("list %s with hashed names: %w", job.Dest.Name(), ErrNeedIdentity))
 			return
 		}
-		for obj, err := range latestAt(ctx, job.Dest, job.DestPrefix, opts.AsOf) {
-			if err != nil {
-				yield(Replica{}, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err))
-				return
-			}
-			rep := Replica{DestKey: obj.Key, VersionID: obj.VersionID, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
-			rel := strings.TrimPrefix(obj.Key, job.DestPrefix)
-			rep.Meta = crypto.Meta{Key: job.SourcePrefix + rel, Size: obj.Size, MTime: obj.LastModified}
-			if !hashed && !strings.HasPrefix(rep.Meta.Key, opts.Prefix) {
-				continue // cheap: the name is known without META
-			}
-			if enc && len(opts.Identities) > 0 {
-				m, err := readMeta(ctx, job.Dest, obj, opts.Identities)
+		workers := opts.Concurrency
+		if workers <= 0 {
+			workers = 16
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		// Results come back in listing order: each listed object gets a
+		// channel, queued in order, that its META read fills.
+		queue := make(chan chan described, workers)
+		sem := make(chan struct{}, workers)
+		var wg sync.WaitGroup
+		go func() {
+			defer close(queue)
+			for obj, err := range latestAt(ctx, job.Dest, job.DestPrefix, opts.AsOf) {
+				ch := make(chan described, 1)
 				if err != nil {
-					if !yield(rep, err) {
+					ch <- described{err: fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)}
+				} else {
+					select {
+					case sem <- struct{}{}:
+					case <-ctx.Done():
 						return
 					}
-					continue
+					wg.Go(func() {
+						defer func() { <-sem }()
+						ch <- describe(ctx, job, obj, opts)
+					})
 				}
-				rep.Meta = m
-				if hashed && job.Encryption.NameSecret != nil && obj.Key != job.destKey(m.Key) {
-					// Anyone may encrypt to a public recipient: a replica
-					// whose name is not the hash of its META key was not
-					// written by this job.
-					if !yield(rep, fmt.Errorf("replica %s: its name does not match the key in its META (%q): not written by this job, refusing it", obj.Key, m.Key)) {
-						return
-					}
-					continue
+				select {
+				case queue <- ch:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
 				}
 			}
-			if !strings.HasPrefix(rep.Meta.Key, opts.Prefix) || !job.Filter.Match(strings.TrimPrefix(rep.Meta.Key, job.SourcePrefix)) {
+		}()
+		defer func() {
+			cancel()
+			for range queue {
+			}
+			wg.Wait()
+		}()
+		for ch := range queue {
+			d := <-ch
+			if d.skip {
 				continue
 			}
-			if !yield(rep, nil) {
+			if !yield(d.rep, d.err) || (d.err != nil && d.rep.DestKey == "") {
 				return
 			}
 		}
 	}
+}
+
+// described is one listed replica, told apart: skip when it is outside the
+// selection.
+type described struct {
+	rep  Replica
+	err  error
+	skip bool
+}
+
+// describe finds what one listed object is a replica of.
+func describe(ctx context.Context, job Job, obj backends.ObjectInfo, opts CatalogOptions) described {
+	enc := job.Encryption != nil
+	hashed := enc && job.Encryption.HashedNames
+	rep := Replica{DestKey: obj.Key, VersionID: obj.VersionID, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
+	rep.Meta = crypto.Meta{Key: job.SourcePrefix + strings.TrimPrefix(obj.Key, job.DestPrefix), Size: obj.Size, MTime: obj.LastModified}
+	if !hashed && !strings.HasPrefix(rep.Meta.Key, opts.Prefix) {
+		return described{skip: true} // cheap: the name is known without META
+	}
+	if enc && len(opts.Identities) > 0 {
+		m, err := readMeta(ctx, job.Dest, obj, opts.Identities)
+		if err != nil {
+			return described{rep: rep, err: err}
+		}
+		rep.Meta = m
+		if hashed && job.Encryption.NameSecret != nil && obj.Key != job.destKey(m.Key) {
+			// Anyone may encrypt to a public recipient: a replica whose
+			// name is not the hash of its META key was not written by
+			// this job.
+			return described{rep: rep, err: fmt.Errorf("replica %s: its name does not match the key in its META (%q): not written by this job, refusing it", obj.Key, m.Key)}
+		}
+	}
+	if !strings.HasPrefix(rep.Meta.Key, opts.Prefix) || !job.Filter.Match(strings.TrimPrefix(rep.Meta.Key, job.SourcePrefix)) {
+		return described{skip: true}
+	}
+	return described{rep: rep}
 }
 
 // readMeta decrypts the META frame of one replica version.

@@ -76,7 +76,9 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 		})
 	}
 	var fatal error
-	for rep, err := range Catalog(ctx, job, opts.Catalog) {
+	copts := opts.Catalog
+	copts.Concurrency = job.Transfer.Concurrency
+	for rep, err := range Catalog(ctx, job, copts) {
 		if err != nil && (rep.DestKey == "" || isWrongIdentity(err)) {
 			fatal = err
 			break
