@@ -137,6 +137,12 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 
 	t.Run("latest to a directory", func(t *testing.T) {
 		out := filepath.Join(dir, "latest")
+		if s := restore(t, 0, "--identity", k.identity, "--to", out, "--dry-run"); s.Copied != int64(len(second)) {
+			t.Errorf("dry run: %+v", s)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatal("a dry run created the target directory")
+		}
 		s := restore(t, 0, "--identity", k.identity, "--to", out)
 		if s.Copied != int64(len(second)) || s.Failed != 0 {
 			t.Errorf("summary %+v", s)

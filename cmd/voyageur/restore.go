@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -16,8 +18,8 @@ import (
 )
 
 type restoreOptions struct {
-	config, job, identity, to, prefix, asOf string
-	dryRun, json                            bool
+	config, job, identity, to, prefix, asOf, tmpDir string
+	dryRun, json                                    bool
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -50,6 +52,7 @@ source's modification times.`,
 	f.StringVar(&o.to, "to", "", "a directory, or ENDPOINT:BUCKET[/PREFIX] (required)")
 	f.StringVar(&o.prefix, "prefix", "", "restore only original keys starting with this prefix")
 	f.StringVar(&o.asOf, "as-of", "", "restore the replica as it was at this time (RFC 3339; versioned destinations)")
+	f.StringVar(&o.tmpDir, "tmp-dir", "", "where a restore to a bucket stages each object while it is verified (default $TMPDIR)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, write nothing")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
 	for _, name := range []string{"config", "job", "to"} {
@@ -93,6 +96,19 @@ func catalogOptions(identity, prefix, asOf string) (replicator.CatalogOptions, e
 	return opts, nil
 }
 
+// emptyDir stands for a directory a dry run would create: it holds nothing.
+type emptyDir string
+
+var _ replicator.Target = emptyDir("")
+
+func (d emptyDir) Name() string { return string(d) }
+func (emptyDir) Restored(context.Context, crypto.Meta) (bool, error) {
+	return false, nil
+}
+func (d emptyDir) Write(context.Context, string, func(io.Writer) (crypto.Meta, error)) error {
+	return fmt.Errorf("dry run: nothing is written to %s", string(d))
+}
+
 func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) error {
 	cfg, job, err := replicaJob(ctx, g, o.config, o.job, false, stderr)
 	if err != nil {
@@ -120,7 +136,9 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 		if err != nil {
 			return err
 		}
-		target = &replicator.BucketTarget{Bucket: b, Prefix: loc.Prefix, PartSize: job.Transfer.PartSize, Concurrency: job.Transfer.Concurrency}
+		target = &replicator.BucketTarget{Bucket: b, Prefix: loc.Prefix, PartSize: job.Transfer.PartSize, Concurrency: job.Transfer.Concurrency, TempDir: o.tmpDir}
+	} else if _, err := os.Stat(o.to); o.dryRun && errors.Is(err, fs.ErrNotExist) {
+		target = emptyDir(o.to) // a dry run creates nothing
 	} else {
 		d, err := replicator.NewDirTarget(o.to)
 		if err != nil {
