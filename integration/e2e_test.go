@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -210,6 +211,19 @@ func TestFailSafeDeletes(t *testing.T) {
 		t.Fatalf("sync within the limit: %+v, want 25 deleted", s)
 	}
 	assertReplica(t, src, dst, "ledgers/", "")
+
+	// restore of a plain replica, to a directory.
+	out := filepath.Join(dir, "restored")
+	res = runVoyageur(t, "restore", "-c", cfg, "--job", "ledgers", "--to", out, "--json")
+	if res.code != 0 || syncSummary(t, res).Copied != 5 {
+		t.Fatalf("plain restore: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	for i := range 5 {
+		name := fmt.Sprintf("ledger-%02d.csv", i)
+		if !bytes.Equal(readFile(t, filepath.Join(out, "ledgers", name)), readFile(t, filepath.Join(dir, "data2", name))) {
+			t.Errorf("restored %s differs", name)
+		}
+	}
 
 	// verify of a plain replica: clean, then one replica lost and one stale.
 	if r := runVerify(t, 0, "-c", cfg); r.Source != 5 || r.Deep != 5 {

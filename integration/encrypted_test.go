@@ -298,6 +298,12 @@ func TestEncryptedLedgerCompresses(t *testing.T) {
 	if !bytes.Equal(readFile(t, filepath.Join(plain, "ledger")), readFile(t, filepath.Join(dir, "ledger.csv"))) {
 		t.Error("the decrypted ledger differs from the source")
 	}
+	// restore with plain names needs no name secret: the name is the key.
+	out := filepath.Join(dir, "restored")
+	res := runVoyageur(t, "restore", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--to", out)
+	if res.code != 0 || !bytes.Equal(readFile(t, filepath.Join(out, "ledgers/2026-11-24.csv")), readFile(t, filepath.Join(dir, "ledger.csv"))) {
+		t.Errorf("restore: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 }
 
 // TestEncryptedCrashResume SIGKILLs an encrypted multi-part upload and

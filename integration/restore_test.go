@@ -119,6 +119,15 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		t.Fatalf("second sync: %+v", s)
 	}
 
+	srcTimes := map[string]time.Time{}
+	for key := range second {
+		info, err := src.client(t).StatObject(context.Background(), src.bucket, key, minio.StatObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcTimes[key] = info.LastModified
+	}
+
 	// The disaster: the journal and the source are gone.
 	if err := os.Remove(filepath.Join(dir, "journal.db")); err != nil {
 		t.Fatal(err)
@@ -148,6 +157,11 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 			t.Errorf("summary %+v", s)
 		}
 		assertDir(t, out, second)
+		for key, mtime := range srcTimes {
+			if st, err := os.Stat(filepath.Join(out, key)); err != nil || !st.ModTime().Equal(mtime) {
+				t.Errorf("%s: restored modification time %v, want the source's %v", key, st.ModTime(), mtime)
+			}
+		}
 	})
 
 	t.Run("latest to a fresh bucket", func(t *testing.T) {

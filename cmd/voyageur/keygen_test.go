@@ -126,4 +126,21 @@ jobs:
 	if err := build(`{recipients: ["` + recipient + `"], name_secret_file: "` + secret + `"}`); err != nil {
 		t.Errorf("good encryption block: %v", err)
 	}
+
+	// Recipients from age's recipients file, added to the inline ones.
+	var out2 bytes.Buffer
+	if err := runKeygen(keygenOptions{}, &bytes.Buffer{}, &out2); err != nil {
+		t.Fatal(err)
+	}
+	second := strings.TrimSpace(strings.TrimPrefix(out2.String(), "Public key: "))
+	file := filepath.Join(dir, "recipients.txt")
+	os.WriteFile(file, []byte("# treasury offline key\n"+second+"\n\n# second site\n"+recipient+"\n"), 0o644)
+	cfg, err := ParseConfig([]byte(strings.Replace(base, "ENC", `{recipients: ["`+recipient+`"], recipients_file: "`+file+`", names: plain}`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := buildEncryption(cfg.Jobs[0], true)
+	if err != nil || len(enc.Options.Recipients) != 3 {
+		t.Errorf("inline plus file recipients: %v, %d recipients", err, len(enc.Options.Recipients))
+	}
 }
