@@ -196,7 +196,10 @@ func (r *run) commit(c journal.Change, src backends.ObjectInfo, destKey string, 
 	}
 	r.copied.Add(1)
 	r.noteDone(size)
-	r.log.Debug("copied", "key", c.Key, "size", size)
+	r.log.Debug("copied", "key", c.Key, "size", src.Size)
+	if o := r.opts.Observer; o != nil {
+		o.Replicated(r.job.Name, src.Size, c.EventTime)
+	}
 	return nil
 }
 
@@ -223,5 +226,8 @@ func (r *run) del(ctx context.Context, c journal.Change) error {
 	}
 	r.deleted.Add(1)
 	r.noteDone(0)
+	if o := r.opts.Observer; o != nil {
+		o.Deleted(r.job.Name)
+	}
 	return nil
 }

@@ -52,8 +52,10 @@ type Transfer struct {
 
 // Job is one replication job.
 type Job struct {
-	Name         string
-	Source       backends.Bucket
+	Name   string
+	Source backends.Bucket
+	// SourceBucket is the source bucket's name, to match event records.
+	SourceBucket string
 	SourcePrefix string
 	Dest         backends.Bucket
 	DestPrefix   string
@@ -92,6 +94,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, when not nil, is updated as the run goes.
 	Progress *Progress
+	// Observer, when not nil, is told of every replicated, deleted and
+	// failed object (metrics).
+	Observer Observer
+}
+
+// Observer is told what replication does, for metrics. Its methods are
+// called from many goroutines.
+type Observer interface {
+	// Replicated reports a replica made durable; eventTime is when the
+	// change happened at the source (zero when not known, e.g. a scan).
+	Replicated(job string, bytes int64, eventTime time.Time)
+	Deleted(job string)
+	Failed(job string)
+	// Reconciled reports a complete reconcile scan.
+	Reconciled(job string, at time.Time)
 }
 
 // Progress holds live counters a caller may read while a run goes.

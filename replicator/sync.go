@@ -40,6 +40,9 @@ type run struct {
 
 	work    chan journal.Change
 	pending sync.WaitGroup
+	// kick, in watch mode, wakes the watcher's dispatcher instead of
+	// handing changes to this run's workers.
+	kick func()
 
 	copied, skipped, deleted, failed atomic.Int64
 	bytesRead, bytesWritten          atomic.Int64
@@ -124,6 +127,10 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 // dispatch hands a queued change to the workers; it blocks while they are
 // busy, which keeps the listing from running far ahead of the copies.
 func (r *run) dispatch(ctx context.Context, c journal.Change) error {
+	if r.kick != nil {
+		r.kick()
+		return nil
+	}
 	r.pending.Add(1)
 	select {
 	case r.work <- c:
@@ -201,7 +208,10 @@ func (r *run) noteDone(bytes int64) {
 	}
 }
 
-func (r *run) process(ctx context.Context, c journal.Change) {
+// process works on one queued change. It returns the error of a change
+// that failed (and stays queued, with its attempt counted), nil when it
+// succeeded or was interrupted by ctx.
+func (r *run) process(ctx context.Context, c journal.Change) error {
 	var err error
 	switch c.Op {
 	case journal.OpPut:
@@ -212,20 +222,24 @@ func (r *run) process(ctx context.Context, c journal.Change) {
 		err = fmt.Errorf("unknown change %d", c.Op)
 	}
 	if err == nil {
-		return
+		return nil
 	}
 	if ctx.Err() != nil {
 		// Interrupted: the change stays queued as it was for the next run.
-		return
+		return nil
 	}
 	r.noteFailure(c.Key, c.Op.String(), err)
 	r.noteDone(0)
+	if o := r.opts.Observer; o != nil {
+		o.Failed(r.job.Name)
+	}
 	r.mu.Lock()
 	r.failedKeys[c.Key] = true
 	r.mu.Unlock()
 	if ferr := r.jb.Fail(c, err); ferr != nil {
 		r.log.Error("could not record failure in journal", "key", c.Key, "err", ferr)
 	}
+	return err
 }
 
 // failedEarlier reports whether key failed earlier in this run.

@@ -1,0 +1,266 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+// WatchOptions configure a watcher.
+type WatchOptions struct {
+	Sources []EventSource
+	// Rescan is the period of the reconcile scan that catches lost
+	// events (default 1 h).
+	Rescan   time.Duration
+	Logger   *slog.Logger
+	Observer Observer
+}
+
+// Retry delays of a change that failed: the store or the network may need
+// time.
+const (
+	retryBase = 2 * time.Second
+	retryMax  = 5 * time.Minute
+)
+
+// watcher keeps one job's replica current: sources put changes in the
+// journal queue, a dispatcher hands them to workers (one change per key at
+// a time), and reconcile scans queue whatever events missed.
+type watcher struct {
+	r     *run
+	rec   chan struct{} // a reconcile is wanted
+	wake  chan struct{} // the queue may hold work
+	mu    sync.Mutex
+	busy  map[string]bool      // keys being worked on
+	retry map[uint64]time.Time // failed changes: not before
+	full  bool                 // rescan the queue from its start
+	seqs  map[string]string    // newest S3 sequencer seen per key
+}
+
+// maxSequencers bounds the memory of sequencers; past it they are
+// forgotten (they only spare work: every change is checked at the source).
+const maxSequencers = 100_000
+
+// Watch replicates job continuously until ctx is done: a reconcile scan at
+// start, then changes from the event sources as they come, a reconcile
+// after every gap a source reports and every Rescan. Each change is durable
+// in the journal before its source acknowledges it. When ctx ends, intake
+// stops, work in flight is abandoned at its last checkpoint (its change
+// stays queued) and Watch returns nil. It returns an error when the journal
+// fails or an event source cannot run.
+func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) error {
+	if err := job.Transfer.normalize(job.Encryption != nil); err != nil {
+		return fmt.Errorf("job %s: %w", job.Name, err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Rescan <= 0 {
+		opts.Rescan = time.Hour
+	}
+	w := &watcher{
+		rec: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		busy: map[string]bool{}, retry: map[uint64]time.Time{}, seqs: map[string]string{},
+	}
+	w.r = &run{
+		job: job, jb: j.Job(job.Name), log: opts.Logger.With("job", job.Name),
+		opts:    Options{Logger: opts.Logger, Observer: opts.Observer},
+		mem:     semaphore.NewWeighted(job.Transfer.Memory),
+		slots:   semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
+		limiter: newLimiter(job.Transfer.Bandwidth),
+		bufs:    newBufferPool(job.Transfer.PartSize),
+		work:    make(chan journal.Change),
+		kick:    w.kick,
+	}
+	if err := w.r.abortStaleUploads(ctx); err != nil {
+		w.r.log.Warn("could not clean up stale multipart uploads", "err", err)
+	}
+	w.reconcileSoon()
+
+	g, gctx := errgroup.WithContext(ctx)
+	for range job.Transfer.Concurrency {
+		g.Go(func() error { w.worker(gctx); return nil })
+	}
+	g.Go(func() error { return w.dispatcher(gctx) })
+	g.Go(func() error { return w.reconciler(gctx, opts.Rescan, opts.Observer) })
+	for _, src := range opts.Sources {
+		g.Go(func() error {
+			if err := src.Run(gctx, w.intake, w.reconcileSoon); err != nil {
+				return fmt.Errorf("event source %s of job %s: %w", src.Name(), job.Name, err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
+}
+
+func (w *watcher) kick() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) reconcileSoon() {
+	select {
+	case w.rec <- struct{}{}:
+	default:
+	}
+}
+
+// intake is the Intake of every source: it keeps the job's events, drops
+// those an event already seen supersedes, and queues them durably.
+func (w *watcher) intake(_ context.Context, events []Event) error {
+	job := w.r.job
+	var changes []journal.Change
+	w.mu.Lock()
+	for _, e := range events {
+		if e.Bucket != "" && job.SourceBucket != "" && e.Bucket != job.SourceBucket {
+			continue
+		}
+		if !strings.HasPrefix(e.Key, job.SourcePrefix) || !job.Filter.Match(strings.TrimPrefix(e.Key, job.SourcePrefix)) {
+			continue
+		}
+		if e.Op == journal.OpDelete && job.Deletes != DeletesPropagate {
+			continue
+		}
+		if prev := w.seqs[e.Key]; SequencerLess(e.Sequencer, prev) {
+			continue // an older event than one already queued
+		}
+		if e.Sequencer != "" {
+			if len(w.seqs) >= maxSequencers {
+				clear(w.seqs)
+			}
+			w.seqs[e.Key] = e.Sequencer
+		}
+		changes = append(changes, journal.Change{
+			Key: e.Key, Op: e.Op, VersionID: e.VersionID, ETag: e.ETag, Size: e.Size,
+			Reason: "event:" + e.Source, EventTime: e.Time,
+		})
+	}
+	w.mu.Unlock()
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := w.r.jb.Enqueue(changes); err != nil {
+		return err
+	}
+	w.kick()
+	return nil
+}
+
+// dispatcher hands queued changes to the workers, never two of one key at
+// once, and holds back failed ones until their retry time.
+func (w *watcher) dispatcher(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var after uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.wake:
+		case <-tick.C:
+			after = 0 // retries and deferred keys: look again from the start
+		}
+		w.mu.Lock()
+		if w.full {
+			after, w.full = 0, false
+		}
+		w.mu.Unlock()
+		for {
+			batch, err := w.r.jb.Pending(after, enqueueBatch)
+			if err != nil {
+				return err
+			}
+			if len(batch) == 0 {
+				break
+			}
+			for _, c := range batch {
+				after = c.Seq
+				if !w.claim(c) {
+					continue
+				}
+				select {
+				case w.r.work <- c:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// claim marks c's key busy unless it is, or c waits for a retry.
+func (w *watcher) claim(c journal.Change) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy[c.Key] || time.Now().Before(w.retry[c.Seq]) {
+		return false
+	}
+	w.busy[c.Key] = true
+	return true
+}
+
+func (w *watcher) worker(ctx context.Context) {
+	for {
+		var c journal.Change
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-w.r.work:
+		}
+		err := w.r.process(ctx, c)
+		w.mu.Lock()
+		delete(w.busy, c.Key)
+		delete(w.retry, c.Seq)
+		if err != nil {
+			w.retry[c.Seq] = time.Now().Add(min(retryMax, retryBase<<min(c.Attempts, 8)))
+		}
+		// A newer change of this key may have been passed over.
+		w.full = true
+		w.mu.Unlock()
+		w.kick()
+	}
+}
+
+// reconciler runs reconcile scans: when asked (start, gaps) and every
+// period. The scan queues what differs from the index; the dispatcher
+// does the work.
+func (w *watcher) reconciler(ctx context.Context, period time.Duration, obs Observer) error {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.rec:
+		case <-t.C:
+		}
+		w.r.log.Info("reconcile scan")
+		complete, err := w.r.scan(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			// A failed scan is retried at the next period or gap; the
+			// events keep flowing meanwhile.
+			w.r.log.Error("reconcile scan failed", "err", err)
+		case complete && obs != nil:
+			obs.Reconciled(w.r.job.Name, time.Now())
+		}
+	}
+}
