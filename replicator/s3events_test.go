@@ -85,7 +85,7 @@ func snsWrap(t testing.TB, body string) string {
 	return string(b)
 }
 
-func at(s string) time.Time {
+func mustTime(s string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		panic(err)
@@ -96,10 +96,10 @@ func at(s string) time.Time {
 var (
 	wantAWSPut = Event{Bucket: "fintech-ledgers", Key: "daily/2026-03-04/ledger (final).parquet", Op: journal.OpPut,
 		VersionID: "096fKKXTRTtl3on89fVO.nfljtsv6qko", ETag: "d41d8cd98f00b204e9800998ecf8427e", Size: 1048576,
-		Sequencer: "0055AED6DCD90281E5", Time: at("2026-03-04T05:06:07.089Z")}
+		Sequencer: "0055AED6DCD90281E5", Time: mustTime("2026-03-04T05:06:07.089Z")}
 	wantEventBridgeCreated = Event{Bucket: "fintech-ledgers", Key: "daily/a b+c%41.csv", Op: journal.OpPut,
 		VersionID: "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", ETag: "b1946ac92492d2347c6235b4d2611184", Size: 5,
-		Sequencer: "617f08299329d189", Time: at("2026-03-04T05:06:07Z")}
+		Sequencer: "617f08299329d189", Time: mustTime("2026-03-04T05:06:07Z")}
 )
 
 func TestParseS3Events(t *testing.T) {
@@ -111,19 +111,19 @@ func TestParseS3Events(t *testing.T) {
 		{"aws put", awsPut, []Event{wantAWSPut}},
 		{"aws delete marker, unicode and plus", awsDeleteMarker, []Event{{
 			Bucket: "fintech-ledgers", Key: "daily/café €+1.csv", Op: journal.OpDelete, VersionID: "null.marker.v2",
-			Sequencer: "0055AED6DCD90281F0", Time: at("2026-03-04T05:06:08Z")}}},
+			Sequencer: "0055AED6DCD90281F0", Time: mustTime("2026-03-04T05:06:08Z")}}},
 		{"minio webhook multipart", minioWebhook, []Event{{
 			Bucket: "photos", Key: "2026/a b+c.jpg", Op: journal.OpPut, VersionID: "5b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
 			ETag: "9b2cf535f27731c974343645a3985328-4", Size: 20971520, Sequencer: "1830E4A6F0D3E3F1",
-			Time: at("2026-03-04T05:06:07.120Z")}}},
+			Time: mustTime("2026-03-04T05:06:07.120Z")}}},
 		{"minio delete", minioDelete, []Event{{Bucket: "photos", Key: "old.jpg", Op: journal.OpDelete,
-			Sequencer: "1830E4A7A0D3E3F1", Time: at("2026-03-04T05:06:09Z")}}},
+			Sequencer: "1830E4A7A0D3E3F1", Time: mustTime("2026-03-04T05:06:09Z")}}},
 		{"sns wrapped", snsWrap(t, awsPut), []Event{wantAWSPut}},
 		{"sns wrapped eventbridge", snsWrap(t, eventBridgeCreated), []Event{wantEventBridgeCreated}},
 		{"sns wrapped test event", snsWrap(t, testEvent), nil},
 		{"eventbridge created, key not decoded", eventBridgeCreated, []Event{wantEventBridgeCreated}},
 		{"eventbridge deleted", eventBridgeDeleted, []Event{{Bucket: "fintech-ledgers", Key: "daily/日本語.txt",
-			Op: journal.OpDelete, Sequencer: "617f0837b476e463", Time: at("2026-03-04T05:06:10Z")}}},
+			Op: journal.OpDelete, Sequencer: "617f0837b476e463", Time: mustTime("2026-03-04T05:06:10Z")}}},
 		{"eventbridge restore ignored", `{"detail-type":"Object Restore Completed","source":"aws.s3",
 			"time":"2026-03-04T05:06:10Z","detail":{"bucket":{"name":"b"},"object":{"key":"k"}}}`, nil},
 		{"test event", testEvent, nil},

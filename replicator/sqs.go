@@ -119,7 +119,7 @@ func (s *SQS) Run(ctx context.Context, intake Intake, gap func()) error {
 			continue
 		}
 		failures++
-		d := backoff(failures)
+		d := sqsBackoff(failures)
 		log.Warn("sqs source failed, retrying", "in", d, "failures", failures, "err", err)
 		select {
 		case <-ctx.Done():
@@ -185,9 +185,9 @@ func (s *SQS) delete(ctx context.Context, client SQSAPI, entries []types.DeleteM
 	}
 }
 
-// backoff returns the wait after the given number of consecutive failures:
+// sqsBackoff returns the wait after the given number of consecutive failures:
 // doubling from a second up to a minute, with jitter.
-func backoff(failures int) time.Duration {
+func sqsBackoff(failures int) time.Duration {
 	d := sqsBackoffMax
 	if failures < 7 {
 		d = min(sqsBackoffFirst<<(failures-1), sqsBackoffMax)

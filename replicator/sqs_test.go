@@ -122,11 +122,11 @@ func TestSQSMessageShapes(t *testing.T) {
 	want := []Event{
 		{Bucket: "photos", Key: "2026/a b+c.jpg", Op: journal.OpPut, VersionID: "5b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
 			ETag: "9b2cf535f27731c974343645a3985328-4", Size: 20971520, Sequencer: "1830E4A6F0D3E3F1",
-			Time: at("2026-03-04T05:06:07.120Z")},
+			Time: mustTime("2026-03-04T05:06:07.120Z")},
 		wantAWSPut, // its key was form-encoded: "ledger+%28final%29.parquet"
 		wantEventBridgeCreated,
 		{Bucket: "fintech-ledgers", Key: "daily/日本語.txt", Op: journal.OpDelete, Sequencer: "617f0837b476e463",
-			Time: at("2026-03-04T05:06:10Z")},
+			Time: mustTime("2026-03-04T05:06:10Z")},
 	}
 	for i := range want {
 		want[i].Source = "sqs"
@@ -157,7 +157,7 @@ func TestSQSDeletesOnlyAfterIntake(t *testing.T) {
 	runSource(t, emulatorSource(srv, q, nil), intake, func() { t.Error("gap reported") })
 
 	wantEvents := []Event{{Bucket: "photos", Key: "old.jpg", Op: journal.OpDelete, Sequencer: "1830E4A7A0D3E3F1",
-		Time: at("2026-03-04T05:06:09Z"), Source: "sqs"}}
+		Time: mustTime("2026-03-04T05:06:09Z"), Source: "sqs"}}
 	for i, result := range []error{errors.New("journal: disk full"), nil} {
 		select {
 		case events := <-calls:

@@ -63,7 +63,7 @@ func (f *fakeIntake) snapshot() (calls int, events []Event) {
 
 const webhookToken = "s3cr3t-t0ken-do-not-log"
 
-func post(t *testing.T, url, auth, body string) (int, string) {
+func postEvents(t *testing.T, url, auth, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
@@ -142,7 +142,7 @@ func TestWebhookRequests(t *testing.T) {
 	_, events := fake.snapshot()
 	want := Event{Bucket: "photos", Key: "2026/a b+c.jpg", Op: journal.OpPut, VersionID: "5b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
 		ETag: "9b2cf535f27731c974343645a3985328-4", Size: 20971520, Sequencer: "1830E4A6F0D3E3F1",
-		Time: at("2026-03-04T05:06:07.120Z"), Source: "webhook"}
+		Time: mustTime("2026-03-04T05:06:07.120Z"), Source: "webhook"}
 	if len(events) != 1 || events[0] != want {
 		t.Errorf("intake got %+v, want [%+v]", events, want)
 	}
@@ -180,7 +180,7 @@ func TestWebhookNoToken(t *testing.T) {
 	fake := &fakeIntake{}
 	srv := httptest.NewServer(&webhookHandler{intake: fake.intake, gap: func() {}, log: slog.New(slog.DiscardHandler)})
 	defer srv.Close()
-	if status, body := post(t, srv.URL, "", awsPut); status != http.StatusOK {
+	if status, body := postEvents(t, srv.URL, "", awsPut); status != http.StatusOK {
 		t.Fatalf("status %d (%s), want 200 without a token configured", status, body)
 	}
 	if _, events := fake.snapshot(); len(events) != 1 || events[0].Key != wantAWSPut.Key {
@@ -292,7 +292,7 @@ func TestWebhookRun(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if status, body := post(t, "http://"+addr+"/events", "Bearer "+webhookToken, snsWrap(t, awsDeleteMarker)); status != http.StatusOK {
+	if status, body := postEvents(t, "http://"+addr+"/events", "Bearer "+webhookToken, snsWrap(t, awsDeleteMarker)); status != http.StatusOK {
 		t.Fatalf("status %d (%s)", status, body)
 	}
 	if _, events := fake.snapshot(); len(events) != 1 || events[0].Op != journal.OpDelete || events[0].Key != "daily/café €+1.csv" {
