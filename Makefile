@@ -9,7 +9,10 @@ MINIO_MOD   := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO       := $(GOBIN)/minio
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+FAUXQS      := .cache/fauxqs/node_modules/.bin/fauxqs
+
 export VOYAGEUR_MINIO_BIN := $(MINIO)
+export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
 
 .PHONY: build test unit lint tools tools-apt clean
 
@@ -33,7 +36,11 @@ tools-apt:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-tools: $(MINIO) tools-apt
+# The SQS emulator (SQS JSON protocol) for the watch tests, from npm.
+$(FAUXQS):
+	npm install --no-audit --no-fund --prefix .cache/fauxqs fauxqs@1.9.2
+
+tools: $(MINIO) tools-apt $(FAUXQS)
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -48,6 +50,8 @@ type JobConfig struct {
 	Deletes     string         `yaml:"deletes"`
 	MaxDelete   string         `yaml:"max_delete"`
 	Transfer    TransferConfig `yaml:"transfer"`
+	Events      []EventConfig  `yaml:"events"`
+	Rescan      Duration       `yaml:"rescan"`
 
 	line int
 }
@@ -93,6 +97,30 @@ func (e *Encryption) UnmarshalYAML(n *yaml.Node) error {
 
 // Enabled reports whether the job encrypts.
 func (e *Encryption) Enabled() bool { return !e.None && e.line != 0 }
+
+// EventConfig is one event source of `voyageur watch`: exactly one of
+// listen, sqs and webhook.
+type EventConfig struct {
+	Listen  bool   `yaml:"listen"`  // MinIO ListenBucketNotification on the source
+	SQS     string `yaml:"sqs"`     // queue URL receiving S3 event notifications
+	URL     string `yaml:"url"`     // SQS endpoint override (an emulator, a VPC endpoint)
+	Region  string `yaml:"region"`  // SQS region (default: the source endpoint's, or us-east-1)
+	Webhook string `yaml:"webhook"` // HOST:PORT to receive S3 event records over HTTP
+	Token   string `yaml:"token"`   // bearer token the webhook requires
+}
+
+// Duration is a time span written as 90s, 15m, 1h or 1h30m.
+type Duration time.Duration
+
+// UnmarshalYAML parses the duration and names the line when it is bad.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration (examples: 90s, 15m, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
 
 // TransferConfig tunes the copy engine.
 type TransferConfig struct {
@@ -479,6 +507,14 @@ func (j *JobConfig) validate(c *Config, field string) error {
 	default:
 		return fmt.Errorf("line %d: %s.deletes: %q (use keep or propagate)", j.line, field, j.Deletes)
 	}
+	for i, ev := range j.Events {
+		if err := ev.validate(c.Endpoints[j.Source.Endpoint]); err != nil {
+			return fmt.Errorf("line %d: %s.events[%d]: %w", j.line, field, i, err)
+		}
+	}
+	if j.Rescan != 0 && time.Duration(j.Rescan) < time.Minute {
+		return fmt.Errorf("line %d: %s.rescan: %s is shorter than a minute", j.line, field, time.Duration(j.Rescan))
+	}
 	if j.MaxDelete != "" {
 		if _, _, err := parseMaxDelete(j.MaxDelete); err != nil {
 			return fmt.Errorf("line %d: %s.max_delete: %w", j.line, field, err)
@@ -542,6 +578,35 @@ func (e *Encryption) validate() error {
 	}
 	if e.Names == "hashed" && e.NameSecretFile == "" {
 		return errors.New("name_secret_file: missing (names: hashed, the default, needs a file of at least 32 random bytes; or set names: plain)")
+	}
+	return nil
+}
+
+func (ev *EventConfig) validate(source Endpoint) error {
+	n := 0
+	for _, set := range []bool{ev.Listen, ev.SQS != "", ev.Webhook != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one of listen: true, sqs: QUEUE_URL, webhook: HOST:PORT")
+	}
+	switch {
+	case ev.Listen && source.Type != "minio":
+		return fmt.Errorf("listen needs a MinIO source (type: minio), not type %s: use sqs or webhook", source.Type)
+	case ev.SQS != "" && !strings.HasPrefix(ev.SQS, "https://") && !strings.HasPrefix(ev.SQS, "http://"):
+		return fmt.Errorf("sqs: %q is not a queue URL", ev.SQS)
+	case ev.Webhook != "":
+		if _, _, err := net.SplitHostPort(ev.Webhook); err != nil {
+			return fmt.Errorf("webhook: %q is not HOST:PORT", ev.Webhook)
+		}
+	}
+	if ev.Token != "" && ev.Webhook == "" {
+		return errors.New("token goes with webhook")
+	}
+	if (ev.URL != "" || ev.Region != "") && ev.SQS == "" {
+		return errors.New("url and region go with sqs")
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 	root.SetErr(stderr)
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every object (debug level)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
-	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g))
+	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g))
 	// Cobra reports usage errors (unknown flags, missing required ones)
 	// before RunE; marking RunE's start tells them apart from run errors.
 	for _, c := range root.Commands() {

@@ -130,7 +130,8 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, 
 		return replicator.Job{}, err
 	}
 	spec := replicator.Job{
-		Name: jc.Name, Source: src, SourcePrefix: jc.Source.Prefix, Dest: dst, DestPrefix: jc.Destination.Prefix,
+		Name: jc.Name, Source: src, SourceBucket: jc.Source.Bucket, SourcePrefix: jc.Source.Prefix,
+		Dest: dst, DestPrefix: jc.Destination.Prefix,
 		Filter: filter,
 		Transfer: replicator.Transfer{
 			PartSize: int64(jc.Transfer.PartSize), Concurrency: jc.Transfer.Concurrency,

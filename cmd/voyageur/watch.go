@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/voyageur-ca/voyageur/backends/minio"
+	"github.com/voyageur-ca/voyageur/replicator"
+)
+
+type watchOptions struct {
+	config, job, metrics string
+}
+
+func newWatchCmd(g *globals) *cobra.Command {
+	var o watchOptions
+	cmd := &cobra.Command{
+		Use:   "watch -c FILE [--job NAME] [--metrics ADDR]",
+		Short: "Replicate continuously from S3/MinIO event streams, with reconcile scans",
+		Long: `watch keeps each job's replica within seconds of its source: a reconcile scan
+at start, then the job's event sources (events: listen, sqs, webhook), a
+reconcile after every reconnect and every rescan period (default 1h). Every
+change is durable in the journal before its event is acknowledged. SIGTERM or
+SIGINT stops intake, abandons work in flight at its last checkpoint (it
+stays queued) and exits 0.`,
+		Example: `  voyageur watch -c /etc/voyageur/voyageur.yaml --metrics 127.0.0.1:9464
+  voyageur watch -c voyageur.yaml --job ledgers`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWatch(cmd.Context(), o, g, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", "", "configuration file (required)")
+	f.StringVar(&o.job, "job", "", "watch only this job")
+	f.StringVar(&o.metrics, "metrics", "", "serve /metrics (Prometheus) and /healthz on this HOST:PORT")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer) error {
+	cfg, err := LoadConfig(o.config)
+	if err != nil {
+		return err
+	}
+	jobs, err := selectJobs(cfg, o.job)
+	if err != nil {
+		return err
+	}
+	log := g.logger(stderr)
+	specs := make([]replicator.Job, len(jobs))
+	sources := make([][]replicator.EventSource, len(jobs))
+	names := make([]string, len(jobs))
+	for i, jc := range jobs {
+		if specs[i], err = buildJob(ctx, cfg, jc, log, true); err != nil {
+			return err
+		}
+		if sources[i], err = buildSources(cfg, jc, log); err != nil {
+			return err
+		}
+		names[i] = jc.Name
+	}
+	j, err := openJournal(cfg)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	m := newMetrics(j, names)
+	if o.metrics != "" {
+		stop, err := m.serve(ctx, o.metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	wg, wctx := errgroup.WithContext(ctx)
+	for i, spec := range specs {
+		wg.Go(func() error {
+			return replicator.Watch(wctx, j, spec, replicator.WatchOptions{
+				Sources: sources[i], Rescan: time.Duration(jobs[i].Rescan), Logger: log, Observer: m,
+			})
+		})
+	}
+	if err := wg.Wait(); err != nil {
+		return err
+	}
+	log.Info("watch stopped")
+	return nil
+}
+
+// buildSources makes the job's event sources from its `events:` list.
+func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.EventSource, error) {
+	var out []replicator.EventSource
+	src := cfg.Endpoints[jc.Source.Endpoint]
+	for _, ev := range jc.Events {
+		switch {
+		case ev.Listen:
+			b, err := minio.New(minio.Config{
+				Bucket: jc.Source.Bucket, Region: src.Region, URL: src.URL,
+				AccessKey: src.AccessKey, SecretKey: src.SecretKey, CAFile: src.CAFile,
+			})
+			if err != nil {
+				return nil, configErrorf("job %s: events listen: %w", jc.Name, err)
+			}
+			out = append(out, &replicator.Listen{Bucket: b, Prefix: jc.Source.Prefix, Logger: log})
+		case ev.SQS != "":
+			region := ev.Region
+			if region == "" {
+				region = src.Region
+			}
+			if region == "" {
+				region = "us-east-1"
+			}
+			out = append(out, &replicator.SQS{
+				QueueURL: ev.SQS, Endpoint: ev.URL, Region: region,
+				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
+			})
+		case ev.Webhook != "":
+			out = append(out, &replicator.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})
+		default:
+			return nil, fmt.Errorf("job %s: an event source with nothing set", jc.Name) // validated when loading
+		}
+	}
+	return out, nil
+}
