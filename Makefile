@@ -14,7 +14,7 @@ FAUXQS      := .cache/fauxqs/node_modules/.bin/fauxqs
 export VOYAGEUR_MINIO_BIN := $(MINIO)
 export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
 
-.PHONY: build test unit lint tools tools-apt clean
+.PHONY: build test unit lint tools tools-apt bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/voyageur ./cmd/voyageur
@@ -53,6 +53,13 @@ unit:
 
 test: tools lint
 	$(GO) test -count=1 -timeout 25m ./...
+
+# Benchmarks (not part of make test): encryption throughput per core, and
+# watch's replication lag under 20 writes/s for 60 s. Numbers go to
+# docs/BENCHMARKS.md by hand for now, with the machine description.
+bench: tools
+	$(GO) test -run '^$$' -bench Encode -cpu 1 -benchtime 10x ./crypto/ | tee bench-crypto.out
+	$(GO) test -run '^$$' -bench WatchLag -benchtime 1x -timeout 10m ./integration/ | tee bench-watch.out
 
 clean:
 	rm -rf bin

@@ -13,7 +13,7 @@ const mib = 1 << 20
 
 // seedDataSet writes the end-to-end data set under dir/data and returns the
 // sizes by relative key. Small files are many; a few straddle the part size.
-func seedDataSet(t *testing.T, dir string, smallCount int) map[string]int {
+func seedDataSet(t testing.TB, dir string, smallCount int) map[string]int {
 	files := map[string]int{
 		"sizes/empty":                  0,
 		"sizes/one-byte":               1,
@@ -45,7 +45,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func endToEnd(t *testing.T, srcKind, dstKind string) {
+func endToEnd(t testing.TB, srcKind, dstKind string) {
 	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: srcKind}
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: dstKind}
@@ -132,7 +132,7 @@ func endToEnd(t *testing.T, srcKind, dstKind string) {
 // assertReplica checks that dst/dstPrefix holds exactly the objects of
 // src/srcPrefix with the same bytes: ETags of single-part objects are MD5s,
 // multi-part ones are compared by content.
-func assertReplica(t *testing.T, src, dst side, srcPrefix, dstPrefix string) {
+func assertReplica(t testing.TB, src, dst side, srcPrefix, dstPrefix string) {
 	t.Helper()
 	want, got := listObjects(t, src, srcPrefix), listObjects(t, dst, dstPrefix)
 	if a, b := sortedKeys(want), sortedKeys(got); strings.Join(a, "\n") != strings.Join(b, "\n") {

@@ -27,7 +27,7 @@ type keys struct {
 	identity, recipient, nameSecret string
 }
 
-func newKeys(t *testing.T, dir string, pq bool) keys {
+func newKeys(t testing.TB, dir string, pq bool) keys {
 	t.Helper()
 	k := keys{identity: filepath.Join(dir, "identity.txt"), nameSecret: filepath.Join(dir, "names.key")}
 	args := []string{"keygen", "-o", k.identity}
@@ -52,7 +52,7 @@ func (k keys) encryptionYAML(names, compression string) string {
 }
 
 // requireTool fails under CI (or skips elsewhere) when a CLI is missing.
-func requireTool(t *testing.T, name string) string {
+func requireTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -65,7 +65,7 @@ func requireTool(t *testing.T, name string) string {
 }
 
 // downloadAll fetches every object under prefix into dir, named by key.
-func downloadAll(t *testing.T, s side, prefix, dir string) []string {
+func downloadAll(t testing.TB, s side, prefix, dir string) []string {
 	t.Helper()
 	var names []string
 	for k := range listObjects(t, s, prefix) {
@@ -82,7 +82,7 @@ func downloadAll(t *testing.T, s side, prefix, dir string) []string {
 
 // decryptWithCLIs runs `age -d -i IDENTITY F | zstd -d > OUT/F` for every
 // file in in, the recovery recipe that needs no voyageur.
-func decryptWithCLIs(t *testing.T, identity, in, out string) {
+func decryptWithCLIs(t testing.TB, identity, in, out string) {
 	t.Helper()
 	requireTool(t, "age")
 	requireTool(t, "zstd")
@@ -236,7 +236,7 @@ func TestEncryptedReplica(t *testing.T) {
 	}
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -246,7 +246,7 @@ func readFile(t *testing.T, path string) []byte {
 }
 
 // writeLedgerCSV writes a realistic ledger of about n bytes.
-func writeLedgerCSV(t *testing.T, path string, n int) {
+func writeLedgerCSV(t testing.TB, path string, n int) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -315,7 +315,7 @@ func TestEncryptedCrashResume(t *testing.T) {
 	}
 }
 
-func encryptedCrashResume(t *testing.T, pq bool) {
+func encryptedCrashResume(t testing.TB, pq bool) {
 	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "minio"}
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "aws"}

@@ -14,7 +14,7 @@ import (
 // denyProxy forwards to a MinIO server on loopback but answers 403
 // AccessDenied to every write of a key containing "forbidden", the way a
 // bucket policy would.
-func denyProxy(t *testing.T, target string) string {
+func denyProxy(t testing.TB, target string) string {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {

@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 var secrets sync.Map
 
 // startServer starts a MinIO server and registers its secret key.
-func startServer(t *testing.T) *minioserver.Server {
+func startServer(t testing.TB) *minioserver.Server {
 	t.Helper()
 	srv := minioserver.Start(t)
 	secrets.Store(srv.SecretKey, true)
@@ -79,7 +79,7 @@ type summary struct {
 	Error        string  `json:"error"`
 }
 
-func runVoyageur(t *testing.T, args ...string) result {
+func runVoyageur(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -107,7 +107,7 @@ func runVoyageur(t *testing.T, args ...string) result {
 }
 
 // syncJSON runs sync --json and insists on the exit code.
-func syncJSON(t *testing.T, wantCode int, args ...string) summary {
+func syncJSON(t testing.TB, wantCode int, args ...string) summary {
 	t.Helper()
 	res := runVoyageur(t, append([]string{"sync", "--json"}, args...)...)
 	if res.code != wantCode {
@@ -118,7 +118,7 @@ func syncJSON(t *testing.T, wantCode int, args ...string) summary {
 	return s
 }
 
-func syncSummary(t *testing.T, res result) summary {
+func syncSummary(t testing.TB, res result) summary {
 	t.Helper()
 	var s summary
 	if err := json.Unmarshal([]byte(res.stdout), &s); err != nil {
@@ -156,7 +156,7 @@ func (s side) endpointYAML() string {
 // connections.
 var clients sync.Map
 
-func (s side) client(t *testing.T) *minio.Client {
+func (s side) client(t testing.TB) *minio.Client {
 	t.Helper()
 	if c, ok := clients.Load(s.srv.Host); ok {
 		return c.(*minio.Client)
@@ -207,7 +207,7 @@ jobs:
 {{.ExtraJobLines}}`))
 
 // writeConfig renders a one-job config into dir and returns its path.
-func writeConfig(t *testing.T, dir string, c jobConfig) string {
+func writeConfig(t testing.TB, dir string, c jobConfig) string {
 	t.Helper()
 	if c.Journal == "" {
 		c.Journal = filepath.Join(dir, "journal.db")
@@ -240,7 +240,7 @@ type object struct {
 
 // listObjects lists a bucket prefix with minio-go, an independent client,
 // keyed by the key relative to the prefix.
-func listObjects(t *testing.T, s side, prefix string) map[string]object {
+func listObjects(t testing.TB, s side, prefix string) map[string]object {
 	t.Helper()
 	out := map[string]object{}
 	for o := range s.client(t).ListObjects(context.Background(), s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
@@ -252,7 +252,7 @@ func listObjects(t *testing.T, s side, prefix string) map[string]object {
 	return out
 }
 
-func statObject(t *testing.T, s side, key string) object {
+func statObject(t testing.TB, s side, key string) object {
 	t.Helper()
 	info, err := s.client(t).StatObject(context.Background(), s.bucket, key, minio.StatObjectOptions{})
 	if err != nil {
@@ -265,7 +265,7 @@ func statObject(t *testing.T, s side, key string) object {
 	return object{size: info.Size, etag: info.ETag, contentType: info.ContentType, meta: meta}
 }
 
-func md5Object(t *testing.T, s side, key string) string {
+func md5Object(t testing.TB, s side, key string) string {
 	t.Helper()
 	o, err := s.client(t).GetObject(context.Background(), s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
@@ -279,7 +279,7 @@ func md5Object(t *testing.T, s side, key string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func incompleteUploads(t *testing.T, s side) []string {
+func incompleteUploads(t testing.TB, s side) []string {
 	t.Helper()
 	var out []string
 	for u := range s.client(t).ListIncompleteUploads(context.Background(), s.bucket, "", true) {
@@ -301,7 +301,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // writeFile writes n deterministic pseudo-random bytes.
-func writeFile(t *testing.T, path string, n int, seed byte) {
+func writeFile(t testing.TB, path string, n int, seed byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

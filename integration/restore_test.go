@@ -28,7 +28,7 @@ type srcObject struct {
 	meta        map[string]string
 }
 
-func putSource(t *testing.T, s side, key string, o srcObject) {
+func putSource(t testing.TB, s side, key string, o srcObject) {
 	t.Helper()
 	_, err := s.client(t).PutObject(context.Background(), s.bucket, key, bytes.NewReader(o.data), int64(len(o.data)),
 		minio.PutObjectOptions{ContentType: o.contentType, UserMetadata: o.meta})
@@ -50,7 +50,7 @@ func randomData(n int, seed byte) []byte {
 }
 
 // assertDir checks that dir holds exactly the state's objects.
-func assertDir(t *testing.T, dir string, state map[string]srcObject) {
+func assertDir(t testing.TB, dir string, state map[string]srcObject) {
 	t.Helper()
 	var got []string
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {

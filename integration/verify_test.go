@@ -27,7 +27,7 @@ type verifyReport struct {
 	} `json:"corrupt"`
 }
 
-func runVerify(t *testing.T, wantCode int, args ...string) verifyReport {
+func runVerify(t testing.TB, wantCode int, args ...string) verifyReport {
 	t.Helper()
 	res := runVoyageur(t, append([]string{"verify", "--json", "--job", "ledgers"}, args...)...)
 	if res.code != wantCode {

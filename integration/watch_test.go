@@ -31,7 +31,7 @@ type watcher struct {
 	done    chan error
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,7 +41,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startWatch(t *testing.T, cfg string) *watcher {
+func startWatch(t testing.TB, cfg string) *watcher {
 	t.Helper()
 	addr := freeAddr(t)
 	w := &watcher{stderr: &bytes.Buffer{}, metrics: "http://" + addr, done: make(chan error, 1)}
@@ -78,7 +78,7 @@ func startWatch(t *testing.T, cfg string) *watcher {
 }
 
 // stop sends SIGTERM and wants exit 0 within 15 s.
-func (w *watcher) stop(t *testing.T) {
+func (w *watcher) stop(t testing.TB) {
 	t.Helper()
 	start := time.Now()
 	w.cmd.Process.Signal(syscall.SIGTERM)
@@ -93,14 +93,14 @@ func (w *watcher) stop(t *testing.T) {
 	}
 }
 
-func (w *watcher) kill(t *testing.T) {
+func (w *watcher) kill(t testing.TB) {
 	t.Helper()
 	w.cmd.Process.Signal(syscall.SIGKILL)
 	<-w.done
 }
 
 // metric returns the value of one sample of /metrics, or -1.
-func (w *watcher) metric(t *testing.T, name string) float64 {
+func (w *watcher) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	resp, err := http.Get(w.metrics + "/metrics")
 	if err != nil {
@@ -116,7 +116,7 @@ func (w *watcher) metric(t *testing.T, name string) float64 {
 	return v
 }
 
-func exists(t *testing.T, s side, key string) func() bool {
+func exists(t testing.TB, s side, key string) func() bool {
 	return func() bool {
 		_, err := s.client(t).StatObject(context.Background(), s.bucket, key, minio.StatObjectOptions{})
 		return err == nil
@@ -124,16 +124,20 @@ func exists(t *testing.T, s side, key string) func() bool {
 }
 
 // webhookSource starts a source MinIO whose webhook notification target
-// posts S3 event records to hook (with a queue dir, so that events wait
-// while voyageur is down), and subscribes a new bucket to it.
-func webhookSource(t *testing.T, hook, token string) side {
+// posts S3 event records to hook, and subscribes a new bucket to it. With
+// queued, MinIO keeps events in a queue directory while voyageur is down
+// (its queue store delivers them about 1–2 s later than a direct post).
+func webhookSource(t testing.TB, hook, token string, queued bool) side {
 	t.Helper()
-	srv := startServerWithEnv(t,
+	env := []string{
 		"MINIO_NOTIFY_WEBHOOK_ENABLE_VOY=on",
-		"MINIO_NOTIFY_WEBHOOK_ENDPOINT_VOY=http://"+hook+"/minio/events",
-		"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_VOY="+token,
-		"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_VOY="+t.TempDir(),
-	)
+		"MINIO_NOTIFY_WEBHOOK_ENDPOINT_VOY=http://" + hook + "/minio/events",
+		"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_VOY=" + token,
+	}
+	if queued {
+		env = append(env, "MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_VOY="+t.TempDir())
+	}
+	srv := startServerWithEnv(t, env...)
 	src := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "aws"}
 	q := notification.NewConfig(notification.NewArn("minio", "sqs", "", "VOY", "webhook"))
 	q.AddEvents(notification.ObjectCreatedAll, notification.ObjectRemovedAll)
@@ -154,7 +158,7 @@ func webhookSource(t *testing.T, hook, token string) side {
 func TestWatchWebhook(t *testing.T) {
 	hook := freeAddr(t)
 	const token = "webhook-test-token"
-	src := webhookSource(t, hook, token)
+	src := webhookSource(t, hook, token, true)
 	srcSrv, dstSrv := src.srv, startServer(t)
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
 	dir := t.TempDir()
@@ -225,7 +229,7 @@ func TestWatchWebhook(t *testing.T) {
 	w.stop(t)
 }
 
-func startServerWithEnv(t *testing.T, env ...string) *minioserver.Server {
+func startServerWithEnv(t testing.TB, env ...string) *minioserver.Server {
 	srv := minioserver.StartWithEnv(t, env...)
 	secrets.Store(srv.SecretKey, true)
 	return srv

@@ -49,7 +49,7 @@ func newMetrics(j *journal.Journal, jobs []string) *metrics {
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "voyageur_replication_lag_seconds",
 			Help:    "From the source event's time to the replica made durable.",
-			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900},
+			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 900},
 		}, []string{"job"}),
 		lastReconcile: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "voyageur_last_reconcile_timestamp_seconds", Help: "When the last complete reconcile scan ended (Unix time).",
