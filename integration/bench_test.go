@@ -70,7 +70,7 @@ func benchWatchLag(b *testing.B, perSecond int, span time.Duration) {
 		written++
 		bytesWritten += int64(n)
 	}
-	job := `{job="ledgers"}`
+	job := `{voyageur_job="ledgers"}`
 	waitFor(b, 120*time.Second, "every write replicated", func() bool {
 		return w.metric(b, "voyageur_objects_replicated_total"+job) >= float64(written)
 	})
@@ -96,7 +96,7 @@ func histogram(t testing.TB, base, name string) []bucket {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `\{job="ledgers",le="([^"]+)"\} (\S+)$`)
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + `\{voyageur_job="ledgers",le="([^"]+)"\} (\S+)$`)
 	var out []bucket
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

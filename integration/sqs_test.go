@@ -54,7 +54,7 @@ func TestWatchSQS(t *testing.T) {
 		visible, inflight := sq.Counts(t, queue)
 		return visible == 0 && inflight == 0
 	})
-	if v := w.metric(t, `voyageur_objects_replicated_total{job="ledgers"}`); v != 3 {
+	if v := w.metric(t, `voyageur_objects_replicated_total{voyageur_job="ledgers"}`); v != 3 {
 		t.Errorf("voyageur_objects_replicated_total = %v, want 3 (each object once)", v)
 	}
 	w.stop(t)

@@ -195,7 +195,7 @@ func TestWatchWebhook(t *testing.T) {
 	// Outside the prefix: ignored.
 	srcSrv.AWS(t, "s3", "cp", "--only-show-errors", filepath.Join(dir, "before.csv"), "s3://"+src.bucket+"/other/x.csv")
 
-	job := `{job="ledgers"}`
+	job := `{voyageur_job="ledgers"}`
 	if v := w.metric(t, "voyageur_objects_replicated_total"+job); v < 3 {
 		t.Errorf("voyageur_objects_replicated_total = %v, want ≥ 3", v)
 	}

@@ -146,8 +146,11 @@ func (w *watcher) intake(_ context.Context, events []Event) error {
 			}
 			w.seqs[e.Key] = e.Sequencer
 		}
+		// No version pin from an event: a replayed or late event must not
+		// copy an older version over a newer replica. Its ETag pins the
+		// read instead, and a changed object is statted again.
 		changes = append(changes, journal.Change{
-			Key: e.Key, Op: e.Op, VersionID: e.VersionID, ETag: e.ETag, Size: e.Size,
+			Key: e.Key, Op: e.Op, ETag: e.ETag, Size: e.Size,
 			Reason: "event:" + e.Source, EventTime: e.Time,
 		})
 	}

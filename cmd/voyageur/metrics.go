@@ -18,7 +18,8 @@ import (
 )
 
 // metrics are watch's Prometheus metrics, all prefixed voyageur_ and
-// labelled by job. They implement replicator.Observer.
+// labelled voyageur_job (not "job", Prometheus' own target label). They
+// implement replicator.Observer.
 type metrics struct {
 	reg           *prometheus.Registry
 	replicated    *prometheus.CounterVec
@@ -36,31 +37,31 @@ func newMetrics(j *journal.Journal, jobs []string) *metrics {
 		reg: prometheus.NewRegistry(),
 		replicated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voyageur_objects_replicated_total", Help: "Objects replicated (made durable at the destination).",
-		}, []string{"job"}),
+		}, []string{"voyageur_job"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voyageur_bytes_replicated_total", Help: "Source bytes of the objects replicated.",
-		}, []string{"job"}),
+		}, []string{"voyageur_job"}),
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voyageur_objects_deleted_total", Help: "Replicas deleted after their source object was deleted.",
-		}, []string{"job"}),
+		}, []string{"voyageur_job"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voyageur_failures_total", Help: "Changes that failed (they stay queued and are retried).",
-		}, []string{"job"}),
+		}, []string{"voyageur_job"}),
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "voyageur_replication_lag_seconds",
 			Help:    "From the source event's time to the replica made durable.",
 			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 900},
-		}, []string{"job"}),
+		}, []string{"voyageur_job"}),
 		lastReconcile: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "voyageur_last_reconcile_timestamp_seconds", Help: "When the last complete reconcile scan ended (Unix time).",
-		}, []string{"job"}),
+		}, []string{"voyageur_job"}),
 	}
 	m.reg.MustRegister(m.replicated, m.bytes, m.deleted, m.failures, m.lag, m.lastReconcile,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, job := range jobs {
 		jb := j.Job(job)
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "voyageur_queue_depth", Help: "Changes waiting in the journal queue.", ConstLabels: prometheus.Labels{"job": job},
+			Name: "voyageur_queue_depth", Help: "Changes waiting in the journal queue.", ConstLabels: prometheus.Labels{"voyageur_job": job},
 		}, func() float64 {
 			n, err := jb.QueueLen()
 			if err != nil {

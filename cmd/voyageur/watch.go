@@ -110,15 +110,9 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 			}
 			out = append(out, &replicator.Listen{Bucket: b, Prefix: jc.Source.Prefix, Logger: log})
 		case ev.SQS != "":
-			region := ev.Region
-			if region == "" {
-				region = src.Region
-			}
-			if region == "" {
-				region = "us-east-1"
-			}
+			// Without region:, the SQS source takes it from the queue URL.
 			out = append(out, &replicator.SQS{
-				QueueURL: ev.SQS, Endpoint: ev.URL, Region: region,
+				QueueURL: ev.SQS, Endpoint: ev.URL, Region: ev.Region,
 				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
 			})
 		case ev.Webhook != "":
