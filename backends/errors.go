@@ -2,10 +2,12 @@ package backends
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 )
@@ -82,7 +84,20 @@ func IsRetryable(err error) bool {
 		return true
 	}
 	var oe *net.OpError
-	return errors.As(err, &oe)
+	if errors.As(err, &oe) || errors.Is(err, io.EOF) {
+		return true
+	}
+	// A round trip that failed below HTTP (a connection closed before the
+	// answer: SDKs reword the EOF) is transient, unless the certificate
+	// was refused: that will not change by trying again.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		var ua x509.UnknownAuthorityError
+		var ci x509.CertificateInvalidError
+		var he x509.HostnameError
+		return !errors.As(err, &ua) && !errors.As(err, &ci) && !errors.As(err, &he)
+	}
+	return false
 }
 
 // StatusError names the operation and the key and classifies a store's

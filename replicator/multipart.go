@@ -160,6 +160,10 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 		return fmt.Errorf("complete %s: %d parts cover %d bytes, the source has %d bytes in %d parts", cp.DestKey, len(parts), plain, info.Size, nparts)
 	}
 	obj, err := r.job.Dest.CompleteMultipart(ctx, cp.DestKey, cp.UploadID, parts)
+	if errors.Is(err, backends.ErrNoSuchUpload) && r.completedEarlier(ctx, info, cp) {
+		// An earlier try completed it and its answer was lost.
+		obj, err = r.job.Dest.Stat(ctx, cp.DestKey, "")
+	}
 	if err != nil {
 		return err
 	}
