@@ -133,7 +133,6 @@ func (f *faultProxy) cut(w http.ResponseWriter, r *http.Request) {
 	buf.Flush()
 }
 
-
 // TestFaultyLink: with faults injected between voyageur and both MinIO
 // servers, syncs (plain and encrypted) end with an exact replica after at
 // most a few runs, each exiting 0 or 1, and no multipart upload is left.
@@ -199,4 +198,3 @@ func faultyLink(t *testing.T, encrypt bool) {
 		t.Errorf("verify: %+v", r)
 	}
 }
-
