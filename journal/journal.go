@@ -69,6 +69,14 @@ func Open(path string, lockTimeout time.Duration) (*Journal, error) {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
 	db.MaxBatchDelay = batchDelay
+	// The journal holds the file keys of unfinished encrypted uploads: it
+	// is private to its owner even when an older file was not.
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("journal: open %s: restrict permissions: %w", path, err)
+		}
+	}
 	return &Journal{db: db, path: path}, nil
 }
 

@@ -826,3 +826,22 @@ func BenchmarkComplete(b *testing.B) {
 		})
 	}
 }
+
+func TestOpenMakesTheFilePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = Open(path, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("journal mode %v, want 0600", st.Mode().Perm())
+	}
+}

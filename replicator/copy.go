@@ -64,7 +64,7 @@ func (r *run) putOnce(ctx context.Context, c journal.Change, restat bool) error 
 		r.noteDone(0)
 		return r.jb.Drop(c)
 	}
-	destKey := r.destKey(c.Key)
+	destKey := r.job.destKey(c.Key)
 	if info.Size <= r.job.Transfer.PartSize && !hasCP {
 		return r.single(ctx, c, info, destKey)
 	}
@@ -77,7 +77,7 @@ func (r *run) putOnce(ctx context.Context, c journal.Change, restat bool) error 
 // replicates everything again).
 func (r *run) upToDate(rec journal.Record, src backends.ObjectInfo) bool {
 	return rec.SourceETag == src.ETag && rec.Size == src.Size &&
-		rec.DestKey == r.destKey(src.Key) && rec.Format == r.format()
+		rec.DestKey == r.job.destKey(src.Key) && rec.Format == r.format()
 }
 
 // format is the index's name for how this job stores replicas.
@@ -212,7 +212,7 @@ func (r *run) del(ctx context.Context, c journal.Change) error {
 	} else if !backends.IsNotExist(err) {
 		return err
 	}
-	destKey := r.destKey(c.Key)
+	destKey := r.job.destKey(c.Key)
 	if rec, ok, err := r.jb.Lookup(c.Key); err != nil {
 		return err
 	} else if ok && rec.DestKey != "" {

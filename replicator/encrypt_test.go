@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -201,5 +202,27 @@ func TestEncryptedCompressiblePartsReachTheMinimum(t *testing.T) {
 	}
 	if got, _ := decrypt(t, e.dst, "out/ledger.csv", id); !bytes.Equal(got, data) {
 		t.Fatal("replica does not decrypt to the source")
+	}
+}
+
+// Several encrypted multipart objects at once with the smallest budget
+// that lets one through: admission keeps them from starving each other.
+func TestEncryptedObjectsShareAScarceBudget(t *testing.T) {
+	e := newEnv(t)
+	id := encrypted(t, e, false)
+	e.job.Transfer.Memory = MinMemory(ps, ps, true)
+	for i := range 4 {
+		put(t, e.src, fmt.Sprintf("in/big%d", i), randBytes(3*ps+i, uint64(i)), backends.PutOptions{})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Sync(ctx, e.j, e.job, Options{})
+	if err != nil || s.Copied != 4 {
+		t.Fatalf("sync: %+v %v", s, err)
+	}
+	for i := range 4 {
+		if got, _ := decrypt(t, e.dst, fmt.Sprintf("out/big%d", i), id); !bytes.Equal(got, randBytes(3*ps+i, uint64(i))) {
+			t.Errorf("big%d differs", i)
+		}
 	}
 }

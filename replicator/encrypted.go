@@ -24,19 +24,25 @@ type segment struct {
 //
 // The source is read in segments of segSize bytes, concurrently, and each is
 // compressed on its own. Segments are then gathered in order into parts of
-// at least the job's part size of compressed bytes (S3 refuses parts under
-// 5 MiB but the last, and compressible data shrinks), each part is sealed
+// at least segSize compressed bytes (S3 refuses parts under 5 MiB but the
+// last, and compressible data shrinks), each part is sealed
 // (in order: the STREAM counter and the SHA-256 chain through the parts) and
 // uploaded concurrently. Since compression is deterministic, the parts and
 // their bytes are a pure function of the writer state and the source: a
 // resumed run re-produces exactly the parts a killed one sent.
 func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backends.ObjectInfo, cp *journal.Checkpoint, w *crypto.Writer, segSize int64) (int32, error) {
-	// The compressed bytes of the part being gathered (under the part size
-	// plus one segment) and the next segment with its compression must fit
-	// in the budget together, or the pipeline could wait forever.
-	if need := MinMemory(r.job.Transfer.PartSize, segSize, true); need > r.job.Transfer.Memory {
+	// The compressed bytes of the part being gathered (under one segment
+	// plus one compressed segment) and the next segment with its
+	// compression must fit in the budget together, or the pipeline could
+	// wait forever; pipelines are admitted so that all of theirs fit.
+	need := MinMemory(segSize, segSize, true)
+	if need > r.job.Transfer.Memory {
 		return 0, fmt.Errorf("encrypt %s: parts of %d bytes need transfer.memory of at least %d bytes", c.Key, segSize, need)
 	}
+	if err := r.pipelines.Acquire(ctx, need); err != nil {
+		return 0, err
+	}
+	defer r.pipelines.Release(need)
 	start, starts := w.Start(), []crypto.Boundary(nil)
 	for _, p := range cp.Parts {
 		starts = append(starts, start)
@@ -109,7 +115,9 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 				p.BytesDone.Add(int64(len(s.plain)))
 			}
 			last := i == nseg-1
-			if !last && part.Compressed() < r.job.Transfer.PartSize {
+			// Parts close at segSize compressed bytes: segSize is in the
+			// checkpoint, so a resumed run closes them at the same places.
+			if !last && part.Compressed() < segSize {
 				continue
 			}
 			out, end, err := part.Seal(nil, last, starts)

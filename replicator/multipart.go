@@ -53,6 +53,10 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 			}
 		}
 	}
+	if !hasCP && info.Size <= r.job.Transfer.PartSize {
+		// The interrupted upload was discarded and the object is small now.
+		return r.single(ctx, c, info, destKey)
+	}
 	if !hasCP {
 		var state []byte
 		if enc := r.job.Encryption; enc != nil {

@@ -29,14 +29,18 @@ const enqueueBatch = 256
 
 type run struct {
 	job  Job
+	j    *journal.Journal
 	jb   *journal.Job
 	opts Options
 	log  *slog.Logger
 
-	mem     *semaphore.Weighted
-	slots   *semaphore.Weighted
-	limiter *rate.Limiter
-	bufs    *bufferPool
+	mem *semaphore.Weighted
+	// pipelines admits encrypted multipart objects so that the memory each
+	// needs to make progress (MinMemory) fits in the budget together.
+	pipelines *semaphore.Weighted
+	slots     *semaphore.Weighted
+	limiter   *rate.Limiter
+	bufs      *bufferPool
 
 	work    chan journal.Change
 	pending sync.WaitGroup
@@ -62,23 +66,9 @@ type run struct {
 // change queued for the next run; the returned error is for failures of the
 // run itself (listing, journal, the delete limit).
 func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summary, error) {
-	if err := job.Transfer.normalize(job.Encryption != nil); err != nil {
-		return Summary{Job: job.Name}, fmt.Errorf("job %s: %w", job.Name, err)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	r := &run{
-		job:        job,
-		jb:         j.Job(job.Name),
-		opts:       opts,
-		log:        opts.Logger.With("job", job.Name),
-		mem:        semaphore.NewWeighted(job.Transfer.Memory),
-		slots:      semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
-		limiter:    newLimiter(job.Transfer.Bandwidth),
-		bufs:       newBufferPool(job.Transfer.PartSize),
-		work:       make(chan journal.Change, job.Transfer.Concurrency),
-		failedKeys: map[string]bool{},
+	r, err := newRun(j, job, opts)
+	if err != nil {
+		return Summary{Job: job.Name}, err
 	}
 	started := time.Now()
 	var workers sync.WaitGroup
@@ -93,6 +83,10 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 	complete, err := r.run(ctx)
 	close(r.work)
 	workers.Wait()
+	if err == nil && ctx.Err() != nil {
+		// Interrupted after the listing: work was abandoned, not done.
+		complete, err = false, ctx.Err()
+	}
 
 	s := r.summary(started)
 	if err != nil {
@@ -110,6 +104,30 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 		}
 	}
 	return s, err
+}
+
+// newRun prepares a run of job: its budgets, limiter, buffers and counters.
+func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
+	if err := job.Transfer.normalize(job.Encryption != nil); err != nil {
+		return nil, fmt.Errorf("job %s: %w", job.Name, err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &run{
+		job:        job,
+		j:          j,
+		jb:         j.Job(job.Name),
+		opts:       opts,
+		log:        opts.Logger.With("job", job.Name),
+		mem:        semaphore.NewWeighted(job.Transfer.Memory),
+		pipelines:  semaphore.NewWeighted(job.Transfer.Memory),
+		slots:      semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
+		limiter:    newLimiter(job.Transfer.Bandwidth),
+		bufs:       newBufferPool(job.Transfer.PartSize),
+		work:       make(chan journal.Change, job.Transfer.Concurrency),
+		failedKeys: map[string]bool{},
+	}, nil
 }
 
 func (r *run) run(ctx context.Context) (complete bool, err error) {
@@ -167,17 +185,26 @@ func (r *run) drainLeftovers(ctx context.Context) error {
 }
 
 // abortStaleUploads aborts incomplete multipart uploads under the
-// destination prefix that no checkpoint refers to: they were started by a
-// run killed before it could record them. The journal lock guarantees no
-// other voyageur run of this journal is using them.
+// destination prefix that no checkpoint of the journal refers to: they were
+// started by a run killed before it could record them. The journal lock
+// guarantees no other voyageur process of this journal is using them; the
+// destination prefix belongs to voyageur (docs/config.md).
 func (r *run) abortStaleUploads(ctx context.Context) error {
-	cps, err := r.jb.Checkpoints()
+	// Every job of the journal: jobs of one watch share it, and their
+	// destinations may overlap.
+	jobs, err := r.j.Jobs()
 	if err != nil {
 		return err
 	}
-	known := make(map[string]bool, len(cps))
-	for _, cp := range cps {
-		known[cp.UploadID] = true
+	known := map[string]bool{}
+	for _, name := range jobs {
+		cps, err := r.j.Job(name).Checkpoints()
+		if err != nil {
+			return err
+		}
+		for _, cp := range cps {
+			known[cp.UploadID] = true
+		}
 	}
 	for up, err := range r.job.Dest.ListMultipartUploads(ctx, r.job.DestPrefix) {
 		if err != nil {
@@ -266,9 +293,6 @@ func (r *run) summary(started time.Time) Summary {
 		Started:      started,
 	}
 }
-
-// destKey maps a source key to its replica's key.
-func (r *run) destKey(key string) string { return r.job.destKey(key) }
 
 // destKey maps a source key to its replica's key.
 func (job *Job) destKey(key string) string {

@@ -398,3 +398,43 @@ func TestScanMemoryDoesNotGrowWithListing(t *testing.T) {
 		t.Logf("heap peaked at %.1f MiB while listing a million keys", float64(p)/(1<<20))
 	}
 }
+
+// An object that shrank below the part size while its upload was
+// interrupted is copied in one PUT, not as an empty multipart upload.
+func TestObjectShrunkSinceTheCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	e.job.Transfer.Concurrency = 1
+	put(t, e.src, "in/big", randBytes(3*ps, 5), backends.PutOptions{})
+	dst := e.job.Dest
+	e.job.Dest = &failingParts{Bucket: dst, from: 2}
+	Sync(context.Background(), e.j, e.job, Options{})
+	put(t, e.src, "in/big", nil, backends.PutOptions{})
+	e.job.Dest = dst
+	if s := e.sync(t, Options{}); s.Copied != 1 || s.Failed != 0 {
+		t.Fatalf("summary %+v", s)
+	}
+	if got, _ := get(t, e.dst, "out/big"); len(got) != 0 {
+		t.Errorf("replica holds %d bytes, want 0", len(got))
+	}
+	for up, err := range e.dst.ListMultipartUploads(context.Background(), "") {
+		t.Errorf("upload left behind: %+v %v", up, err)
+	}
+}
+
+// A sync interrupted after its listing reports the interruption, and its
+// run is not recorded as complete.
+func TestInterruptedSyncSaysSo(t *testing.T) {
+	e := newEnv(t)
+	e.job.Transfer.Bandwidth = 1 << 20
+	put(t, e.src, "in/big", randBytes(2*ps, 6), backends.PutOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(500*time.Millisecond, cancel) // as SIGTERM would
+	if s, err := Sync(ctx, e.j, e.job, Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted sync returned %v (%+v)", err, s)
+	}
+	runs, _ := e.j.Job("t").Runs(1)
+	if len(runs) != 1 || runs[0].Complete {
+		t.Errorf("run record %+v", runs)
+	}
+}

@@ -60,6 +60,7 @@ type replicaFacts struct {
 	destKey, versionID string
 	size               int64  // of the source object, when known
 	etag               string // of the source object, when known
+	srcETag            string // the source object's ETag at listing time
 }
 
 // Verify compares the job's source with its replica. Without identities it
@@ -103,6 +104,7 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 			rep.Stale = append(rep.Stale, src.Key)
 			continue
 		}
+		f.srcETag = src.ETag
 		matched[src.Key] = f
 	}
 	for key := range replicas {
@@ -131,6 +133,10 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Deep++
+			if errors.Is(err, backends.ErrPreconditionFailed) {
+				rep.Stale = append(rep.Stale, key) // the source changed since the listing
+				return nil
+			}
 			if err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
@@ -142,6 +148,7 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 		})
 	}
 	err = g.Wait()
+	slices.Sort(rep.Stale)
 	slices.SortFunc(rep.Corrupt, func(a, b Failure) int { return strings.Compare(a.Key, b.Key) })
 	return rep, err
 }
@@ -210,7 +217,7 @@ func compareBytes(ctx context.Context, job Job, key string, f replicaFacts, ids 
 	} else if _, err := io.Copy(replica, rc); err != nil {
 		return fmt.Errorf("read %s: %w", f.destKey, err)
 	}
-	src, _, err := job.Source.Get(ctx, key, backends.GetOptions{})
+	src, _, err := job.Source.Get(ctx, key, backends.GetOptions{IfMatch: f.srcETag})
 	if err != nil {
 		return err
 	}

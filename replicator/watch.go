@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/voyageur-ca/voyageur/journal"
 )
@@ -41,7 +40,7 @@ type watcher struct {
 	wake  chan struct{} // the queue may hold work
 	mu    sync.Mutex
 	busy  map[string]bool      // keys being worked on
-	retry map[uint64]time.Time // failed changes: not before
+	retry map[string]time.Time // keys whose change failed: not before
 	full  bool                 // rescan the queue from its start
 	seqs  map[string]string    // newest S3 sequencer seen per key
 }
@@ -58,9 +57,6 @@ const maxSequencers = 100_000
 // stays queued) and Watch returns nil. It returns an error when the journal
 // fails or an event source cannot run.
 func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) error {
-	if err := job.Transfer.normalize(job.Encryption != nil); err != nil {
-		return fmt.Errorf("job %s: %w", job.Name, err)
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -69,18 +65,14 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	}
 	w := &watcher{
 		rec: make(chan struct{}, 1), wake: make(chan struct{}, 1),
-		busy: map[string]bool{}, retry: map[uint64]time.Time{}, seqs: map[string]string{},
+		busy: map[string]bool{}, retry: map[string]time.Time{}, seqs: map[string]string{},
 	}
-	w.r = &run{
-		job: job, jb: j.Job(job.Name), log: opts.Logger.With("job", job.Name),
-		opts:    Options{Logger: opts.Logger, Observer: opts.Observer},
-		mem:     semaphore.NewWeighted(job.Transfer.Memory),
-		slots:   semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
-		limiter: newLimiter(job.Transfer.Bandwidth),
-		bufs:    newBufferPool(job.Transfer.PartSize),
-		work:    make(chan journal.Change),
-		kick:    w.kick,
+	r, err := newRun(j, job, Options{Logger: opts.Logger, Observer: opts.Observer})
+	if err != nil {
+		return err
 	}
+	r.kick = w.kick
+	w.r = r
 	if err := w.r.abortStaleUploads(ctx); err != nil {
 		w.r.log.Warn("could not clean up stale multipart uploads", "err", err)
 	}
@@ -100,7 +92,7 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 			return nil
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
 		return nil
 	}
@@ -211,7 +203,7 @@ func (w *watcher) dispatcher(ctx context.Context) error {
 func (w *watcher) claim(c journal.Change) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.busy[c.Key] || time.Now().Before(w.retry[c.Seq]) {
+	if w.busy[c.Key] || time.Now().Before(w.retry[c.Key]) {
 		return false
 	}
 	w.busy[c.Key] = true
@@ -229,9 +221,9 @@ func (w *watcher) worker(ctx context.Context) {
 		err := w.r.process(ctx, c)
 		w.mu.Lock()
 		delete(w.busy, c.Key)
-		delete(w.retry, c.Seq)
+		delete(w.retry, c.Key)
 		if err != nil {
-			w.retry[c.Seq] = time.Now().Add(min(retryMax, retryBase<<min(c.Attempts, 8)))
+			w.retry[c.Key] = time.Now().Add(min(retryMax, retryBase<<min(c.Attempts, 8)))
 		}
 		// A newer change of this key may have been passed over.
 		w.full = true

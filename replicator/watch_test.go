@@ -2,7 +2,10 @@ package replicator
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,5 +89,36 @@ func TestWatch(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch did not stop")
+	}
+}
+
+// failingPuts fails the first n PUTs.
+type failingPuts struct {
+	backends.Bucket
+	n atomic.Int32
+}
+
+func (f *failingPuts) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
+	if f.n.Add(-1) >= 0 {
+		return backends.ObjectInfo{}, fmt.Errorf("put %s: injected failure", key)
+	}
+	return f.Bucket.Put(ctx, key, r, size, opts)
+}
+
+// A change that fails is retried after a while; the watcher goes on.
+func TestWatchRetriesAFailure(t *testing.T) {
+	e := newEnv(t)
+	fp := &failingPuts{Bucket: e.job.Dest}
+	fp.n.Store(1)
+	e.job.Dest = fp
+	put(t, e.src, "in/a", []byte("ledger"), backends.PutOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Watch(ctx, e.j, e.job, WatchOptions{}) }()
+	waitUntil(t, "the retry to succeed", func() bool { return slices.Contains(keys(t, e.dst, ""), "out/a") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -148,6 +148,9 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, 
 	}
 	if jc.MaxDelete != "" {
 		n, pct, _ := parseMaxDelete(jc.MaxDelete) // validated when loading
+		if n == 0 {
+			n = -1 // an explicit 0: 0 % of the replica, not the default
+		}
 		spec.MaxDelete, spec.MaxDeletePercent = n, pct
 	}
 	return spec, nil
