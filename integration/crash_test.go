@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -47,23 +48,7 @@ func TestCrashResume(t *testing.T) {
 	}
 
 	// Kill once at least 6 of the 10 parts are stored.
-	core := minio.Core{Client: dst.client(t)}
-	waitFor(t, 60*time.Second, "6 parts at the destination", func() bool {
-		ups := incompleteUploads(t, dst)
-		if len(ups) != 1 {
-			return false
-		}
-		key, id, _ := strings.Cut(ups[0], " ")
-		res, err := core.ListObjectParts(context.Background(), dst.bucket, key, id, 0, 1000)
-		return err == nil && len(res.ObjectParts) >= 6
-	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-		t.Fatalf("first sync was not killed mid-object (%v); stderr:\n%s", err, stderr.String())
-	}
+	killAfterParts(t, cmd, dst, 6, &stderr)
 	if len(listObjects(t, dst, "")) != 0 {
 		t.Fatal("the object completed before the kill: the test did not interrupt anything")
 	}
@@ -85,6 +70,29 @@ func TestCrashResume(t *testing.T) {
 	assertReplica(t, src, dst, "", "")
 	if up := incompleteUploads(t, dst); len(up) != 0 {
 		t.Errorf("incomplete uploads left: %v", up)
+	}
+}
+
+// killAfterParts SIGKILLs a running sync once the destination holds at
+// least parts parts of its one multipart upload.
+func killAfterParts(t testing.TB, cmd *exec.Cmd, dst side, parts int, stderr *bytes.Buffer) {
+	t.Helper()
+	core := minio.Core{Client: dst.client(t)}
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d parts at the destination", parts), func() bool {
+		ups := incompleteUploads(t, dst)
+		if len(ups) != 1 {
+			return false
+		}
+		key, id, _ := strings.Cut(ups[0], " ")
+		res, err := core.ListObjectParts(context.Background(), dst.bucket, key, id, 0, 1000)
+		return err == nil && len(res.ObjectParts) >= parts
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("sync was not killed mid-object (%v); stderr:\n%s", err, stderr.String())
 	}
 }
 

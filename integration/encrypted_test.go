@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -334,23 +333,7 @@ func encryptedCrashResume(t testing.TB, pq bool) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	core := minio.Core{Client: dst.client(t)}
-	waitFor(t, 60*time.Second, "6 parts at the destination", func() bool {
-		ups := incompleteUploads(t, dst)
-		if len(ups) != 1 {
-			return false
-		}
-		key, id, _ := strings.Cut(ups[0], " ")
-		res, err := core.ListObjectParts(context.Background(), dst.bucket, key, id, 0, 1000)
-		return err == nil && len(res.ObjectParts) >= 6
-	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-		t.Fatalf("sync was not killed mid-object; stderr:\n%s", stderr.String())
-	}
+	killAfterParts(t, cmd, dst, 6, &stderr)
 
 	cfg = writeConfig(t, dir, jobConfig{Src: src, Dst: dst, Concurrency: 2, ExtraJobLines: extra})
 	res := runVoyageur(t, "sync", "--json", "-c", cfg)

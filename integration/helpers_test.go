@@ -300,21 +300,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// writeFile writes n deterministic pseudo-random bytes.
-func writeFile(t testing.TB, path string, n int, seed byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
+// randomData returns n deterministic pseudo-random bytes (xorshift).
+func randomData(n int, seed byte) []byte {
 	b := make([]byte, n)
-	x := uint32(seed)*2654435761 + 1
+	x := uint32(seed)*2654435761 + 7
 	for i := range b {
 		x ^= x << 13
 		x ^= x >> 17
 		x ^= x << 5
 		b[i] = byte(x)
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	return b
+}
+
+// writeFile writes n deterministic pseudo-random bytes.
+func writeFile(t testing.TB, path string, n int, seed byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, randomData(n, seed), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

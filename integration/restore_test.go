@@ -37,18 +37,6 @@ func putSource(t testing.TB, s side, key string, o srcObject) {
 	}
 }
 
-func randomData(n int, seed byte) []byte {
-	b := make([]byte, n)
-	x := uint32(seed)*2654435761 + 7
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
-}
-
 // assertDir checks that dir holds exactly the state's objects.
 func assertDir(t testing.TB, dir string, state map[string]srcObject) {
 	t.Helper()

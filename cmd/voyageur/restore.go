@@ -64,16 +64,11 @@ source's modification times.`,
 // replicaJob loads the config and builds the named job, for commands that
 // read the replica (restore, ls, verify).
 func replicaJob(ctx context.Context, g *globals, config, name string, needSecret bool, stderr io.Writer) (*Config, replicator.Job, error) {
-	cfg, err := LoadConfig(config)
+	cfg, _, specs, err := loadJobs(ctx, config, name, needSecret, g.logger(stderr))
 	if err != nil {
 		return nil, replicator.Job{}, err
 	}
-	jobs, err := selectJobs(cfg, name)
-	if err != nil {
-		return nil, replicator.Job{}, err
-	}
-	job, err := buildJob(ctx, cfg, jobs[0], g.logger(stderr), needSecret)
-	return cfg, job, err
+	return cfg, specs[0], nil
 }
 
 // catalogOptions reads --identity, --prefix and --as-of.

@@ -58,22 +58,32 @@ func selectJobs(cfg *Config, name string) ([]JobConfig, error) {
 	return nil, configErrorf("--job %q: no such job in the config (jobs: %v)", name, names)
 }
 
-// runSync runs the selected jobs one after the other and reports them.
-func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.Writer) error {
-	cfg, err := LoadConfig(o.config)
+// loadJobs loads the config and builds the selected jobs (all, or the one
+// named). needSecret is false for commands that read names from META.
+func loadJobs(ctx context.Context, config, name string, needSecret bool, log *slog.Logger) (*Config, []JobConfig, []replicator.Job, error) {
+	cfg, err := LoadConfig(config)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	jobs, err := selectJobs(cfg, o.job)
+	jobs, err := selectJobs(cfg, name)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	log := g.logger(stderr)
 	specs := make([]replicator.Job, len(jobs))
 	for i, jc := range jobs {
-		if specs[i], err = buildJob(ctx, cfg, jc, log, true); err != nil {
-			return err
+		if specs[i], err = buildJob(ctx, cfg, jc, log, needSecret); err != nil {
+			return nil, nil, nil, err
 		}
+	}
+	return cfg, jobs, specs, nil
+}
+
+// runSync runs the selected jobs one after the other and reports them.
+func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.Writer) error {
+	log := g.logger(stderr)
+	cfg, _, specs, err := loadJobs(ctx, o.config, o.job, true, log)
+	if err != nil {
+		return err
 	}
 	j, err := openJournal(cfg)
 	if err != nil {

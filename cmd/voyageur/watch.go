@@ -45,22 +45,14 @@ stays queued) and exits 0.`,
 }
 
 func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer) error {
-	cfg, err := LoadConfig(o.config)
-	if err != nil {
-		return err
-	}
-	jobs, err := selectJobs(cfg, o.job)
-	if err != nil {
-		return err
-	}
 	log := g.logger(stderr)
-	specs := make([]replicator.Job, len(jobs))
+	cfg, jobs, specs, err := loadJobs(ctx, o.config, o.job, true, log)
+	if err != nil {
+		return err
+	}
 	sources := make([][]replicator.EventSource, len(jobs))
 	names := make([]string, len(jobs))
 	for i, jc := range jobs {
-		if specs[i], err = buildJob(ctx, cfg, jc, log, true); err != nil {
-			return err
-		}
 		if sources[i], err = buildSources(cfg, jc, log); err != nil {
 			return err
 		}
