@@ -27,12 +27,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/voyageur-ca/voyageur/integration/testproc"
 )
 
 // MinioBinEnv names the environment variable that points at the minio
@@ -65,9 +66,7 @@ type Server struct {
 
 	tmp     string // holds Dir, the log and the certs directory
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the process has exited
-	stop    sync.Once
+	proc    *testproc.Process
 }
 
 // Start starts a MinIO server for the test and returns it once it answers
@@ -108,11 +107,14 @@ func StartWithEnv(tb testing.TB, env ...string) *Server {
 		if lastErr == nil {
 			return s
 		}
-		s.Stop()
-		if !s.exitedEarly() {
+		if s.proc == nil {
+			break
+		}
+		s.proc.Stop(stopTimeout)
+		if !s.proc.Exited() {
 			break // it ran but never became healthy: a new port will not help
 		}
-		s.stop = sync.Once{}
+		s.proc = nil
 	}
 	tb.Fatalf("minioserver: start %s: %v\nserver log tail:\n%s", bin, lastErr, s.tail())
 	return nil
@@ -120,22 +122,16 @@ func StartWithEnv(tb testing.TB, env ...string) *Server {
 
 // launch starts the process on fresh ports and waits until it is live.
 func (s *Server) launch(bin string, extraEnv []string) error {
-	port, err := freePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		return err
 	}
-	consolePort, err := freePort()
+	consolePort, err := testproc.FreePort()
 	if err != nil {
 		return err
 	}
 	s.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = "http://" + s.Host
-
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close() // the child holds its own descriptor
 
 	cmd := exec.Command(bin, "server",
 		"--address", s.Host,
@@ -154,93 +150,23 @@ func (s *Server) launch(bin string, extraEnv []string) error {
 		"GOMAXPROCS=2",
 	)
 	cmd.Env = append(cmd.Env, extraEnv...)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
+	if s.proc, err = testproc.Start(cmd, s.logPath); err != nil {
 		return err
 	}
-	s.cmd = cmd
-	s.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	return s.waitLive()
-}
-
-// waitLive polls the liveness endpoint until it answers 200, the process
-// exits, or startTimeout passes.
-func (s *Server) waitLive() error {
-	client := &http.Client{
-		Timeout:   2 * time.Second,
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-	}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		resp, err := client.Get(s.URL + "/minio/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("liveness probe: http status %d", resp.StatusCode)
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("server exited before it was live: %s", s.cmd.ProcessState)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server not live after %v: %w", startTimeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (s *Server) exitedEarly() bool {
-	if s.exited == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return true
-	default:
-		return false
-	}
+	return s.proc.WaitHealthy(s.URL+"/minio/health/live", startTimeout)
 }
 
 // Stop stops the server: SIGTERM, then a kill if it has not exited after a
 // few seconds. It is idempotent, so a test can simulate an outage and the
 // cleanup can still call it. The data directory stays until the test ends.
 func (s *Server) Stop() {
-	s.stop.Do(func() {
-		if s.cmd == nil || s.cmd.Process == nil {
-			return
-		}
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(stopTimeout):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-		}
-	})
+	if s.proc != nil {
+		s.proc.Stop(stopTimeout)
+	}
 }
 
 // tail returns the end of the server log.
-func (s *Server) tail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if len(b) > logTail {
-		b = b[len(b)-logTail:]
-	}
-	if len(b) == 0 {
-		return "(empty log)"
-	}
-	return string(b)
-}
+func (s *Server) tail() string { return testproc.Tail(s.logPath, logTail) }
 
 var bucketSeq atomic.Int64
 
@@ -382,14 +308,6 @@ func isExecutable(p string) bool {
 }
 
 // freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // filterEnv drops the variables whose names start with prefix, so that the
 // host's settings cannot leak into the child.

@@ -26,8 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +33,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/voyageur-ca/voyageur/integration/testproc"
 )
 
 // BinEnv names the environment variable that points at the fauxqs
@@ -69,9 +69,7 @@ type Server struct {
 	URL string
 
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the process has exited
-	stop    sync.Once
+	proc    *testproc.Process
 	client  *sqs.Client
 }
 
@@ -94,11 +92,14 @@ func Start(tb testing.TB) *Server {
 			s.client = newClient(s.URL)
 			return s
 		}
-		s.Stop()
-		if !s.exitedEarly() {
+		if s.proc == nil {
+			break
+		}
+		s.proc.Stop(stopTimeout)
+		if !s.proc.Exited() {
 			break // it ran but never answered: another port will not help
 		}
-		s.stop = sync.Once{}
+		s.proc = nil
 	}
 	tb.Fatalf("sqsserver: start %s: %v\nlog tail:\n%s", bin, err, s.tail())
 	return nil
@@ -106,16 +107,11 @@ func Start(tb testing.TB) *Server {
 
 // launch starts the process on a fresh port and waits until it answers.
 func (s *Server) launch(bin string) error {
-	port, err := freePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		return err
 	}
 	s.URL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close() // the child holds its own descriptor
 
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
@@ -123,93 +119,23 @@ func (s *Server) launch(bin string) error {
 		"FAUXQS_HOST=127.0.0.1",
 		"FAUXQS_DEFAULT_REGION="+Region,
 	)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
+	if s.proc, err = testproc.Start(cmd, s.logPath); err != nil {
 		return err
 	}
-	s.cmd = cmd
-	s.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	return s.waitHealthy()
-}
-
-// waitHealthy polls /health until it answers 200, the process exits, or
-// startTimeout passes.
-func (s *Server) waitHealthy() error {
-	client := &http.Client{
-		Timeout:   2 * time.Second,
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-	}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		resp, err := client.Get(s.URL + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("health probe: http status %d", resp.StatusCode)
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("emulator exited before it answered: %s", s.cmd.ProcessState)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("emulator not answering after %v: %w", startTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (s *Server) exitedEarly() bool {
-	if s.exited == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return true
-	default:
-		return false
-	}
+	return s.proc.WaitHealthy(s.URL+"/health", startTimeout)
 }
 
 // Stop stops the emulator (SIGTERM, then a kill after a few seconds). It is
 // idempotent, so a test can simulate an outage and the cleanup can still
 // call it. Queues and messages are lost: the emulator keeps them in memory.
 func (s *Server) Stop() {
-	s.stop.Do(func() {
-		if s.cmd == nil || s.cmd.Process == nil {
-			return
-		}
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(stopTimeout):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-		}
-	})
+	if s.proc != nil {
+		s.proc.Stop(stopTimeout)
+	}
 }
 
 // tail returns the end of the emulator log.
-func (s *Server) tail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if len(b) > logTail {
-		b = b[len(b)-logTail:]
-	}
-	if len(b) == 0 {
-		return "(empty log)"
-	}
-	return string(b)
-}
+func (s *Server) tail() string { return testproc.Tail(s.logPath, logTail) }
 
 // newClient returns an SQS client for an emulator endpoint: every request
 // goes to endpoint, with dummy static credentials and no proxy.
@@ -329,14 +255,4 @@ func missing(tb testing.TB, msg string) {
 		tb.Fatal(msg)
 	}
 	tb.Skip(msg)
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

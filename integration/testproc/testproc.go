@@ -1,0 +1,119 @@
+// Package testproc runs the server processes the tests need (MinIO, the
+// SQS emulator): output to a log file, a wait for a health URL, and a stop
+// that cannot hang. Only tests import it.
+package testproc
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one running child process.
+type Process struct {
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{} // closed when the process has exited
+	stop    sync.Once
+}
+
+// Start starts cmd with its output appended to logPath.
+func Start(cmd *exec.Cmd, logPath string) (*Process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child holds its own descriptor
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// WaitHealthy polls url until it answers 200, the process exits, or
+// timeout passes.
+func (p *Process) WaitHealthy(url string, timeout time.Duration) error {
+	client := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("health probe: http status %d", resp.StatusCode)
+		}
+		if p.Exited() {
+			return fmt.Errorf("exited before it answered: %s", p.cmd.ProcessState)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not answering after %v: %w", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends SIGTERM, then kills the process if it has not exited after
+// timeout. It is idempotent.
+func (p *Process) Stop(timeout time.Duration) {
+	p.stop.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(timeout):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+}
+
+// Tail returns the last n bytes of the log.
+func Tail(logPath string, n int) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	if len(b) == 0 {
+		return "(empty log)"
+	}
+	return string(b)
+}
+
+// FreePort returns a port free on the loopback interface (for a moment:
+// callers retry when the child loses the race for it).
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
