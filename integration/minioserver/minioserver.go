@@ -81,6 +81,9 @@ func Start(tb testing.TB) *Server {
 // server process, such as notification target settings.
 func StartWithEnv(tb testing.TB, env ...string) *Server {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs a MinIO server: not run with -short")
+	}
 	bin := binary(tb)
 	tmp := tb.TempDir()
 	s := &Server{

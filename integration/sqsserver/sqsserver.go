@@ -78,6 +78,9 @@ type Server struct {
 // reported when the test failed.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs the SQS emulator: not run with -short")
+	}
 	bin := binary(tb)
 	s := &Server{logPath: filepath.Join(tb.TempDir(), "fauxqs.log")}
 	tb.Cleanup(func() {
