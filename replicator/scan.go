@@ -72,19 +72,7 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 			}
 			return nil
 		}
-		if err := r.jb.Enqueue(batch); err != nil {
-			return err
-		}
-		for _, c := range batch {
-			r.noteQueued(c.Size)
-			if r.failedEarlier(c.Key) {
-				continue // already failed in this run; stays queued for the next
-			}
-			if err := r.dispatch(ctx, c); err != nil {
-				return err
-			}
-		}
-		return nil
+		return r.enqueue(ctx, batch)
 	}
 
 	listed := 0
@@ -214,17 +202,29 @@ func (r *run) propagateDeletes(ctx context.Context, p *deletePlan, listed int) e
 		return nil
 	}
 	for start := 0; start < len(p.changes); start += enqueueBatch {
-		batch := p.changes[start:min(start+enqueueBatch, len(p.changes))]
-		if err := r.jb.Enqueue(batch); err != nil {
+		if err := r.enqueue(ctx, p.changes[start:min(start+enqueueBatch, len(p.changes))]); err != nil {
 			return err
-		}
-		for _, c := range batch {
-			r.noteQueued(c.Size)
-			if err := r.dispatch(ctx, c); err != nil {
-				return err
-			}
 		}
 	}
 	r.pending.Wait()
+	return nil
+}
+
+// enqueue records a batch of changes durably (one transaction) and
+// dispatches them, but for keys that already failed in this run: those stay
+// queued for the next.
+func (r *run) enqueue(ctx context.Context, batch []journal.Change) error {
+	if err := r.jb.Enqueue(batch); err != nil {
+		return err
+	}
+	for _, c := range batch {
+		r.noteQueued(c.Size)
+		if r.failedEarlier(c.Key) {
+			continue
+		}
+		if err := r.dispatch(ctx, c); err != nil {
+			return err
+		}
+	}
 	return nil
 }
