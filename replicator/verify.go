@@ -168,7 +168,7 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 		}
 		return out, unreadable, nil
 	}
-	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids}) {
+	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids, Concurrency: job.Transfer.Concurrency}) {
 		if err != nil && r.DestKey == "" {
 			return nil, nil, err
 		}

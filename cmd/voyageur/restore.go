@@ -118,11 +118,13 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	}
 	log := g.logger(stderr)
 	var target replicator.Target
-	if ep, _, ok := strings.Cut(o.to, ":"); ok && !strings.Contains(ep, "/") && cfg.Endpoints[ep].Type == "" {
+	ep, _, hasColon := strings.Cut(o.to, ":")
+	toBucket := hasColon && cfg.Endpoints[ep].Type != ""
+	if hasColon && !toBucket && !strings.Contains(ep, "/") {
 		// A typo in an endpoint must not turn into a directory named after it.
 		return configErrorf("--to %s: no endpoint %q in the config (defined: %s); for a local directory whose name has a colon, write ./%s", o.to, ep, strings.Join(sortedKeys(cfg.Endpoints), ", "), o.to)
 	}
-	if ep, _, ok := strings.Cut(o.to, ":"); ok && cfg.Endpoints[ep].Type != "" {
+	if toBucket {
 		loc, err := ParseLocation(o.to)
 		if err != nil {
 			return configErrorf("--to: %w", err)
