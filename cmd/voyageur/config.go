@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -224,8 +226,10 @@ func configErrorf(format string, args ...any) error {
 	return &ConfigError{fmt.Errorf(format, args...)}
 }
 
-// LoadConfig reads, expands and validates the configuration file.
-func LoadConfig(path string) (*Config, error) {
+// LoadConfig reads, expands and validates the configuration file, and logs
+// what deserves a warning: inline secrets in a file others can read, plain
+// http to a host beyond loopback.
+func LoadConfig(path string, log *slog.Logger) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, configErrorf("read config: %w", err)
@@ -234,7 +238,55 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, configErrorf("config %s: %w", path, err)
 	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 && inlineSecrets(raw) {
+		log.Warn("the config file holds secrets inline and others can read it: chmod 600 it, or use ${VAR}", "config", path, "mode", st.Mode().Perm().String())
+	}
+	for _, name := range sortedKeys(cfg.Endpoints) {
+		if host, ok := plainRemote(cfg.Endpoints[name].URL); ok {
+			log.Warn("endpoint uses plain http to a host beyond loopback: requests and data travel unencrypted", "endpoint", name, "host", host)
+		}
+	}
 	return cfg, nil
+}
+
+// inlineSecrets reports whether some secret_key is written in the file
+// rather than taken from the environment.
+func inlineSecrets(raw []byte) bool {
+	var root yaml.Node
+	if yaml.Unmarshal(raw, &root) != nil {
+		return false
+	}
+	var walk func(n *yaml.Node) bool
+	walk = func(n *yaml.Node) bool {
+		for i, c := range n.Content {
+			if n.Kind == yaml.MappingNode && i%2 == 1 && n.Content[i-1].Value == "secret_key" &&
+				c.Value != "" && !envRef.MatchString(c.Value) {
+				return true
+			}
+			if walk(c) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(&root)
+}
+
+// plainRemote reports whether url is plain http to a host that is not a
+// loopback address (or localhost), and returns that host.
+func plainRemote(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return "", false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return "", false
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return "", false
+	}
+	return host, true
 }
 
 // ParseConfig decodes YAML strictly: unknown fields, bad sizes, unset

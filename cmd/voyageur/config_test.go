@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -115,6 +120,44 @@ func TestConfigErrorsNeverShowSecrets(t *testing.T) {
 	for _, s := range []string{"AKIDSECRETVALUE", "verysecretvalue"} {
 		if strings.Contains(err.Error(), s) {
 			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}
+
+func TestConfigWarnings(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("VOY_TEST_SECRET", "from-the-environment")
+	for i, c := range []struct {
+		name, secret, url string
+		mode              os.FileMode
+		want              []string
+	}{
+		{"inline secret, world-readable", `"inline-secret"`, "http://127.0.0.1:9000", 0o644, []string{"secrets inline"}},
+		{"inline secret, private file", `"inline-secret"`, "http://127.0.0.1:9000", 0o600, nil},
+		{"secret from the environment", `"${VOY_TEST_SECRET}"`, "http://127.0.0.1:9000", 0o644, nil},
+		{"plain http beyond loopback", `"${VOY_TEST_SECRET}"`, "http://minio.example.ca:9000", 0o600, []string{"plain http", "minio.example.ca"}},
+		{"https", `"${VOY_TEST_SECRET}"`, "https://minio.example.ca:9000", 0o600, nil},
+	} {
+		path := filepath.Join(dir, fmt.Sprintf("case%d.yaml", i))
+		cfg := "journal: j.db\nendpoints:\n  a: {type: minio, url: \"" + c.url + "\", access_key: k, secret_key: " + c.secret + "}\njobs:\n  - {name: x, source: a:src, destination: a:dst}\n"
+		if err := os.WriteFile(path, []byte(cfg), c.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, c.mode)
+		var logs bytes.Buffer
+		if _, err := LoadConfig(path, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(c.want) == 0 && logs.Len() != 0 {
+			t.Errorf("%s: unexpected warning %q", c.name, logs.String())
+		}
+		for _, w := range c.want {
+			if !strings.Contains(logs.String(), w) {
+				t.Errorf("%s: warning %q lacks %q", c.name, logs.String(), w)
+			}
+		}
+		if strings.Contains(logs.String(), "inline-secret") || strings.Contains(logs.String(), "from-the-environment") {
+			t.Errorf("%s: the warning shows a secret", c.name)
 		}
 	}
 }

@@ -16,7 +16,7 @@ type statusOptions struct {
 	json   bool
 }
 
-func newStatusCmd(*globals) *cobra.Command {
+func newStatusCmd(g *globals) *cobra.Command {
 	var o statusOptions
 	cmd := &cobra.Command{
 		Use:   "status -c FILE [--json]",
@@ -25,7 +25,7 @@ func newStatusCmd(*globals) *cobra.Command {
   voyageur status -c voyageur.yaml --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runStatus(o, cmd.OutOrStdout())
+			return runStatus(o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", "", "configuration file (required)")
@@ -53,8 +53,8 @@ type queuedError struct {
 	Error    string `json:"error"`
 }
 
-func runStatus(o statusOptions, stdout io.Writer) error {
-	cfg, err := LoadConfig(o.config)
+func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(o.config, g.logger(stderr))
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func selectJobs(cfg *Config, name string) ([]JobConfig, error) {
 // loadJobs loads the config and builds the selected jobs (all, or the one
 // named). needSecret is false for commands that read names from META.
 func loadJobs(ctx context.Context, config, name string, needSecret bool, log *slog.Logger) (*Config, []JobConfig, []replicator.Job, error) {
-	cfg, err := LoadConfig(config)
+	cfg, err := LoadConfig(config, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
