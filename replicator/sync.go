@@ -133,6 +133,9 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 func (r *run) run(ctx context.Context) (complete bool, err error) {
 	if !r.opts.DryRun {
 		if err := r.abortStaleUploads(ctx); err != nil {
+			if missingBucket(err) {
+				return false, fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
+			}
 			r.log.Warn("could not clean up stale multipart uploads", "err", err)
 		}
 		if err := r.drainLeftovers(ctx); err != nil {
@@ -140,6 +143,13 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 		}
 	}
 	return r.scan(ctx)
+}
+
+// missingBucket reports whether err says the bucket does not exist: no
+// object of the run could succeed.
+func missingBucket(err error) bool {
+	var he *backends.HTTPError
+	return errors.As(err, &he) && he.Code == "NoSuchBucket"
 }
 
 // dispatch hands a queued change to the workers; it blocks while they are

@@ -113,11 +113,13 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 // holds it.
 func openJournal(cfg *Config) (*journal.Journal, error) {
 	j, err := journal.Open(cfg.Journal, lockTimeout)
-	if err != nil {
-		if errors.Is(err, journal.ErrLocked) {
-			return nil, fmt.Errorf("%w (is another sync or watch running?)", err)
-		}
-		return nil, err
+	switch {
+	case errors.Is(err, journal.ErrLocked):
+		return nil, fmt.Errorf("%w (is another sync or watch running?)", err)
+	case err != nil:
+		// The journal the config names cannot be used: a path that cannot
+		// hold it, or a damaged file (docs/config.md says what to do).
+		return nil, &ConfigError{err}
 	}
 	return j, nil
 }
