@@ -11,6 +11,7 @@
 // | TestConfigErrors              | bad configs exit 2 naming the field and line                           |
 // | TestPartialFailure            | refused objects are listed, exit 1, stay queued, and the next run finishes |
 // | TestWrongCredentials          | a clear error, exit 1, no secret in any output                         |
+// | TestBadInput                  | missing buckets, an unreachable endpoint, an unusable journal: clear errors, right exit codes |
 // | TestFaultyLink                | 503/500/cut/stalled answers on both links: an exact replica, no upload left |
 // | TestEncryptedReplica          | age+zstd replicas decrypt with Debian's age and zstd; nothing leaks at the destination |
 // | TestEncryptedLedgerCompresses | a 30 MB CSV ledger replica is under half its size                      |
