@@ -47,7 +47,7 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := job.Transfer.normalize(false); err != nil {
+	if err := job.Transfer.Normalize(false); err != nil {
 		return Summary{Job: job.Name}, err
 	}
 	if job.Encryption != nil && len(opts.Catalog.Identities) == 0 {

@@ -108,8 +108,8 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 
 // newRun prepares a run of job: its budgets, limiter, buffers and counters.
 func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
-	if err := job.Transfer.normalize(job.Encryption != nil); err != nil {
-		return nil, fmt.Errorf("job %s: %w", job.Name, err)
+	if err := job.Transfer.Normalize(job.Encryption != nil); err != nil {
+		return nil, fmt.Errorf("job %s: transfer.%w", job.Name, err)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -312,21 +312,31 @@ func (job *Job) destKey(key string) string {
 	return job.DestPrefix + strings.TrimPrefix(key, job.SourcePrefix)
 }
 
-func (t *Transfer) normalize(encrypted bool) error {
+// Normalize fills in the defaults (part size 16 MiB, concurrency 16, memory
+// the larger of 512 MiB and the part size) and checks the settings. An error
+// starts with the name of the setting it is about, as the configuration
+// spells it (part_size, concurrency, memory, bandwidth).
+func (t *Transfer) Normalize(encrypted bool) error {
 	if t.PartSize == 0 {
 		t.PartSize = 16 << 20
 	}
 	if t.PartSize < MinPartSize || t.PartSize > MaxPartSize {
-		return fmt.Errorf("part size %d is outside %d..%d", t.PartSize, MinPartSize, MaxPartSize)
+		return fmt.Errorf("part_size: %d bytes is outside 5MiB..5GiB", t.PartSize)
 	}
-	if t.Concurrency <= 0 {
+	if t.Concurrency == 0 {
 		t.Concurrency = 16
+	}
+	if t.Concurrency < 1 || t.Concurrency > 256 {
+		return fmt.Errorf("concurrency: %d is outside 1..256", t.Concurrency)
 	}
 	if t.Memory == 0 {
 		t.Memory = max(512<<20, t.PartSize)
 	}
 	if need := MinMemory(t.PartSize, t.PartSize, encrypted); t.Memory < need {
-		return fmt.Errorf("memory budget %d is smaller than the %d bytes this part size needs", t.Memory, need)
+		return fmt.Errorf("memory: %d bytes is less than the %d this part_size needs", t.Memory, need)
+	}
+	if t.Bandwidth < 0 {
+		return errors.New("bandwidth: negative")
 	}
 	return nil
 }

@@ -457,14 +457,6 @@ func recordLines(doc *yaml.Node, cfg *Config) {
 	}
 }
 
-const (
-	defaultPartSize    = 16 << 20
-	defaultConcurrency = 16
-	defaultMemory      = 512 << 20
-	minPartSize        = 5 << 20
-	maxPartSize        = 5 << 30
-)
-
 func (c *Config) validate() error {
 	if c.Journal == "" {
 		return errors.New("journal: missing (path of the journal file)")
@@ -572,28 +564,14 @@ func (j *JobConfig) validate(c *Config, field string) error {
 			return fmt.Errorf("line %d: %s.max_delete: %w", j.line, field, err)
 		}
 	}
+	// The replicator owns the defaults and the limits; the config names the
+	// field and the line.
 	t := &j.Transfer
-	if t.PartSize == 0 {
-		t.PartSize = defaultPartSize
+	rt := replicator.Transfer{PartSize: int64(t.PartSize), Concurrency: t.Concurrency, Memory: int64(t.Memory), Bandwidth: int64(t.Bandwidth)}
+	if err := rt.Normalize(j.Encryption.Enabled()); err != nil {
+		return fmt.Errorf("line %d: %s.transfer.%w", j.line, field, err)
 	}
-	if t.PartSize < minPartSize || t.PartSize > maxPartSize {
-		return fmt.Errorf("line %d: %s.transfer.part_size: %d bytes is outside 5MiB..5GiB", j.line, field, t.PartSize)
-	}
-	if t.Concurrency == 0 {
-		t.Concurrency = defaultConcurrency
-	}
-	if t.Concurrency < 1 || t.Concurrency > 256 {
-		return fmt.Errorf("line %d: %s.transfer.concurrency: %d is outside 1..256", j.line, field, t.Concurrency)
-	}
-	if t.Memory == 0 {
-		t.Memory = max(defaultMemory, t.PartSize)
-	}
-	if need := replicator.MinMemory(int64(t.PartSize), int64(t.PartSize), j.Encryption.Enabled()); int64(t.Memory) < need {
-		return fmt.Errorf("line %d: %s.transfer.memory: %d bytes is less than the %d this part_size needs", j.line, field, t.Memory, need)
-	}
-	if t.Bandwidth < 0 {
-		return fmt.Errorf("line %d: %s.transfer.bandwidth: negative", j.line, field)
-	}
+	t.PartSize, t.Concurrency, t.Memory = Size(rt.PartSize), rt.Concurrency, Size(rt.Memory)
 	return nil
 }
 
