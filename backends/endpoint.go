@@ -12,15 +12,47 @@ import (
 )
 
 // Transport limits shared by the network backends. They favour many
-// concurrent requests to one host (parallel part uploads and ranged reads)
-// and make sure a stalled server fails a request instead of hanging it.
+// concurrent requests to one host (parallel part uploads and ranged reads).
 const (
-	dialTimeout     = 10 * time.Second
-	tlsTimeout      = 10 * time.Second
-	silenceTimeout  = 2 * time.Minute // longest wait for response headers, or for a read or write to move
 	idleConnTimeout = 90 * time.Second
 	maxIdlePerHost  = 128
 )
+
+// Default timeouts, for the fields of Timeouts left zero.
+const (
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultResponseTimeout = 2 * time.Minute
+	DefaultIdleTimeout     = 2 * time.Minute
+)
+
+// Timeouts bound the waits of requests to one object store, so that a
+// stalled server fails a request (with a network timeout error that
+// IsRetryable accepts) instead of hanging it. A zero field takes its default.
+type Timeouts struct {
+	// Connect bounds dialing a connection plus its TLS handshake.
+	Connect time.Duration
+	// Response bounds the wait for the response headers once the request
+	// is sent: a store that accepted a request and never answers.
+	Response time.Duration
+	// Idle fails a read or write on the connection that moves no byte for
+	// this long: a body stalled mid-way, in either direction. A slow but
+	// moving transfer is never cut.
+	Idle time.Duration
+}
+
+// WithDefaults returns t with its zero fields set to the defaults.
+func (t Timeouts) WithDefaults() Timeouts {
+	if t.Connect <= 0 {
+		t.Connect = DefaultConnectTimeout
+	}
+	if t.Response <= 0 {
+		t.Response = DefaultResponseTimeout
+	}
+	if t.Idle <= 0 {
+		t.Idle = DefaultIdleTimeout
+	}
+	return t
+}
 
 // CABundleEnv names the environment variable holding an extra PEM bundle of
 // trusted CAs, the one the AWS SDKs and CLI honour.
@@ -51,21 +83,15 @@ func RootCAs(caFile string) (*x509.CertPool, error) {
 }
 
 // NewTransport returns an HTTP/1.1 transport for one object store, trusting
-// RootCAs(caFile). It keeps up to 128 idle connections per host, bounds
-// dialing and TLS handshakes, and fails a request whose connection stays
-// silent (no byte read or written) for two minutes, with a network timeout
-// error that IsRetryable accepts. It honours the usual proxy variables.
-func NewTransport(caFile string) (*http.Transport, error) {
-	return newTransport(caFile, silenceTimeout)
-}
-
-// newTransport is NewTransport with the silence timeout as a parameter.
-func newTransport(caFile string, silence time.Duration) (*http.Transport, error) {
+// RootCAs(caFile) and bounded by timeouts (see Timeouts). It keeps up to 128
+// idle connections per host and honours the usual proxy variables.
+func NewTransport(caFile string, timeouts Timeouts) (*http.Transport, error) {
 	pool, err := RootCAs(caFile)
 	if err != nil {
 		return nil, err
 	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	t := timeouts.WithDefaults()
+	dialer := &net.Dialer{Timeout: t.Connect, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -73,11 +99,11 @@ func newTransport(caFile string, silence time.Duration) (*http.Transport, error)
 			if err != nil {
 				return nil, err
 			}
-			return &idleConn{Conn: conn, timeout: silence}, nil
+			return &idleConn{Conn: conn, timeout: t.Idle}, nil
 		},
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   tlsTimeout,
-		ResponseHeaderTimeout: silence,
+		TLSHandshakeTimeout:   t.Connect,
+		ResponseHeaderTimeout: t.Response,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       idleConnTimeout,
 		MaxIdleConns:          4 * maxIdlePerHost,

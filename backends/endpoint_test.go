@@ -38,7 +38,7 @@ func TestTransportStall(t *testing.T) {
 		}
 	}()
 
-	tr, err := newTransport("", 300*time.Millisecond)
+	tr, err := NewTransport("", Timeouts{Response: 300 * time.Millisecond, Idle: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,7 @@ type side struct {
 	kind      string // "aws" (aws-sdk-go-v2) or "minio" (minio-go)
 	url       string
 	secretKey string
+	extra     string // more endpoint fields, such as `timeouts: {idle: 2s}`
 }
 
 func (s side) endpointYAML() string {
@@ -146,10 +147,14 @@ func (s side) endpointYAML() string {
 	if s.secretKey != "" {
 		secret = s.secretKey
 	}
-	if s.kind == "aws" {
-		return fmt.Sprintf(`{type: aws, url: %q, region: us-east-1, path_style: true, access_key: %q, secret_key: %q}`, url, s.srv.AccessKey, secret)
+	extra := ""
+	if s.extra != "" {
+		extra = ", " + s.extra
 	}
-	return fmt.Sprintf(`{type: minio, url: %q, access_key: %q, secret_key: %q}`, url, s.srv.AccessKey, secret)
+	if s.kind == "aws" {
+		return fmt.Sprintf(`{type: aws, url: %q, region: us-east-1, path_style: true, access_key: %q, secret_key: %q%s}`, url, s.srv.AccessKey, secret, extra)
+	}
+	return fmt.Sprintf(`{type: minio, url: %q, access_key: %q, secret_key: %q%s}`, url, s.srv.AccessKey, secret, extra)
 }
 
 // clients caches one minio-go client per server, so checks reuse

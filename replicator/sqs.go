@@ -223,7 +223,7 @@ func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
 		endpoint = e.Scheme + "://" + e.Host
 	}
 
-	tr, err := backends.NewTransport("")
+	tr, err := backends.NewTransport("", backends.Timeouts{})
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqs: %w", err)
 	}

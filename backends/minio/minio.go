@@ -51,6 +51,9 @@ type Config struct {
 	// CAFile is a PEM bundle of extra trusted CAs (a private CA), added to
 	// the system roots and to $AWS_CA_BUNDLE.
 	CAFile string
+	// Timeouts bound connecting, waiting for an answer and a stalled body;
+	// zero fields take the defaults.
+	Timeouts backends.Timeouts
 	// Transport replaces the tuned transport New builds (tests); CAFile is
 	// then ignored.
 	Transport http.RoundTripper
@@ -82,7 +85,7 @@ func New(cfg Config) (*Bucket, error) {
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		t, err := backends.NewTransport(cfg.CAFile)
+		t, err := backends.NewTransport(cfg.CAFile, cfg.Timeouts)
 		if err != nil {
 			return nil, fmt.Errorf("minio: %w", err)
 		}

@@ -47,11 +47,13 @@ type Policy struct {
 }
 
 const (
-	defaultAttempts       = 5
-	defaultBase           = 200 * time.Millisecond
-	defaultMax            = 10 * time.Second
-	defaultAttemptTimeout = 60 * time.Second
+	defaultAttempts = 5
+	defaultBase     = 200 * time.Millisecond
+	defaultMax      = 10 * time.Second
 )
+
+// DefaultAttemptTimeout is Policy.AttemptTimeout when it is zero.
+const DefaultAttemptTimeout = 60 * time.Second
 
 // errAttemptTimeout is the cancellation cause of a try that ran past
 // Policy.AttemptTimeout.
@@ -73,7 +75,7 @@ func Wrap(b backends.Bucket, p Policy) backends.Bucket {
 	}
 	switch {
 	case p.AttemptTimeout == 0:
-		p.AttemptTimeout = defaultAttemptTimeout
+		p.AttemptTimeout = DefaultAttemptTimeout
 	case p.AttemptTimeout < 0:
 		p.AttemptTimeout = 0
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	// CAFile is a PEM bundle of extra trusted CAs (a private CA), added to
 	// the system roots and to $AWS_CA_BUNDLE.
 	CAFile string
+	// Timeouts bound connecting, waiting for an answer and a stalled body;
+	// zero fields take the defaults.
+	Timeouts backends.Timeouts
 	// HTTPClient replaces the tuned client New builds (tests); CAFile is
 	// then ignored.
 	HTTPClient *http.Client
@@ -89,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
-		tr, err := backends.NewTransport(cfg.CAFile)
+		tr, err := backends.NewTransport(cfg.CAFile, cfg.Timeouts)
 		if err != nil {
 			return nil, fmt.Errorf("s3: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/backends/fs"
@@ -17,6 +18,9 @@ import (
 // layer. It does not contact the store.
 func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger) (backends.Bucket, error) {
 	ep := cfg.Endpoints[loc.Endpoint]
+	timeouts := backends.Timeouts{
+		Connect: time.Duration(ep.Timeouts.Connect), Response: time.Duration(ep.Timeouts.Response), Idle: time.Duration(ep.Timeouts.Idle),
+	}
 	var (
 		b   backends.Bucket
 		err error
@@ -25,7 +29,7 @@ func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger
 	case "aws", "s3":
 		b, err = s3.New(ctx, s3.Config{
 			Bucket: loc.Bucket, Region: ep.Region, URL: ep.URL, PathStyle: ep.PathStyle,
-			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile,
+			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: timeouts,
 		})
 	case "minio", "ovh":
 		url := ep.URL
@@ -36,7 +40,7 @@ func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger
 		}
 		b, err = minio.New(minio.Config{
 			Bucket: loc.Bucket, Region: ep.Region, URL: url,
-			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile,
+			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: timeouts,
 		})
 	case "fs":
 		b, err = fs.New(filepath.Join(ep.Path, loc.Bucket))
@@ -46,5 +50,8 @@ func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("endpoint %s bucket %s: %w", loc.Endpoint, loc.Bucket, err)}
 	}
-	return retry.Wrap(b, retry.Policy{Logger: log}), nil
+	// A try of a small call is bounded too (a trickling answer defeats the
+	// transport's timeouts); it must not cut what the configured ones allow.
+	attempt := max(retry.DefaultAttemptTimeout, timeouts.Response, timeouts.Idle)
+	return retry.Wrap(b, retry.Policy{Logger: log, AttemptTimeout: attempt}), nil
 }

@@ -38,8 +38,25 @@ type Endpoint struct {
 	CAFile    string `yaml:"ca_file"`
 	Path      string `yaml:"path"` // type fs: the directory holding the buckets
 
+	Timeouts EndpointTimeouts `yaml:"timeouts"`
+
 	line int
 }
+
+// EndpointTimeouts is an endpoint's `timeouts:` block; a field left out
+// takes its default (see backends.Timeouts).
+type EndpointTimeouts struct {
+	Connect  Duration `yaml:"connect"`  // dial and TLS handshake
+	Response Duration `yaml:"response"` // from request sent to response headers
+	Idle     Duration `yaml:"idle"`     // a read or write that moves no byte
+}
+
+// Timeout bounds: below a second, ordinary latency would fail requests;
+// beyond an hour, a stall is a hang.
+const (
+	minTimeout = time.Second
+	maxTimeout = time.Hour
+)
 
 // JobConfig is one replication job.
 type JobConfig struct {
@@ -519,6 +536,14 @@ func (ep *Endpoint) validate() error {
 	}
 	if (ep.AccessKey == "") != (ep.SecretKey == "") {
 		return errors.New("access_key and secret_key go together")
+	}
+	for _, t := range []struct {
+		name string
+		d    Duration
+	}{{"connect", ep.Timeouts.Connect}, {"response", ep.Timeouts.Response}, {"idle", ep.Timeouts.Idle}} {
+		if d := time.Duration(t.d); d != 0 && (d < minTimeout || d > maxTimeout) {
+			return fmt.Errorf("timeouts.%s: %s is not between %s and %s", t.name, d, minTimeout, maxTimeout)
+		}
 	}
 	return nil
 }

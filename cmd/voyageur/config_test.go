@@ -89,6 +89,9 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"bad glob", `"tmp/**"`, `"tmp/[**"`, []string{"glob", "tmp/[**"}},
 		{"memory below part size", "memory: 256MiB", "memory: 8MiB", []string{"transfer.memory"}},
 		{"not yaml", "jobs:", "jobs: [", []string{"line"}},
+		{"bad timeout", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {idle: soon}}", []string{"line 5", `"soon" is not a duration`}},
+		{"timeout too short", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {response: 10ms}}", []string{"line 5", "endpoints.dst", "timeouts.response", "10ms"}},
+		{"unknown timeout", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {read: 5s}}", []string{"line 5", `unknown field "read"`, "endpoints.dst.timeouts"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
