@@ -20,6 +20,10 @@
 // | TestVerify                    | missing, extra, stale and tampered replicas are reported               |
 // | TestWatchWebhook              | watch via MinIO's webhook target: replicas within seconds, deletes, metrics, SIGTERM, restart |
 // | TestWatchSQS                  | watch via SQS: S3, SNS-wrapped and EventBridge messages, TestEvent, encoded keys |
+// | TestDemo                      | scripts/demo.sh (make demo) with a small archive: exit 0, the verified restore, nothing left running |
+// | TestComposeFile               | docker-compose.yml passes Debian's docker-compose config; pinned images, the five services |
+// | TestDockerfile                | two stages, CGO_ENABLED=0, distroless final stage, a non-root USER    |
+// | TestComposeConfig             | deploy/compose/voyageur.yaml (the compose file's config) syncs, encrypted, hashed names |
 //
 // Every run of the binary is checked for the secret keys of the servers.
 // BenchmarkWatchLag (make bench) measures watch's replication lag.
