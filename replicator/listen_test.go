@@ -186,9 +186,6 @@ func TestListenSource(t *testing.T) {
 	// the stream in blocks of about 4 KiB: fillers push it through. A
 	// subtest, so that a skip leaves the rest of the test running.
 	t.Run("Events", func(t *testing.T) {
-		if os.Getenv("VOYAGEUR_MINIO_LISTEN_STREAMS") != "1" {
-			t.Skip("the pinned MinIO server does not flush its listen stream (minio/minio PR #21651); set VOYAGEUR_MINIO_LISTEN_STREAMS=1 with a server that does")
-		}
 		put("k one+two")
 		if err := direct.Delete(t.Context(), "k one+two", ""); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
+	"net/http"
 	"net/http/httptrace"
 	"strings"
 	"sync"
@@ -56,10 +58,11 @@ const settle = time.Second
 //
 // Some MinIO releases (those with minio/minio PR #21651, such as the
 // server pinned for the tests) never flush the stream: events, and the
-// answer itself, reach the client only in blocks of about 4 KiB, and a
-// quiet stream fails when the transport's response header timeout
-// expires. Listen then delivers late, and the caller's reconnect and
-// reconcile cover what is lost.
+// answer itself, reach the client only when the server's 4 KiB connection
+// buffer fills, and a quiet stream fails when the transport's response
+// header timeout expires. Listen then delivers late (listenTransport keeps
+// that to the next 4 KiB rather than 4 MiB), and the caller's reconnect
+// and reconcile cover what is lost.
 //
 // The sequence never ends without an error: it yields one error and stops
 // when the stream fails or ends, and ctx's error when ctx is done. The
@@ -79,7 +82,7 @@ func (b *Bucket) Listen(ctx context.Context, prefix string, connected func()) it
 
 		// Resolve the region now, so that the traced context below sees
 		// only listen requests.
-		ok, err := b.core.BucketExists(ctx, b.bucket)
+		ok, err := b.listen.BucketExists(ctx, b.bucket)
 		if err != nil {
 			yield(ListenEvent{}, mapError("listen", where, err))
 			return
@@ -107,7 +110,7 @@ func (b *Bucket) Listen(ctx context.Context, prefix string, connected func()) it
 			},
 			GotFirstResponseByte: func() { upOnce.Do(func() { close(up) }) },
 		}
-		infos := b.core.ListenBucketNotification(httptrace.WithClientTrace(ctx, trace), b.bucket, prefix, "", listenEvents)
+		infos := b.listen.ListenBucketNotification(httptrace.WithClientTrace(ctx, trace), b.bucket, prefix, "", listenEvents)
 
 		isUp := false
 		markUp := func() {
@@ -175,4 +178,33 @@ func listenEvent(rec notification.Event) ListenEvent {
 		Sequencer: obj.Sequencer,
 		Time:      t,
 	}
+}
+
+// listenTransport serves the listen stream. Its bodies hand out what has
+// arrived, byte by byte: net/http's chunked reader, asked for more than
+// it holds, keeps reading until the current chunk is complete, and
+// minio-go asks for 4 MiB at a time. From a server that flushes, every
+// chunk arrives whole and that costs nothing; from one that does not (see
+// Listen), the stream arrives in 4 KiB blocks that end mid-chunk, and the
+// events in a block would wait for the whole 4 MiB.
+type listenTransport struct{ http.RoundTripper }
+
+func (t listenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(req)
+	if err == nil {
+		resp.Body = byteBody{resp.Body}
+	}
+	return resp, err
+}
+
+// byteBody reads at most one byte per call, which the chunked reader
+// returns without waiting for the rest of its chunk. Events are a few
+// hundred bytes each; the cost of a call per byte does not show.
+type byteBody struct{ io.ReadCloser }
+
+func (b byteBody) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return b.ReadCloser.Read(p)
 }

@@ -3,7 +3,6 @@ package minio
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,38 +59,10 @@ func collect(t *testing.T, b *Bucket, items <-chan listenResult, n int) []Listen
 		case <-tick.C:
 			put(t, b, filler, "f")
 		case <-deadline:
-			noStream(t, fmt.Sprintf("got %d of %d events within 15s", len(got), n))
+			t.Fatalf("got %d of %d events within 15s", len(got), n)
 		}
 	}
 	return got
-}
-
-// noStream ends a test that waited in vain for events: a failure under
-// CI=true, a skip otherwise. The pinned MinIO server does not flush its
-// listen stream (minio/minio PR #21651 wraps responses in a writer without
-// Flush; fixed in forks, e.g. chainguard-forks/minio#37), so events can
-// stay in its buffers.
-// StreamsEnv opts in to the tests that need events delivered through a
-// listen stream: the pinned MinIO server does not flush it (see noStream),
-// so they run only against a server that does.
-const StreamsEnv = "VOYAGEUR_MINIO_LISTEN_STREAMS"
-
-// needStreams skips a test that needs events delivered, unless StreamsEnv
-// says the server streams them.
-func needStreams(t *testing.T) {
-	t.Helper()
-	if os.Getenv(StreamsEnv) != "1" {
-		t.Skip("the pinned MinIO server does not flush its listen stream (minio/minio PR #21651); set " + StreamsEnv + "=1 with a server that does")
-	}
-}
-
-func noStream(t *testing.T, msg string) {
-	t.Helper()
-	msg += ": the MinIO server does not flush its listen stream (see Listen)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 // drain discards the items that arrive within a moment.
@@ -148,7 +119,6 @@ func TestListen(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("connected not called within 5s")
 	}
-	needStreams(t)
 
 	// Keys that URL-encoding would change: spaces, "+", "%", "&", unicode.
 	const viaGo = "dir one/a b+c%20 été ü.txt"
@@ -228,7 +198,7 @@ func collectUnder(t *testing.T, b *Bucket, items <-chan listenResult, pad string
 		case <-tick.C:
 			put(t, b, pad, "p")
 		case <-deadline:
-			noStream(t, "no event within 15s")
+			t.Fatal("no event within 15s")
 		}
 	}
 }

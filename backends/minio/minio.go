@@ -62,7 +62,9 @@ type Config struct {
 // Bucket is a backends.Bucket on one bucket, through minio-go. It is safe
 // for concurrent use.
 type Bucket struct {
-	core   *minio.Core
+	core *minio.Core
+	// listen is core with listenTransport: only Listen uses it.
+	listen *minio.Core
 	bucket string
 	name   string
 }
@@ -95,7 +97,7 @@ func New(cfg Config) (*Bucket, error) {
 	if strings.HasSuffix(u.Hostname(), ovhDomain) {
 		lookup = minio.BucketLookupDNS
 	}
-	core, err := minio.NewCore(u.Host, &minio.Options{
+	opts := &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       u.Scheme == "https",
 		Transport:    tr,
@@ -105,11 +107,18 @@ func New(cfg Config) (*Bucket, error) {
 		// the package variable minio.MaxRetry to 1, without touching
 		// global state. Retries belong to backends/retry.
 		MaxRetries: 1,
-	})
+	}
+	core, err := minio.NewCore(u.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("minio: %w", err)
 	}
-	return &Bucket{core: core, bucket: cfg.Bucket, name: u.Scheme + "://" + u.Host + "/" + cfg.Bucket}, nil
+	lopts := *opts
+	lopts.Transport = listenTransport{tr}
+	listen, err := minio.NewCore(u.Host, &lopts)
+	if err != nil {
+		return nil, fmt.Errorf("minio: %w", err)
+	}
+	return &Bucket{core: core, listen: listen, bucket: cfg.Bucket, name: u.Scheme + "://" + u.Host + "/" + cfg.Bucket}, nil
 }
 
 // Name returns "scheme://host:port/bucket".
