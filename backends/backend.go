@@ -59,11 +59,29 @@ type GetOptions struct {
 	IfMatch   string
 }
 
+// LockMode is an object-lock retention mode.
+type LockMode string
+
+// The retention modes of S3 object lock. Under governance, a principal
+// with the s3:BypassGovernanceRetention permission can still delete a
+// locked version; under compliance, nobody can until the date passes.
+const (
+	LockGovernance LockMode = "GOVERNANCE"
+	LockCompliance LockMode = "COMPLIANCE"
+)
+
 // PutOptions carries what is stored alongside the bytes.
 type PutOptions struct {
 	ContentType string
 	// Metadata is user metadata; keys are stored lower-cased.
 	Metadata map[string]string
+	// LockMode, when set, puts the object version the write creates under
+	// object-lock retention until LockUntil: the version cannot be deleted
+	// or overwritten before then (a new version can still be added). The
+	// bucket must have object lock enabled, or the write fails and stores
+	// nothing.
+	LockMode  LockMode
+	LockUntil time.Time
 }
 
 // Part is one uploaded part of a multipart upload.
@@ -133,4 +151,8 @@ type Bucket interface {
 	// Delete removes key (one version when versionID is set). Deleting a
 	// missing key is not an error.
 	Delete(ctx context.Context, key, versionID string) error
+
+	// ObjectLockEnabled reports whether the bucket has object lock
+	// enabled, so that writes with PutOptions.LockMode can succeed.
+	ObjectLockEnabled(ctx context.Context) (bool, error)
 }

@@ -35,6 +35,9 @@ import (
 type Caps struct {
 	// Versions is set when the store keeps versions and delete markers.
 	Versions bool
+	// Locked, when the store has object lock, returns a fresh, empty
+	// bucket created with object lock enabled.
+	Locked func(t *testing.T) backends.Bucket
 }
 
 // partSize is the smallest part S3 accepts but the last.
@@ -63,6 +66,7 @@ func Run(t *testing.T, newBucket func(t *testing.T) backends.Bucket, caps Caps) 
 		{"ListMultipartUploads", testListMultipartUploads},
 		{"ListMultipartUploadsPrefix", testListMultipartUploadsPrefix},
 		{"CancelledContext", testCancelledContext},
+		{"NoObjectLock", testNoObjectLock},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newBucket(t)) })
@@ -72,6 +76,9 @@ func Run(t *testing.T, newBucket func(t *testing.T) backends.Bucket, caps Caps) 
 		t.Run("ListVersions", func(t *testing.T) { testListVersions(t, newBucket(t)) })
 	} else {
 		t.Run("ListVersionsUnversioned", func(t *testing.T) { testListVersionsUnversioned(t, newBucket(t)) })
+	}
+	if caps.Locked != nil {
+		t.Run("ObjectLock", func(t *testing.T) { testObjectLock(t, caps.Locked(t)) })
 	}
 }
 
@@ -770,5 +777,73 @@ func testListVersionsUnversioned(t *testing.T, b backends.Bucket) {
 		if !v.IsLatest || v.DeleteMarker || v.VersionID != "" {
 			t.Errorf("version listing entry %+v: want latest, no marker, empty version ID", v)
 		}
+	}
+}
+
+// lockFor is a governance retention of one day from now.
+func lockFor() backends.PutOptions {
+	return backends.PutOptions{LockMode: backends.LockGovernance, LockUntil: time.Now().Add(24 * time.Hour)}
+}
+
+// testNoObjectLock: on a bucket without object lock, a write that asks for
+// retention fails and stores nothing, rather than storing an object that
+// is not protected.
+func testNoObjectLock(t *testing.T, b backends.Bucket) {
+	on, err := b.ObjectLockEnabled(ctxFor(t))
+	if err != nil || on {
+		t.Fatalf("object lock enabled on a plain bucket: %v, %v; want false, nil", on, err)
+	}
+	const key = "lock/refused"
+	if _, err := b.Put(ctxFor(t), key, bytes.NewReader([]byte("x")), 1, lockFor()); err == nil {
+		t.Errorf("put with retention on a bucket without object lock succeeded")
+	}
+	_, err = b.Stat(ctxFor(t), key, "")
+	checkMissing(t, "stat after a refused put", key, err)
+	if id, err := b.CreateMultipart(ctxFor(t), key, lockFor()); err == nil {
+		t.Errorf("create multipart upload with retention on a bucket without object lock succeeded")
+		_ = b.AbortMultipart(ctxFor(t), key, id)
+	}
+}
+
+// testObjectLock: a version written with retention cannot be deleted
+// before its date, whether written in one request or by a multipart
+// upload; overwriting and deleting the key add a version and a delete
+// marker, and the locked version stays readable.
+func testObjectLock(t *testing.T, b backends.Bucket) {
+	on, err := b.ObjectLockEnabled(ctxFor(t))
+	if err != nil || !on {
+		t.Fatalf("object lock enabled: %v, %v; want true, nil", on, err)
+	}
+	const key = "lock/single"
+	v1 := put(t, b, key, []byte("locked"), lockFor())
+	if v1.VersionID == "" {
+		t.Fatalf("put with retention returned no version ID")
+	}
+	if err := b.Delete(ctxFor(t), key, v1.VersionID); err == nil {
+		t.Errorf("deleting a locked version succeeded")
+	}
+	v2 := put(t, b, key, []byte("newer"), backends.PutOptions{})
+	if err := b.Delete(ctxFor(t), key, ""); err != nil {
+		t.Errorf("delete (a delete marker) of a locked key: %v", err)
+	}
+	if got, oi := get(t, b, key, backends.GetOptions{VersionID: v1.VersionID}); string(got) != "locked" || oi.VersionID != v1.VersionID {
+		t.Errorf("locked version after an overwrite and a delete: %q (version %q)", got, oi.VersionID)
+	}
+	if v2.VersionID == v1.VersionID {
+		t.Errorf("the overwrite kept version %q", v1.VersionID)
+	}
+
+	const mp = "lock/multipart"
+	id := createMultipart(t, b, mp, lockFor())
+	part := uploadPart(t, b, mp, id, 1, []byte("one part"))
+	oi, err := b.CompleteMultipart(ctxFor(t), mp, id, []backends.Part{part})
+	if err != nil {
+		t.Fatalf("complete multipart upload with retention: %v", err)
+	}
+	if err := b.Delete(ctxFor(t), mp, oi.VersionID); err == nil {
+		t.Errorf("deleting a locked version made by a multipart upload succeeded")
+	}
+	if got, _ := get(t, b, mp, backends.GetOptions{VersionID: oi.VersionID}); string(got) != "one part" {
+		t.Errorf("locked multipart version: %q", got)
 	}
 }

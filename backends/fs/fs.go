@@ -41,6 +41,10 @@
 //     past the end is cut at the end.
 //   - As on S3, every part but the last of a completed multipart upload must
 //     be at least MinPartSize bytes.
+//   - There is no object lock: ObjectLockEnabled reports false, and Put or
+//     CreateMultipart with a LockMode fails, storing nothing, as S3 does
+//     for a bucket without object lock. A directory cannot keep a file from
+//     being deleted, so honouring the request would be a false promise.
 //
 // Leftovers of a crash in .voyageur-fs/tmp are not cleaned up automatically;
 // they are never visible as objects.
@@ -317,6 +321,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	if size < 0 {
 		return backends.ObjectInfo{}, fmt.Errorf("put %s: negative size %d", key, size)
 	}
+	if opts.LockMode != "" {
+		return backends.ObjectInfo{}, fmt.Errorf("put %s: %w", key, errNoLock)
+	}
 	h := md5.New()
 	tmp, err := b.writeTemp(ctx, io.LimitReader(r, size), size, h, true)
 	if err != nil {
@@ -427,6 +434,15 @@ func (b *Bucket) renameInto(tmp, name string) error {
 		}
 	}
 	return err
+}
+
+// errNoLock refuses a write that asks for object-lock retention.
+var errNoLock = errors.New("local buckets have no object lock")
+
+// ObjectLockEnabled implements backends.Bucket: a directory has no object
+// lock.
+func (b *Bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
+	return false, ctx.Err()
 }
 
 // Delete removes key and its sidecar, then the directories that became

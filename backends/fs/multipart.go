@@ -72,6 +72,9 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("create multipart upload of %s: %w", key, err)
 	}
+	if opts.LockMode != "" {
+		return "", fmt.Errorf("create multipart upload of %s: %w", key, errNoLock)
+	}
 	var rnd [uploadIDLen / 2]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return "", fmt.Errorf("create multipart upload of %s: %w", key, err)

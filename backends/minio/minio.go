@@ -246,9 +246,13 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 
 // putOptions sends user metadata as explicit x-amz-meta-* headers: minio-go
 // would otherwise send keys that look like standard headers (such as
-// "cache-control") as those headers.
+// "cache-control") as those headers. A lock mode becomes the object-lock
+// headers.
 func putOptions(opts backends.PutOptions) minio.PutObjectOptions {
 	po := minio.PutObjectOptions{ContentType: opts.ContentType}
+	if opts.LockMode != "" {
+		po.Mode, po.RetainUntilDate = minio.RetentionMode(opts.LockMode), opts.LockUntil
+	}
 	if len(opts.Metadata) > 0 {
 		po.UserMetadata = make(map[string]string, len(opts.Metadata))
 		for k, v := range opts.Metadata {
@@ -386,6 +390,20 @@ func (b *Bucket) Delete(ctx context.Context, key, versionID string) error {
 		return nil
 	}
 	return err
+}
+
+// ObjectLockEnabled implements backends.Bucket with
+// GetObjectLockConfiguration; a bucket that has none answers 404
+// ObjectLockConfigurationNotFoundError.
+func (b *Bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
+	enabled, _, _, _, err := b.core.GetObjectLockConfig(ctx, b.bucket)
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "ObjectLockConfigurationNotFoundError" {
+			return false, nil
+		}
+		return false, mapError("get object lock configuration of", b.name, err)
+	}
+	return enabled == "Enabled", nil
 }
 
 // mapError names the operation and the key and classifies err: a server

@@ -24,9 +24,9 @@ import (
 // server, with a fresh versioned bucket per Bucket.
 func TestMinIO(t *testing.T) {
 	srv := minioserver.Start(t)
-	newBucket := func(t *testing.T) backends.Bucket {
+	open := func(t *testing.T, bucket string) backends.Bucket {
 		b, err := New(Config{
-			Bucket:    srv.CreateBucket(t, true),
+			Bucket:    bucket,
 			Region:    "us-east-1",
 			URL:       srv.URL,
 			AccessKey: srv.AccessKey,
@@ -37,7 +37,11 @@ func TestMinIO(t *testing.T) {
 		}
 		return b
 	}
-	t.Run("Conformance", func(t *testing.T) { backendtest.Run(t, newBucket, backendtest.Caps{Versions: true}) })
+	newBucket := func(t *testing.T) backends.Bucket { return open(t, srv.CreateBucket(t, true)) }
+	locked := func(t *testing.T) backends.Bucket { return open(t, srv.CreateLockedBucket(t)) }
+	t.Run("Conformance", func(t *testing.T) {
+		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked})
+	})
 	t.Run("Uploads", func(t *testing.T) { testUploads(t, newBucket(t)) })
 }
 

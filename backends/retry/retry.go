@@ -341,6 +341,16 @@ func (r *bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 	})
 }
 
+func (r *bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
+	var on bool
+	err := r.do(ctx, "get object lock configuration of", r.b.Name(), true, func(ctx context.Context) error {
+		var err error
+		on, err = r.b.ObjectLockEnabled(ctx)
+		return err
+	})
+	return on, err
+}
+
 func (r *bucket) Delete(ctx context.Context, key, versionID string) error {
 	return r.do(ctx, "delete", key, true, func(ctx context.Context) error {
 		return r.b.Delete(ctx, key, versionID)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -322,12 +323,14 @@ func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) 
 // payload) and seeks back in between.
 func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
 	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        &b.bucket,
-		Key:           &key,
-		Body:          r,
-		ContentLength: &size,
-		ContentType:   optional(opts.ContentType),
-		Metadata:      backends.LowerKeys(opts.Metadata),
+		Bucket:                    &b.bucket,
+		Key:                       &key,
+		Body:                      r,
+		ContentLength:             &size,
+		ContentType:               optional(opts.ContentType),
+		Metadata:                  backends.LowerKeys(opts.Metadata),
+		ObjectLockMode:            types.ObjectLockMode(opts.LockMode),
+		ObjectLockRetainUntilDate: lockUntil(opts),
 	})
 	if err != nil {
 		return backends.ObjectInfo{}, mapError("put", key, err)
@@ -343,10 +346,12 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 // CreateMultipart implements backends.Bucket.
 func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.PutOptions) (string, error) {
 	out, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket:      &b.bucket,
-		Key:         &key,
-		ContentType: optional(opts.ContentType),
-		Metadata:    backends.LowerKeys(opts.Metadata),
+		Bucket:                    &b.bucket,
+		Key:                       &key,
+		ContentType:               optional(opts.ContentType),
+		Metadata:                  backends.LowerKeys(opts.Metadata),
+		ObjectLockMode:            types.ObjectLockMode(opts.LockMode),
+		ObjectLockRetainUntilDate: lockUntil(opts),
 	})
 	if err != nil {
 		return "", mapError("create multipart", key, err)
@@ -503,6 +508,29 @@ func (b *Bucket) Delete(ctx context.Context, key, versionID string) error {
 		return nil
 	}
 	return err
+}
+
+// ObjectLockEnabled implements backends.Bucket with
+// GetObjectLockConfiguration; a bucket that has none answers 404
+// ObjectLockConfigurationNotFoundError.
+func (b *Bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
+	out, err := b.client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: &b.bucket})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "ObjectLockConfigurationNotFoundError" {
+			return false, nil
+		}
+		return false, mapError("get object lock configuration of", b.name, err)
+	}
+	return out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled, nil
+}
+
+// lockUntil is the retain-until date of opts, nil without a lock mode.
+func lockUntil(opts backends.PutOptions) *time.Time {
+	if opts.LockMode == "" {
+		return nil
+	}
+	return &opts.LockUntil
 }
 
 // mapError names the operation and the key and classifies err: an HTTP

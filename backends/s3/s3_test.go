@@ -25,9 +25,9 @@ import (
 // server, with a fresh versioned bucket per Bucket.
 func TestMinIO(t *testing.T) {
 	srv := minioserver.Start(t)
-	newBucket := func(t *testing.T) backends.Bucket {
+	open := func(t *testing.T, bucket string) backends.Bucket {
 		b, err := New(t.Context(), Config{
-			Bucket:    srv.CreateBucket(t, true),
+			Bucket:    bucket,
 			URL:       srv.URL,
 			PathStyle: true,
 			AccessKey: srv.AccessKey,
@@ -38,7 +38,11 @@ func TestMinIO(t *testing.T) {
 		}
 		return b
 	}
-	t.Run("Conformance", func(t *testing.T) { backendtest.Run(t, newBucket, backendtest.Caps{Versions: true}) })
+	newBucket := func(t *testing.T) backends.Bucket { return open(t, srv.CreateBucket(t, true)) }
+	locked := func(t *testing.T) backends.Bucket { return open(t, srv.CreateLockedBucket(t)) }
+	t.Run("Conformance", func(t *testing.T) {
+		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked})
+	})
 	t.Run("Checksums", func(t *testing.T) { testChecksums(t, newBucket(t)) })
 }
 

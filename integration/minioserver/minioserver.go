@@ -177,11 +177,23 @@ var bucketSeq atomic.Int64
 // versioned is set, and returns its name.
 func (s *Server) CreateBucket(tb testing.TB, versioned bool) string {
 	tb.Helper()
+	return s.makeBucket(tb, versioned, false)
+}
+
+// CreateLockedBucket creates a uniquely named bucket with object lock
+// enabled (and so versioning), and returns its name.
+func (s *Server) CreateLockedBucket(tb testing.TB) string {
+	tb.Helper()
+	return s.makeBucket(tb, false, true)
+}
+
+func (s *Server) makeBucket(tb testing.TB, versioned, locked bool) string {
+	tb.Helper()
 	name := fmt.Sprintf("voyageur-%d-%s", bucketSeq.Add(1), randomHex(tb, 6))
 	client := s.client(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := client.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+	if err := client.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1", ObjectLocking: locked}); err != nil {
 		tb.Fatalf("minioserver: create bucket %s: %v", name, err)
 	}
 	if versioned {
