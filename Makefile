@@ -16,8 +16,11 @@ export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
 
 .PHONY: build test unit lint tools tools-apt tools-lint demo bench clean
 
+# The version comes from git (a tag, else the commit), for voyageur version.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/voyageur ./cmd/voyageur
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/voyageur ./cmd/voyageur
 
 # The MinIO server is a pinned Go module build, cached in GOPATH/bin.
 $(MINIO):

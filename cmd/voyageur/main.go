@@ -40,8 +40,9 @@ func main() {
 
 // globals are the flags every command takes.
 type globals struct {
-	verbose bool
-	quiet   bool
+	verbose   bool
+	quiet     bool
+	logFormat string // text | json
 }
 
 func (g *globals) logger(w io.Writer) *slog.Logger {
@@ -52,7 +53,22 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 	case g.quiet:
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	if g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// check rejects flag combinations that make no sense.
+func (g *globals) check() error {
+	if g.logFormat != "text" && g.logFormat != "json" {
+		return configErrorf("--log-format %q: use text or json", g.logFormat)
+	}
+	if g.verbose && g.quiet {
+		return configErrorf("--verbose and --quiet: choose one")
+	}
+	return nil
 }
 
 // run executes the CLI and maps the outcome to an exit code.
@@ -88,14 +104,32 @@ func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 Canada, your own MinIO, any S3 endpoint). Every pending change is recorded in a
 local journal before it is acted on, and large objects are copied with
 concurrent, checkpointed multipart uploads that resume after a crash.`,
+		Example: `  voyageur init -o voyageur.yaml          # a commented sample configuration
+  voyageur keygen -o identity.txt          # an age identity; keep it offline
+  voyageur sync -c voyageur.yaml           # replicate what changed (cron, systemd timer)
+  voyageur watch -c voyageur.yaml --metrics :9090
+  voyageur status -c voyageur.yaml
+  voyageur restore -c voyageur.yaml --job ledgers --identity identity.txt --to /srv/restore`,
+		Version:       currentVersion().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return g.check()
+		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetVersionTemplate("voyageur {{.Version}}\n")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every object (debug level)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
-	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g))
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log lines as text (logfmt) or json, on stderr")
+	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
+		newInitCmd(), newVersionCmd())
+	for _, c := range root.Commands() {
+		if c.Flags().Lookup("job") != nil {
+			_ = c.RegisterFlagCompletionFunc("job", completeJobs)
+		}
+	}
 	// Cobra reports usage errors (unknown flags, missing required ones)
 	// before RunE; marking RunE's start tells them apart from run errors.
 	for _, c := range root.Commands() {
@@ -107,6 +141,24 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 		}
 	}
 	return root, started
+}
+
+// completeJobs completes --job with the job names of the config given with
+// -c; a config that cannot be read completes nothing.
+func completeJobs(cmd *cobra.Command, _ []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	path, _ := cmd.Flags().GetString("config")
+	if path == "" {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	cfg, err := LoadConfig(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names := make([]cobra.Completion, len(cfg.Jobs))
+	for i, j := range cfg.Jobs {
+		names[i] = j.Name
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 // openJournal opens the configured journal, failing fast when another run
