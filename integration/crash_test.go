@@ -94,6 +94,7 @@ func killAfterParts(t testing.TB, cmd *exec.Cmd, dst side, parts int, stderr *by
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 		t.Fatalf("sync was not killed mid-object (%v); stderr:\n%s", err, stderr.String())
 	}
+	checkOutput(t, "sync (killed)", stderr.String())
 }
 
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {

@@ -43,6 +43,8 @@ func newKeys(t testing.TB, dir string, pq bool) keys {
 	if err := os.WriteFile(k.nameSecret, secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	addSecretFile(t, k.identity)
+	addSecretFile(t, k.nameSecret)
 	return k
 }
 

@@ -83,7 +83,7 @@ func TestWrongCredentials(t *testing.T) {
 	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
 	wrong := "wrong-secret-" + dstSrv.SecretKey
-	secrets.Store(wrong, true)
+	addSecret(wrong)
 	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio", secretKey: wrong}
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.csv"), 100, 1)

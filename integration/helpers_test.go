@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -44,18 +45,104 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// Every output against every secret: a secret registered by a later
+	// test is looked for in the outputs of the earlier ones too.
+	n, leaks := allOutputsLeak()
+	if len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: outputs of voyageur show a secret: %s\n", strings.Join(leaks, "; "))
+		code = 1
+	} else if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "no secret in %d outputs of voyageur\n", n)
+	}
 	os.Exit(code)
 }
 
-// secrets holds every credential the tests hand to voyageur; runVoyageur
-// fails a test whose output shows any of them.
-var secrets sync.Map
+// secrets holds every secret the tests hand to voyageur: the servers'
+// secret keys (and wrong ones), age identities made by keygen, name
+// secrets. outputs collects everything the binary printed in the suite.
+var (
+	secrets sync.Map
+	outputs struct {
+		sync.Mutex
+		all []output
+	}
+)
+
+type output struct{ what, text string }
+
+// addSecret registers a secret, for checkOutput and the final check.
+func addSecret(s string) {
+	if s = strings.TrimSpace(s); s != "" {
+		secrets.Store(s, true)
+	}
+}
+
+// addSecretFile registers the secrets of a file: each identity line of an
+// age identity file, or the bytes of a name secret in the encodings a
+// careless log line would use.
+func addSecretFile(t testing.TB, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "AGE-SECRET-KEY-") {
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "AGE-SECRET-KEY-") {
+				addSecret(line)
+			}
+		}
+		return
+	}
+	addSecret(hex.EncodeToString(b))
+	addSecret(base64.StdEncoding.EncodeToString(b))
+	addSecret(string(b))
+}
+
+// leak names the secret text shows (by kind and length, never by value),
+// or returns "".
+func leak(text string) string {
+	found := ""
+	secrets.Range(func(k, _ any) bool {
+		if s := k.(string); strings.Contains(text, s) {
+			found = fmt.Sprintf("a secret of %d characters starting %q", len(s), s[:min(len(s), 4)])
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// checkOutput collects an output of the binary and fails t at once when
+// it shows a secret already registered.
+func checkOutput(t testing.TB, what, text string) {
+	t.Helper()
+	outputs.Lock()
+	outputs.all = append(outputs.all, output{what, text})
+	outputs.Unlock()
+	if l := leak(text); l != "" {
+		t.Errorf("voyageur %s printed %s", what, l)
+	}
+}
+
+// allOutputsLeak checks every collected output against every secret.
+func allOutputsLeak() (int, []string) {
+	outputs.Lock()
+	defer outputs.Unlock()
+	var leaks []string
+	for _, o := range outputs.all {
+		if l := leak(o.text); l != "" {
+			leaks = append(leaks, fmt.Sprintf("voyageur %s printed %s", o.what, l))
+		}
+	}
+	return len(outputs.all), leaks
+}
 
 // startServer starts a MinIO server and registers its secret key.
 func startServer(t testing.TB) *minioserver.Server {
 	t.Helper()
 	srv := minioserver.Start(t)
-	secrets.Store(srv.SecretKey, true)
+	addSecret(srv.SecretKey)
 	return srv
 }
 
@@ -89,12 +176,7 @@ func runVoyageur(t testing.TB, args ...string) result {
 	start := time.Now()
 	err := cmd.Run()
 	res := result{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
-	secrets.Range(func(k, _ any) bool {
-		if strings.Contains(res.stdout+res.stderr, k.(string)) {
-			t.Errorf("voyageur %v printed a secret key", args[0])
-		}
-		return true
-	})
+	checkOutput(t, strings.Join(args[:min(len(args), 1)], " "), res.stdout+res.stderr)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

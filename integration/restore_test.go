@@ -249,6 +249,8 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 			ExtraJobLines: k.encryptionYAML("hashed", "zstd")})
 		out := filepath.Join(dir, "killed")
 		cmd := exec.Command(voyageurBin, "restore", "-c", slow, "--job", "ledgers", "--identity", k.identity, "--to", out)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -259,6 +261,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		})
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		checkOutput(t, "restore (killed)", stderr.String())
 		if _, err := os.Stat(filepath.Join(out, "archive/2026-q3.tar")); err == nil {
 			t.Fatal("the archive was restored before the kill: nothing was interrupted")
 		}

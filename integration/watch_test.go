@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,12 +55,7 @@ func startWatch(t testing.TB, cfg string) *watcher {
 			w.cmd.Process.Kill()
 			<-w.done
 		}
-		secrets.Range(func(k, _ any) bool {
-			if strings.Contains(w.stderr.String(), k.(string)) {
-				t.Error("voyageur watch printed a secret key")
-			}
-			return true
-		})
+		checkOutput(t, "watch", w.stderr.String())
 		if t.Failed() {
 			t.Logf("watch stderr:\n%s", w.stderr.String())
 		}
@@ -231,6 +225,6 @@ func TestWatchWebhook(t *testing.T) {
 
 func startServerWithEnv(t testing.TB, env ...string) *minioserver.Server {
 	srv := minioserver.StartWithEnv(t, env...)
-	secrets.Store(srv.SecretKey, true)
+	addSecret(srv.SecretKey)
 	return srv
 }
