@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -21,6 +22,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status -c FILE [--json]",
 		Short: "Show each job's replica size, queue, interrupted uploads and recent runs",
+		Long: `status reads the journal and prints, for each job, the number of replicated
+objects, the queued changes, interrupted uploads, the last run and the keys
+that keep failing. While voyageur watch runs, it holds the journal; status
+then prints the snapshot the watch refreshes every 5 seconds.`,
 		Example: `  voyageur status -c /etc/voyageur/voyageur.yaml
   voyageur status -c voyageur.yaml --json`,
 		Args: cobra.NoArgs,
@@ -59,17 +64,28 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 		return err
 	}
 	j, err := openJournal(cfg)
+	if errors.Is(err, journal.ErrLocked) {
+		// A running watch holds the journal: answer from its snapshot.
+		snap, serr := readSnapshot(cfg.Journal, time.Now())
+		if serr != nil {
+			return err
+		}
+		if o.json {
+			return json.NewEncoder(stdout).Encode(snap)
+		}
+		fmt.Fprintf(stdout, "(from the running watch, pid %d, as of %s)\n", snap.Pid, snap.Taken.Local().Format(time.RFC3339))
+		for _, st := range snap.Jobs {
+			writeHumanStatus(stdout, st)
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	defer j.Close()
-	var out []jobStatus
-	for _, jc := range cfg.Jobs {
-		st, err := collectStatus(j.Job(jc.Name), jc)
-		if err != nil {
-			return err
-		}
-		out = append(out, st)
+	out, err := collectAll(j, cfg)
+	if err != nil {
+		return err
 	}
 	if o.json {
 		return json.NewEncoder(stdout).Encode(map[string]any{"journal": cfg.Journal, "jobs": out})
