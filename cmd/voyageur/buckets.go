@@ -14,13 +14,18 @@ import (
 	"github.com/voyageur-ca/voyageur/backends/s3"
 )
 
+// backendTimeouts is the endpoint's timeouts block for the backends.
+func (ep Endpoint) backendTimeouts() backends.Timeouts {
+	return backends.Timeouts{
+		Connect: time.Duration(ep.Timeouts.Connect), Response: time.Duration(ep.Timeouts.Response), Idle: time.Duration(ep.Timeouts.Idle),
+	}
+}
+
 // openBucket builds the Bucket a location names, wrapped in the one retry
 // layer. It does not contact the store.
 func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger) (backends.Bucket, error) {
 	ep := cfg.Endpoints[loc.Endpoint]
-	timeouts := backends.Timeouts{
-		Connect: time.Duration(ep.Timeouts.Connect), Response: time.Duration(ep.Timeouts.Response), Idle: time.Duration(ep.Timeouts.Idle),
-	}
+	timeouts := ep.backendTimeouts()
 	var (
 		b   backends.Bucket
 		err error

@@ -96,7 +96,7 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 		case ev.Listen:
 			b, err := minio.New(minio.Config{
 				Bucket: jc.Source.Bucket, Region: src.Region, URL: src.URL,
-				AccessKey: src.AccessKey, SecretKey: src.SecretKey, CAFile: src.CAFile,
+				AccessKey: src.AccessKey, SecretKey: src.SecretKey, CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
 			})
 			if err != nil {
 				return nil, configErrorf("job %s: events listen: %w", jc.Name, err)
