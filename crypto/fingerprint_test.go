@@ -1,0 +1,64 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
+	"testing"
+)
+
+func TestFingerprintKey(t *testing.T) {
+	secret := bytes.Repeat([]byte{7}, 32)
+	k, err := FingerprintKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// HKDF-SHA256 by the RFC 5869 steps: extract with an empty salt
+	// (HashLen zero bytes), then one block of expand.
+	ext := hmac.New(sha256.New, make([]byte, sha256.Size))
+	ext.Write(secret)
+	exp := hmac.New(sha256.New, ext.Sum(nil))
+	exp.Write([]byte("voyageur replica fingerprint v1\x01"))
+	if want := exp.Sum(nil); !bytes.Equal(k, want) {
+		t.Errorf("key %x, want %x", k, want)
+	}
+	if std, _ := hkdf.Key(sha256.New, secret, nil, fingerprintInfo, 32); !bytes.Equal(k, std) {
+		t.Errorf("key differs from crypto/hkdf")
+	}
+	// The key is no hashed name: not the name of its own info string.
+	if hex.EncodeToString(k)+".age" == HashedName(secret, fingerprintInfo) {
+		t.Error("fingerprint key equals a hashed name")
+	}
+	plain, err := FingerprintKey(nil)
+	if err != nil || bytes.Equal(plain, k) || len(plain) != 32 {
+		t.Errorf("key without a secret: %x, %v", plain, err)
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	k1, _ := FingerprintKey(bytes.Repeat([]byte{1}, 32))
+	k2, _ := FingerprintKey(bytes.Repeat([]byte{2}, 32))
+	base := Fingerprint(k1, "age", "daily/a.csv", 100, "0cc175b9c0f1b6a831c399e269772661")
+	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(base) {
+		t.Fatalf("fingerprint %q is not 32 hex digits", base)
+	}
+	if again := Fingerprint(k1, "age", "daily/a.csv", 100, "0cc175b9c0f1b6a831c399e269772661"); again != base {
+		t.Errorf("not deterministic: %s, %s", base, again)
+	}
+	// Every input changes it, and field boundaries are unambiguous.
+	for name, fp := range map[string]string{
+		"key":        Fingerprint(k2, "age", "daily/a.csv", 100, "0cc175b9c0f1b6a831c399e269772661"),
+		"format":     Fingerprint(k1, "", "daily/a.csv", 100, "0cc175b9c0f1b6a831c399e269772661"),
+		"source key": Fingerprint(k1, "age", "daily/b.csv", 100, "0cc175b9c0f1b6a831c399e269772661"),
+		"size":       Fingerprint(k1, "age", "daily/a.csv", 101, "0cc175b9c0f1b6a831c399e269772661"),
+		"etag":       Fingerprint(k1, "age", "daily/a.csv", 100, "92eb5ffee6ae2fec3ad71c777531578f"),
+		"boundary":   Fingerprint(k1, "ag", "edaily/a.csv", 100, "0cc175b9c0f1b6a831c399e269772661"),
+	} {
+		if fp == base {
+			t.Errorf("changing the %s keeps the fingerprint", name)
+		}
+	}
+}
