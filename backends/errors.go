@@ -17,6 +17,9 @@ var (
 	ErrNotExist           = errors.New("object does not exist")
 	ErrPreconditionFailed = errors.New("precondition failed: the object changed")
 	ErrNoSuchUpload       = errors.New("multipart upload does not exist")
+	// ErrCertificate: the store's TLS certificate was refused. No retry
+	// changes that; ca_file (or $AWS_CA_BUNDLE) may.
+	ErrCertificate = errors.New("tls certificate not trusted")
 )
 
 // HTTPError is a failed request with its status and the store's error code.
@@ -83,6 +86,12 @@ func IsRetryable(err error) bool {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
+	// A host name the resolver says does not exist is a mistake in the
+	// endpoint, not a passing failure.
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
+		return false
+	}
 	var oe *net.OpError
 	if errors.As(err, &oe) || errors.Is(err, io.EOF) {
 		return true
@@ -92,12 +101,42 @@ func IsRetryable(err error) bool {
 	// was refused: that will not change by trying again.
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		var ua x509.UnknownAuthorityError
-		var ci x509.CertificateInvalidError
-		var he x509.HostnameError
-		return !errors.As(err, &ua) && !errors.As(err, &ci) && !errors.As(err, &he)
+		return certificateReason(err) == nil
 	}
 	return false
+}
+
+// certificateReason returns the x509 error of a refused certificate in
+// err's chain, or nil.
+func certificateReason(err error) error {
+	var ua x509.UnknownAuthorityError
+	var ci x509.CertificateInvalidError
+	var he x509.HostnameError
+	switch {
+	case errors.As(err, &ua):
+		return ua
+	case errors.As(err, &ci):
+		return ci
+	case errors.As(err, &he):
+		return he
+	}
+	return nil
+}
+
+// TransportError names the operation and the key of a request that got no
+// answer from the store. A refused certificate becomes one short error
+// wrapping ErrCertificate and the x509 reason, without the layers of
+// wrapping the SDKs add: it is what a user must read to fix ca_file.
+// Anything else is wrapped as it is.
+func TransportError(op, key string, err error) error {
+	what := op
+	if key != "" {
+		what += " " + key
+	}
+	if reason := certificateReason(err); reason != nil {
+		return fmt.Errorf("%s: %w: %w", what, ErrCertificate, reason)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // StatusError names the operation and the key and classifies a store's

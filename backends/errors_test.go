@@ -2,11 +2,14 @@ package backends
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -24,9 +27,29 @@ func TestIsRetryable(t *testing.T) {
 		{&url.Error{Op: "Get", URL: "https://s3.example.ca/b/k", Err: x509.UnknownAuthorityError{}}, false},
 		{&url.Error{Op: "Get", URL: "https://s3.example.ca/b/k", Err: context.Canceled}, false},
 		{errors.New("some logic error"), false},
+		{&url.Error{Op: "Get", URL: "http://nosuchhost.invalid/b", Err: &net.OpError{Op: "dial", Err: &net.DNSError{Name: "nosuchhost.invalid", Err: "no such host", IsNotFound: true}}}, false},
+		{&url.Error{Op: "Get", URL: "http://s3.example.ca/b", Err: &net.OpError{Op: "dial", Err: &net.DNSError{Name: "s3.example.ca", Err: "server misbehaving", IsTemporary: true}}}, true},
+		{TransportError("put", "k", &url.Error{Op: "Put", URL: "https://s3.example.ca/b/k", Err: x509.HostnameError{}}), false},
 	} {
 		if got := IsRetryable(c.err); got != c.want {
 			t.Errorf("IsRetryable(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+func TestTransportErrorCertificate(t *testing.T) {
+	sdk := fmt.Errorf("operation error S3: ListObjectsV2, https response error StatusCode: 0, RequestID: , HostID: , request send failed: %w",
+		&url.Error{Op: "Get", URL: "https://127.0.0.1:9000/b?list-type=2", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}})
+	err := TransportError("list", "daily/", sdk)
+	if !errors.Is(err, ErrCertificate) || strings.Contains(err.Error(), "operation error") || !strings.HasPrefix(err.Error(), "list daily/: tls certificate not trusted: x509: ") {
+		t.Errorf("TransportError of a refused certificate: %v", err)
+	}
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &ua) {
+		t.Error("the x509 reason is not in the chain")
+	}
+	plain := errors.New("connection refused")
+	if err := TransportError("list", "daily/", plain); !errors.Is(err, plain) || errors.Is(err, ErrCertificate) {
+		t.Errorf("TransportError of another failure: %v", err)
 	}
 }

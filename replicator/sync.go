@@ -133,7 +133,10 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 func (r *run) run(ctx context.Context) (complete bool, err error) {
 	if !r.opts.DryRun {
 		if err := r.abortStaleUploads(ctx); err != nil {
-			if missingBucket(err) {
+			// The first request to the destination: a store nothing can
+			// be written to stops the run with one error, not one per
+			// object.
+			if missingBucket(err) || errors.Is(err, backends.ErrCertificate) {
 				return false, fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
 			}
 			r.log.Warn("could not clean up stale multipart uploads", "err", err)

@@ -416,7 +416,7 @@ func mapError(op, key string, err error) error {
 	}
 	resp := minio.ToErrorResponse(err)
 	if resp.StatusCode == 0 {
-		return fmt.Errorf("%s %s: %w", op, key, err)
+		return backends.TransportError(op, key, err)
 	}
 	return backends.StatusError(op, key, resp.StatusCode, resp.Code, resp.Message)
 }

@@ -552,7 +552,7 @@ func mapError(op, key string, err error) error {
 		code, msg = ae.ErrorCode(), ae.ErrorMessage()
 	}
 	if status == 0 {
-		return fmt.Errorf("%s %s: %w", op, key, err)
+		return backends.TransportError(op, key, err)
 	}
 	return backends.StatusError(op, key, status, code, msg)
 }

@@ -16,6 +16,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -63,6 +65,10 @@ type Server struct {
 	AccessKey, SecretKey string
 	// Dir is the server's data directory.
 	Dir string
+	// CAFile is the PEM file of the CA that signed the certificate of a
+	// server started with StartTLS (its URL is then https://…); "" for a
+	// plain http server.
+	CAFile string
 
 	tmp     string // holds Dir, the log and the certs directory
 	logPath string
@@ -77,9 +83,27 @@ func Start(tb testing.TB) *Server {
 	return StartWithEnv(tb)
 }
 
+// Cert is what StartTLS needs, in PEM: the server's certificate (for
+// 127.0.0.1) and key, and the CA certificate its clients must trust.
+type Cert struct {
+	CertPEM, KeyPEM, CAPEM []byte
+}
+
+// StartTLS is Start for a server that speaks https with cert. Its own
+// clients (CreateBucket, AWS) trust cert's CA; so do those given CAFile.
+func StartTLS(tb testing.TB, cert Cert) *Server {
+	tb.Helper()
+	return start(tb, &cert, nil)
+}
+
 // StartWithEnv is Start with extra environment variables (KEY=VALUE) for the
 // server process, such as notification target settings.
 func StartWithEnv(tb testing.TB, env ...string) *Server {
+	tb.Helper()
+	return start(tb, nil, env)
+}
+
+func start(tb testing.TB, cert *Cert, env []string) *Server {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("needs a MinIO server: not run with -short")
@@ -95,6 +119,19 @@ func StartWithEnv(tb testing.TB, env ...string) *Server {
 	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		tb.Fatalf("minioserver: %v", err)
+	}
+	if cert != nil {
+		// MinIO serves https when its certs directory holds these.
+		certs := filepath.Join(tmp, "certs")
+		s.CAFile = filepath.Join(tmp, "ca.pem")
+		for name, b := range map[string][]byte{filepath.Join(certs, "public.crt"): cert.CertPEM, filepath.Join(certs, "private.key"): cert.KeyPEM, s.CAFile: cert.CAPEM} {
+			if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+				tb.Fatalf("minioserver: %v", err)
+			}
+			if err := os.WriteFile(name, b, 0o600); err != nil {
+				tb.Fatalf("minioserver: %v", err)
+			}
+		}
 	}
 	// Registered after TempDir, so it runs before the directory is removed.
 	tb.Cleanup(func() {
@@ -135,6 +172,9 @@ func (s *Server) launch(bin string, extraEnv []string) error {
 	}
 	s.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = "http://" + s.Host
+	if s.CAFile != "" {
+		s.URL = "https://" + s.Host
+	}
 
 	cmd := exec.Command(bin, "server",
 		"--address", s.Host,
@@ -208,14 +248,31 @@ func (s *Server) client(tb testing.TB) *minio.Client {
 	tb.Helper()
 	client, err := minio.New(s.Host, &minio.Options{
 		Creds:     credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
-		Secure:    false,
+		Secure:    s.CAFile != "",
 		Region:    "us-east-1",
-		Transport: &http.Transport{Proxy: nil},
+		Transport: s.Transport(tb),
 	})
 	if err != nil {
 		tb.Fatalf("minioserver: client for %s: %v", s.URL, err)
 	}
 	return client
+}
+
+// Transport returns an HTTP transport to the server: no proxy, and for a
+// StartTLS server, trusting its CA only.
+func (s *Server) Transport(tb testing.TB) *http.Transport {
+	tb.Helper()
+	tr := &http.Transport{Proxy: nil}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			tb.Fatalf("minioserver: %v", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	return tr
 }
 
 // debianAWS is where Debian's awscli package installs the CLI. It is
@@ -228,6 +285,17 @@ const debianAWS = "/usr/bin/aws"
 // returns its stdout. A failed command fails the test with its stderr. A
 // missing aws CLI skips the test, or fails it under CI=true.
 func (s *Server) AWS(tb testing.TB, args ...string) []byte {
+	tb.Helper()
+	out, err := s.TryAWS(tb, args...)
+	if err != nil {
+		tb.Fatalf("minioserver: %v", err)
+	}
+	return out
+}
+
+// TryAWS is AWS for a command that may fail: it returns the command's
+// stdout, or an error holding its stderr.
+func (s *Server) TryAWS(tb testing.TB, args ...string) ([]byte, error) {
 	tb.Helper()
 	aws := debianAWS
 	if !isExecutable(aws) {
@@ -245,7 +313,11 @@ func (s *Server) AWS(tb testing.TB, args ...string) []byte {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, aws, append([]string{"--endpoint-url", s.URL}, args...)...)
+	global := []string{"--endpoint-url", s.URL}
+	if s.CAFile != "" {
+		global = append(global, "--ca-bundle", s.CAFile) // wins over $AWS_CA_BUNDLE
+	}
+	cmd := exec.CommandContext(ctx, aws, append(global, args...)...)
 	cmd.Env = append(filterEnv(os.Environ(), "AWS_"),
 		"AWS_ACCESS_KEY_ID="+s.AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+s.SecretKey,
@@ -265,9 +337,9 @@ func (s *Server) AWS(tb testing.TB, args ...string) []byte {
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		tb.Fatalf("minioserver: aws %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+		return stdout.Bytes(), fmt.Errorf("aws %s: %w\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return stdout.Bytes()
+	return stdout.Bytes(), nil
 }
 
 // binary finds the minio server binary, or skips (fails under CI=true).
