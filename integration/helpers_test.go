@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -250,8 +249,9 @@ func (s side) client(t testing.TB) *minio.Client {
 	}
 	c, err := minio.New(s.srv.Host, &minio.Options{
 		Creds:     credentials.NewStaticV4(s.srv.AccessKey, s.srv.SecretKey, ""),
+		Secure:    s.srv.CAFile != "",
 		Region:    "us-east-1",
-		Transport: &http.Transport{Proxy: nil},
+		Transport: s.srv.Transport(t),
 	})
 	if err != nil {
 		t.Fatal(err)
