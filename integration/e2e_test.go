@@ -84,7 +84,7 @@ func endToEnd(t testing.TB, srcKind, dstKind string) {
 	assertReplica(t, src, dst, "daily/", "replica/")
 	for _, key := range []string{"meta/report.pdf", "meta/ledger.csv"} {
 		so, do := statObject(t, src, "daily/"+key), statObject(t, dst, "replica/"+key)
-		if so.contentType != do.contentType || fmt.Sprint(so.meta) != fmt.Sprint(do.meta) {
+		if so.contentType != do.contentType || fmt.Sprint(so.meta) != fmt.Sprint(sourceMeta(t, do)) {
 			t.Errorf("%s: source %q %v, replica %q %v", key, so.contentType, so.meta, do.contentType, do.meta)
 		}
 	}
@@ -155,7 +155,7 @@ func assertReplica(t testing.TB, src, dst side, srcPrefix, dstPrefix string) {
 		// the small ones, of which a sample.
 		if !strings.HasPrefix(k, "small/") || len(k)%7 == 0 {
 			so, do := statObject(t, src, srcPrefix+k), statObject(t, dst, dstPrefix+k)
-			if so.contentType != do.contentType || fmt.Sprint(so.meta) != fmt.Sprint(do.meta) {
+			if so.contentType != do.contentType || fmt.Sprint(so.meta) != fmt.Sprint(sourceMeta(t, do)) {
 				t.Errorf("%s: source %q %v, replica %q %v", k, so.contentType, so.meta, do.contentType, do.meta)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
@@ -63,6 +64,10 @@ func (r *run) putOnce(ctx context.Context, c journal.Change, restat bool) error 
 		r.skipped.Add(1)
 		r.noteDone(0)
 		return r.jb.Drop(c)
+	} else if !ok && c.Reason == reasonRebuild {
+		if done, err := r.adopt(ctx, c, info); err != nil || done {
+			return err
+		}
 	}
 	destKey := r.job.destKey(c.Key)
 	if info.Size <= r.job.Transfer.PartSize && !hasCP {
@@ -168,12 +173,23 @@ func (r *run) single(ctx context.Context, c journal.Change, info backends.Object
 
 // destOptions is what the destination stores beside a replica: the
 // source's content type and metadata in plain mode, nothing about the
-// plaintext when encrypting (META carries them inside).
+// plaintext when encrypting (META carries them inside); the fingerprint
+// (keyed when encrypting) and the job's retention.
 func (r *run) destOptions(info backends.ObjectInfo) backends.PutOptions {
-	if r.job.Encryption != nil {
-		return backends.PutOptions{ContentType: "application/octet-stream"}
+	opts := backends.PutOptions{ContentType: "application/octet-stream"}
+	if r.job.Encryption == nil {
+		opts = backends.PutOptions{ContentType: info.ContentType, Metadata: maps.Clone(info.Metadata)}
 	}
-	return backends.PutOptions{ContentType: info.ContentType, Metadata: info.Metadata}
+	if fp := r.fingerprint(info); fp != "" {
+		if opts.Metadata == nil {
+			opts.Metadata = map[string]string{}
+		}
+		opts.Metadata[fingerprintMeta] = fp
+	}
+	if rt := r.job.Retention; rt != nil {
+		opts.LockMode, opts.LockUntil = rt.Mode, time.Now().UTC().AddDate(0, 0, rt.Days)
+	}
+	return opts
 }
 
 func metaOf(info backends.ObjectInfo) crypto.Meta {

@@ -68,9 +68,16 @@ func TestEncryptedSync(t *testing.T) {
 		if meta.Key != "in/"+k || meta.ContentType != "text/csv" || meta.Metadata["owner"] != "treasury" || meta.Size != int64(n) {
 			t.Errorf("%s: META %+v", k, meta)
 		}
+		// Beside the bytes, only the keyed fingerprint.
 		_, info := get(t, e.dst, name)
-		if info.ContentType != "application/octet-stream" || len(info.Metadata) != 0 {
-			t.Errorf("%s: the destination shows %q %v", k, info.ContentType, info.Metadata)
+		_, src := get(t, e.src, "in/"+k)
+		fpKey, err := crypto.FingerprintKey(e.job.Encryption.NameSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp := crypto.Fingerprint(fpKey, "age", "in/"+k, int64(n), src.ETag)
+		if info.ContentType != "application/octet-stream" || len(info.Metadata) != 1 || info.Metadata[fingerprintMeta] != fp {
+			t.Errorf("%s: the destination shows %q %v, want only the fingerprint %s", k, info.ContentType, info.Metadata, fp)
 		}
 	}
 	if s := e.sync(t, Options{}); s.Copied != 0 {

@@ -71,6 +71,16 @@ type Job struct {
 	// Encryption, when set, stores every replica as an age-encrypted zstd
 	// stream (docs/FORMAT.md); nil copies bytes as they are.
 	Encryption *Encryption
+	// Retention, when set, puts every replica written under object-lock
+	// retention; the destination bucket must have object lock enabled.
+	Retention *Retention
+}
+
+// Retention is the object-lock retention of a job's replicas: each
+// version written stays undeletable until Days days after it was written.
+type Retention struct {
+	Mode backends.LockMode
+	Days int
 }
 
 // Encryption is a job's replica encryption.
@@ -80,7 +90,8 @@ type Encryption struct {
 	// crypto.HashedName(NameSecret, source key) below the destination
 	// prefix, and only its META frame knows the original key.
 	HashedNames bool
-	// NameSecret is the key of the name hash. Sync and verify without an
+	// NameSecret is the key of the name hash, and (derived from it) of the
+	// replica fingerprints, with plain names too. Sync and verify without an
 	// identity need it; restore and ls read names from META, and use it,
 	// when they have it, to check that each replica's name matches its META.
 	NameSecret []byte

@@ -142,7 +142,9 @@ func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []
 		}
 		if r.job.Encryption == nil {
 			m := rep.Meta
+			// The fingerprint is voyageur's, not the source's.
 			m.ContentType, m.Metadata = info.ContentType, info.Metadata
+			delete(m.Metadata, fingerprintMeta)
 			n, err := io.Copy(w, src)
 			if err == nil && n != info.Size {
 				err = fmt.Errorf("read %s: got %d of %d bytes", rep.DestKey, n, info.Size)

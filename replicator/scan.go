@@ -59,6 +59,14 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	rebuild, err := r.rebuilding(ctx)
+	if err != nil {
+		return false, err
+	}
+	reason := "scan"
+	if rebuild {
+		reason = reasonRebuild
+	}
 	var batch []journal.Change
 	flush := func() error {
 		if len(batch) == 0 {
@@ -107,7 +115,7 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 		}
 		batch = append(batch, journal.Change{
 			Key: obj.Key, Op: journal.OpPut, VersionID: obj.VersionID,
-			ETag: obj.ETag, Size: obj.Size, Reason: "scan",
+			ETag: obj.ETag, Size: obj.Size, Reason: reason,
 		})
 		if len(batch) >= enqueueBatch {
 			if ferr := flush(); ferr != nil {
@@ -137,6 +145,13 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 	r.pending.Wait()
 	if err != nil {
 		return false, err
+	}
+	if rebuild {
+		// Every listed key is now indexed, or queued for the rebuild.
+		if err := r.jb.SetCursor(cursorRebuild, nil); err != nil {
+			return false, err
+		}
+		r.log.Info("index rebuilt from the destination", "replicas_recognized", r.adopted.Load())
 	}
 	return true, r.propagateDeletes(ctx, dels, listed)
 }

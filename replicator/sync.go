@@ -50,6 +50,10 @@ type run struct {
 
 	copied, skipped, deleted, failed atomic.Int64
 	bytesRead, bytesWritten          atomic.Int64
+	// adopted counts the replicas a rebuild recognized by fingerprint.
+	adopted atomic.Int64
+	// fpKey keys replica fingerprints; nil when the job writes none.
+	fpKey []byte
 
 	mu         sync.Mutex
 	failures   []Failure
@@ -114,6 +118,10 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	fpKey, err := job.fingerprintKey()
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", job.Name, err)
+	}
 	return &run{
 		job:        job,
 		j:          j,
@@ -127,10 +135,14 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 		bufs:       newBufferPool(job.Transfer.PartSize),
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
 		failedKeys: map[string]bool{},
+		fpKey:      fpKey,
 	}, nil
 }
 
 func (r *run) run(ctx context.Context) (complete bool, err error) {
+	if err := r.checkRetention(ctx); err != nil {
+		return false, err
+	}
 	if !r.opts.DryRun {
 		if err := r.abortStaleUploads(ctx); err != nil {
 			// The first request to the destination: a store nothing can
@@ -146,6 +158,26 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 		}
 	}
 	return r.scan(ctx)
+}
+
+// checkRetention fails a job with retention whose destination bucket has
+// no object lock: every write would be refused, or worse, on a store that
+// ignored the request, land unprotected.
+func (r *run) checkRetention(ctx context.Context) error {
+	if r.job.Retention == nil {
+		return nil
+	}
+	on, err := r.job.Dest.ObjectLockEnabled(ctx)
+	if err != nil {
+		if missingBucket(err) {
+			return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
+		}
+		return err
+	}
+	if !on {
+		return fmt.Errorf("destination bucket %s has no object lock: retention needs a bucket created with object lock", r.job.Dest.Name())
+	}
+	return nil
 }
 
 // missingBucket reports whether err says the bucket does not exist: no

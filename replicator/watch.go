@@ -73,6 +73,9 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	}
 	r.kick = w.kick
 	w.r = r
+	if err := r.checkRetention(ctx); err != nil {
+		return err
+	}
 	if err := w.r.abortStaleUploads(ctx); err != nil {
 		w.r.log.Warn("could not clean up stale multipart uploads", "err", err)
 	}

@@ -69,6 +69,7 @@ type JobConfig struct {
 	Deletes     string         `yaml:"deletes"`
 	MaxDelete   string         `yaml:"max_delete"`
 	Transfer    TransferConfig `yaml:"transfer"`
+	Retention   *Retention     `yaml:"retention"`
 	Events      []EventConfig  `yaml:"events"`
 	Rescan      Duration       `yaml:"rescan"`
 
@@ -116,6 +117,51 @@ func (e *Encryption) UnmarshalYAML(n *yaml.Node) error {
 
 // Enabled reports whether the job encrypts.
 func (e *Encryption) Enabled() bool { return !e.None && e.line != 0 }
+
+// Retention is a job's `retention:` block: object-lock retention of every
+// replica written.
+type Retention struct {
+	Mode string `yaml:"mode"` // governance | compliance
+	Days int    `yaml:"days"`
+
+	line int
+}
+
+// retentionFields is Retention without its UnmarshalYAML.
+type retentionFields Retention
+
+// UnmarshalYAML checks the fields strictly and keeps the line.
+func (r *Retention) UnmarshalYAML(n *yaml.Node) error {
+	if err := checkKnownFields(n, reflect.TypeFor[retentionFields](), "retention"); err != nil {
+		return err
+	}
+	var f retentionFields
+	if err := n.Decode(&f); err != nil {
+		return err
+	}
+	*r = Retention(f)
+	r.line = n.Line
+	return nil
+}
+
+// maxRetentionDays bounds retention.days: a longer lock is more likely a
+// typo than a policy, and cannot be undone in compliance mode.
+const maxRetentionDays = 100 * 365
+
+// validate checks the retention block; errors start with the field name.
+func (r *Retention) validate() error {
+	switch r.Mode {
+	case "governance", "compliance":
+	case "":
+		return errors.New("mode: missing (governance or compliance)")
+	default:
+		return fmt.Errorf("mode: %q (use governance or compliance)", r.Mode)
+	}
+	if r.Days < 1 || r.Days > maxRetentionDays {
+		return fmt.Errorf("days: %d is outside 1..%d", r.Days, maxRetentionDays)
+	}
+	return nil
+}
 
 // EventConfig is one event source of `voyageur watch`: exactly one of
 // listen, sqs and webhook.
@@ -575,6 +621,11 @@ func (j *JobConfig) validate(c *Config, field string) error {
 	case "", "keep", "propagate":
 	default:
 		return fmt.Errorf("line %d: %s.deletes: %q (use keep or propagate)", j.line, field, j.Deletes)
+	}
+	if j.Retention != nil {
+		if err := j.Retention.validate(); err != nil {
+			return fmt.Errorf("line %d: %s.retention.%w", j.Retention.line, field, err)
+		}
 	}
 	for i, ev := range j.Events {
 		if err := ev.validate(c.Endpoints[j.Source.Endpoint]); err != nil {

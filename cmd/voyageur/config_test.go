@@ -50,6 +50,18 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+func TestParseRetention(t *testing.T) {
+	t.Setenv("VOY_TEST_K", "k")
+	t.Setenv("VOY_TEST_S", "s")
+	cfg, err := ParseConfig([]byte(goodConfig + "    retention: {mode: compliance, days: 2555}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Jobs[0].Retention; r == nil || r.Mode != "compliance" || r.Days != 2555 {
+		t.Errorf("retention = %+v", r)
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]Size{
 		"1048576": 1 << 20, "5MiB": 5 << 20, "16MB": 16e6, "1.5GiB": 3 << 29, "64k": 64 << 10,
@@ -86,6 +98,9 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"bad ovh region", "region: bhs}", "region: gra}", []string{"line 6", "bhs", "ca-east-tor"}},
 		{"bad deletes", "deletes: propagate", "deletes: sometimes", []string{"line 8", "jobs[0].deletes"}},
 		{"bad max_delete", "max_delete: 10%", "max_delete: lots", []string{"jobs[0].max_delete"}},
+		{"bad retention mode", "    deletes: propagate", "    deletes: propagate\n    retention: {mode: legal-hold, days: 1}", []string{"line 14", "jobs[0].retention.mode", "legal-hold", "governance or compliance"}},
+		{"retention without days", "    deletes: propagate", "    deletes: propagate\n    retention: {mode: governance}", []string{"line 14", "jobs[0].retention.days", "0"}},
+		{"unknown retention field", "    deletes: propagate", "    deletes: propagate\n    retention: {mode: governance, years: 1}", []string{"line 14", `unknown field "years"`, "retention"}},
 		{"bad glob", `"tmp/**"`, `"tmp/[**"`, []string{"glob", "tmp/[**"}},
 		{"memory below part size", "memory: 256MiB", "memory: 8MiB", []string{"transfer.memory"}},
 		{"not yaml", "jobs:", "jobs: [", []string{"line"}},

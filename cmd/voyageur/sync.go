@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
@@ -151,6 +152,12 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, 
 	if jc.Deletes == "propagate" {
 		spec.Deletes = replicator.DeletesPropagate
 	}
+	if r := jc.Retention; r != nil {
+		spec.Retention = &replicator.Retention{Mode: backends.LockGovernance, Days: r.Days}
+		if r.Mode == "compliance" {
+			spec.Retention.Mode = backends.LockCompliance
+		}
+	}
 	if jc.Encryption.Enabled() {
 		if spec.Encryption, err = buildEncryption(jc, needSecret); err != nil {
 			return replicator.Job{}, err
@@ -189,8 +196,10 @@ func buildEncryption(jc JobConfig, needSecret bool) (*replicator.Encryption, err
 		}
 		enc.Options.Recipients = append(enc.Options.Recipients, rs...)
 	}
-	if e.Names == "hashed" {
-		enc.HashedNames = true
+	enc.HashedNames = e.Names == "hashed"
+	// With plain names, the secret is optional: it keys the fingerprints
+	// that let a lost journal be rebuilt without sending everything again.
+	if e.NameSecretFile != "" {
 		secret, err := crypto.LoadNameSecret(e.NameSecretFile)
 		switch {
 		case err == nil:

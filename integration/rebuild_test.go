@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/voyageur-ca/voyageur/crypto"
+)
+
+// fingerprintRE is what a replica's x-amz-meta-voyageur-fp holds.
+var fingerprintRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// sourceMeta returns a plain replica's user metadata without voyageur's
+// fingerprint, which it checks is there.
+func sourceMeta(t testing.TB, replica object) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for k, v := range replica.meta {
+		out[k] = v
+	}
+	if !fingerprintRE.MatchString(out["voyageur-fp"]) {
+		t.Errorf("replica metadata %v has no fingerprint", replica.meta)
+	}
+	delete(out, "voyageur-fp")
+	return out
+}
+
+func md5hexOf(b []byte) string {
+	s := md5.Sum(b)
+	return hex.EncodeToString(s[:])
+}
+
+// modTimes lists a bucket prefix with each object's LastModified.
+func modTimes(t testing.TB, s side, prefix string) map[string]time.Time {
+	t.Helper()
+	out := map[string]time.Time{}
+	for o := range s.client(t).ListObjects(context.Background(), s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			t.Fatalf("list %s: %v", s.bucket, o.Err)
+		}
+		out[o.Key] = o.LastModified
+	}
+	return out
+}
+
+// TestJournalRebuild: a sync whose journal file was deleted rebuilds the
+// index from the replicas' fingerprints and sends only the one object that
+// changed meanwhile, in plain mode and encrypted with hashed names; the
+// encrypted replicas show no plaintext fact beside the keyed fingerprint.
+func TestJournalRebuild(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	for _, mode := range []string{"plain", "encrypted"} {
+		t.Run(mode, func(t *testing.T) {
+			src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+			dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+			dir := t.TempDir()
+			files := map[string]int{"big/two-parts.bin": 6 * mib, "changed.csv": 2000}
+			for i := range 30 {
+				files[fmt.Sprintf("ledgers/%02d.csv", i)] = 100 + i*37
+			}
+			for k, n := range files {
+				writeFile(t, filepath.Join(dir, "data", k), n, byte(len(k)+n))
+			}
+			srcSrv.AWS(t, "s3", "cp", "--recursive", "--only-show-errors", filepath.Join(dir, "data"), "s3://"+src.bucket+"/")
+			var k keys
+			jc := jobConfig{Src: src, Dst: dst, DstPrefix: "replica/"}
+			if mode == "encrypted" {
+				k = newKeys(t, dir, false)
+				jc.ExtraJobLines = k.encryptionYAML("hashed", "zstd")
+			}
+			cfg := writeConfig(t, dir, jc)
+			destKey := func(key string) string {
+				if mode == "encrypted" {
+					return "replica/" + crypto.HashedName(readFile(t, k.nameSecret), key)
+				}
+				return "replica/" + key
+			}
+			if s := syncJSON(t, 0, "-c", cfg); s.Copied != int64(len(files)) {
+				t.Fatalf("first sync: %+v, want %d copied", s, len(files))
+			}
+			before := modTimes(t, dst, "replica/")
+
+			if err := os.Remove(filepath.Join(dir, "journal.db")); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, "new.csv"), 3000, 42)
+			srcSrv.AWS(t, "s3", "cp", "--only-show-errors", filepath.Join(dir, "new.csv"), "s3://"+src.bucket+"/changed.csv")
+			time.Sleep(10 * time.Millisecond) // a rewrite shows in LastModified
+
+			s := syncJSON(t, 0, "-c", cfg)
+			if s.Copied != 1 || s.Skipped != int64(len(files)-1) || s.Failed != 0 || s.BytesRead != 3000 {
+				t.Errorf("sync without the journal: %+v, want 1 copied (3000 bytes read), %d skipped", s, len(files)-1)
+			}
+			after := modTimes(t, dst, "replica/")
+			if len(after) != len(files) {
+				t.Errorf("%d replicas for %d objects", len(after), len(files))
+			}
+			for key := range files {
+				rewritten := !after[destKey(key)].Equal(before[destKey(key)])
+				if rewritten != (key == "changed.csv") {
+					t.Errorf("%s: replica rewritten: %v", key, rewritten)
+				}
+			}
+			// The changed replica is exact.
+			want := readFile(t, filepath.Join(dir, "new.csv"))
+			if mode == "plain" {
+				if got := md5Object(t, dst, destKey("changed.csv")); got != md5hexOf(want) {
+					t.Errorf("changed.csv: replica md5 %s", got)
+				}
+			} else {
+				ids, err := crypto.LoadIdentities(k.identity)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o, err := dst.client(t).GetObject(context.Background(), dst.bucket, destKey("changed.csv"), minio.GetObjectOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out bytes.Buffer
+				meta, _, err := crypto.Decrypt(o, &out, ids...)
+				o.Close()
+				if err != nil || !bytes.Equal(out.Bytes(), want) || meta.Key != "changed.csv" {
+					t.Errorf("changed.csv: decrypted %d bytes, META %+v, %v", out.Len(), meta, err)
+				}
+				// Beside the bytes, the provider sees only a keyed fingerprint.
+				srcObjs := listObjects(t, src, "")
+				for key := range files {
+					st := statObject(t, dst, destKey(key))
+					if len(st.meta) != 1 || !fingerprintRE.MatchString(st.meta["voyageur-fp"]) || st.meta["voyageur-fp"] == srcObjs[key].etag {
+						t.Errorf("%s: replica metadata %v", key, st.meta)
+					}
+				}
+			}
+			if s := syncJSON(t, 0, "-c", cfg); s.Copied != 0 {
+				t.Errorf("sync after the rebuild copied %d", s.Copied)
+			}
+		})
+	}
+}
+
+// TestJournalRebuildWithoutSecret: an encrypted job with plain names and
+// no name secret has no fingerprints: it says so and sends everything.
+func TestJournalRebuildWithoutSecret(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+	dir := t.TempDir()
+	for i := range 3 {
+		writeFile(t, filepath.Join(dir, "data", fmt.Sprintf("%d.csv", i)), 100, byte(i))
+	}
+	srcSrv.AWS(t, "s3", "cp", "--recursive", "--only-show-errors", filepath.Join(dir, "data"), "s3://"+src.bucket+"/")
+	k := newKeys(t, dir, false)
+	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst,
+		ExtraJobLines: fmt.Sprintf("    encryption: {recipients: [%q], names: plain}\n", k.recipient)})
+	syncJSON(t, 0, "-c", cfg)
+	if st := statObject(t, dst, "0.csv"); len(st.meta) != 0 {
+		t.Errorf("replica without a secret carries %v", st.meta)
+	}
+	if err := os.Remove(filepath.Join(dir, "journal.db")); err != nil {
+		t.Fatal(err)
+	}
+	res := runVoyageur(t, "sync", "--json", "-c", cfg)
+	if s := syncSummary(t, res); res.code != 0 || s.Copied != 3 {
+		t.Errorf("sync without the journal: exit %d, %+v", res.code, s)
+	}
+	if !strings.Contains(res.stderr, "journal rebuilt without fingerprints: 3 objects will be re-sent") {
+		t.Errorf("no warning about the missing fingerprints:\n%s", res.stderr)
+	}
+}

@@ -1,0 +1,119 @@
+package replicator
+
+import (
+	"context"
+	"crypto/hmac"
+	"fmt"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/journal"
+)
+
+// fingerprintMeta is the user metadata key (x-amz-meta-voyageur-fp) of a
+// replica's fingerprint (docs/FORMAT.md): it lets a sync whose journal was
+// lost recognize the replicas that are up to date instead of sending them
+// again.
+const fingerprintMeta = "voyageur-fp"
+
+// reasonRebuild marks the changes of a scan that rebuilds a lost index:
+// before copying, the worker looks for an up-to-date replica.
+const reasonRebuild = "rebuild"
+
+// cursorRebuild is set from the start of a rebuild until a scan completes,
+// so that a rebuild interrupted mid-listing goes on at the next run.
+const cursorRebuild = "rebuild"
+
+// fingerprintKey returns the key of the job's replica fingerprints, nil
+// when the job writes none: an encrypted job without a name secret has no
+// key the provider cannot know (recipients are public keys), and an unkeyed
+// fingerprint would let the provider test a guess of the source ETag.
+func (job *Job) fingerprintKey() ([]byte, error) {
+	switch {
+	case job.Encryption == nil:
+		return crypto.FingerprintKey(nil)
+	case len(job.Encryption.NameSecret) > 0:
+		return crypto.FingerprintKey(job.Encryption.NameSecret)
+	}
+	return nil, nil
+}
+
+// fingerprint names the source object's state as this job stores it: the
+// same facts upToDate compares. It is "" when the job writes none.
+func (r *run) fingerprint(info backends.ObjectInfo) string {
+	if r.fpKey == nil {
+		return ""
+	}
+	return crypto.Fingerprint(r.fpKey, r.format(), info.Key, info.Size, info.ETag)
+}
+
+// rebuilding reports whether this scan rebuilds the index from the
+// destination: an earlier rebuild did not finish its scan, or the index is
+// empty (a first sync, or a lost journal) while the destination prefix
+// holds objects. A dry run writes nothing, so it never rebuilds.
+func (r *run) rebuilding(ctx context.Context) (bool, error) {
+	if r.opts.DryRun {
+		return false, nil
+	}
+	if v, err := r.jb.Cursor(cursorRebuild); err != nil || len(v) > 0 {
+		return len(v) > 0, err
+	}
+	if n, err := r.jb.IndexCount(); err != nil || n > 0 {
+		return false, err
+	}
+	found := 0
+	for _, err := range r.job.Dest.List(ctx, backends.ListOptions{Prefix: r.job.DestPrefix}) {
+		if err != nil {
+			return false, fmt.Errorf("list destination %s/%s: %w", r.job.Dest.Name(), r.job.DestPrefix, err)
+		}
+		found++
+		if r.fpKey != nil {
+			break // one replica is enough to know
+		}
+	}
+	switch {
+	case found == 0:
+		return false, nil
+	case r.fpKey == nil:
+		r.log.Warn(fmt.Sprintf("journal rebuilt without fingerprints: %d objects will be re-sent", found),
+			"why", "an encrypted job keys fingerprints with its name secret, and this one has no name_secret_file")
+		return false, nil
+	}
+	r.log.Info("the journal has no index for this job and the destination holds replicas: rebuilding the index from their fingerprints")
+	return true, r.jb.SetCursor(cursorRebuild, []byte{1})
+}
+
+// adopt records the replica at the destination as the index entry of
+// c.Key when its fingerprint says it holds info as this job stores it, and
+// reports whether it did. A missing replica, one without a fingerprint
+// (written by an older voyageur) or with another one is copied again.
+func (r *run) adopt(ctx context.Context, c journal.Change, info backends.ObjectInfo) (bool, error) {
+	want := r.fingerprint(info)
+	if want == "" {
+		return false, nil
+	}
+	destKey := r.job.destKey(c.Key)
+	obj, err := r.job.Dest.Stat(ctx, destKey, "")
+	if backends.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !hmac.Equal([]byte(obj.Metadata[fingerprintMeta]), []byte(want)) {
+		r.log.Debug("replica has no matching fingerprint, copying again", "key", c.Key)
+		return false, nil
+	}
+	err = r.jb.Complete(c, journal.Record{
+		SourceETag: info.ETag, SourceVersion: info.VersionID, Size: info.Size, MTime: info.LastModified,
+		DestKey: destKey, DestETag: obj.ETag, DestVersion: obj.VersionID, ReplicatedAt: obj.LastModified.UTC(),
+		Format: r.format(),
+	})
+	if err != nil {
+		return false, err
+	}
+	r.adopted.Add(1)
+	r.skipped.Add(1)
+	r.noteDone(0)
+	return true, nil
+}
