@@ -20,6 +20,18 @@ func TestBadInput(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "a.csv"), 100, 1)
 	srcSrv.AWS(t, "s3", "cp", "--only-show-errors", filepath.Join(dir, "a.csv"), "s3://"+src.bucket+"/a.csv")
 	closed := freeAddr(t) // nothing listens there
+	// A damaged journal (random bytes) and a truncated one (a real journal
+	// cut after its meta pages): exit 2 naming the file.
+	damaged, truncated := filepath.Join(dir, "damaged.db"), filepath.Join(dir, "truncated.db")
+	if err := os.WriteFile(damaged, randomData(64<<10, 3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := runVoyageur(t, "status", "-c", writeConfig(t, t.TempDir(), jobConfig{Src: src, Dst: dst, Journal: truncated})); res.code != 0 {
+		t.Fatalf("status: exit %d\n%s", res.code, res.stderr)
+	}
+	if err := os.Truncate(truncated, 8192); err != nil {
+		t.Fatal(err)
+	}
 
 	cases := []struct {
 		name string
@@ -35,6 +47,10 @@ func TestBadInput(t *testing.T) {
 			1, []string{"list source", "connection refused"}},
 		{"journal under a file", jobConfig{Src: src, Dst: dst, Journal: filepath.Join(dir, "a.csv", "journal.db")},
 			2, []string{"journal", "a.csv"}},
+		{"damaged journal", jobConfig{Src: src, Dst: dst, Journal: damaged},
+			2, []string{"journal: open " + damaged, "not a valid journal"}},
+		{"truncated journal", jobConfig{Src: src, Dst: dst, Journal: truncated},
+			2, []string{"journal: open " + truncated, "not a valid journal"}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
