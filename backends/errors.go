@@ -124,20 +124,32 @@ func certificateReason(err error) error {
 }
 
 // TransportError names the operation and the key of a request that got no
-// answer from the store. A refused certificate becomes one short error
-// wrapping ErrCertificate and the x509 reason, without the layers of
-// wrapping the SDKs add: it is what a user must read to fix ca_file.
-// Anything else is wrapped as it is.
+// answer from the store, and says what went wrong in one short line: the
+// round trip's own error ("Get URL: dial tcp …"), without the layers of
+// wrapping the SDKs add ("operation error S3: …, https response error
+// StatusCode: 0, RequestID: , …"), all of which stay in the chain for
+// errors.Is and errors.As. A refused certificate also wraps
+// ErrCertificate: it is what a user must read to fix ca_file.
 func TransportError(op, key string, err error) error {
-	what := op
-	if key != "" {
-		what += " " + key
-	}
+	what := subject(op, key)
 	if reason := certificateReason(err); reason != nil {
 		return fmt.Errorf("%s: %w: %w", what, ErrCertificate, reason)
 	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &transportError{msg: what + ": " + ue.Error(), err: err}
+	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// transportError is an error with a shorter text than its chain's.
+type transportError struct {
+	msg string
+	err error
+}
+
+func (e *transportError) Error() string { return e.msg }
+func (e *transportError) Unwrap() error { return e.err }
 
 // StatusError names the operation and the key and classifies a store's
 // error answer: it wraps a *HTTPError, joined with ErrNotExist,
@@ -146,15 +158,24 @@ func TransportError(op, key string, err error) error {
 // S3 error codes to the contract lives here once.
 func StatusError(op, key string, status int, code, message string) error {
 	he := &HTTPError{Status: status, Code: code, Message: message}
+	what := subject(op, key)
 	switch {
 	case code == "NoSuchUpload":
-		return fmt.Errorf("%s %s: %w: %w", op, key, ErrNoSuchUpload, he)
+		return fmt.Errorf("%s: %w: %w", what, ErrNoSuchUpload, he)
 	case status == 412:
-		return fmt.Errorf("%s %s: %w: %w", op, key, ErrPreconditionFailed, he)
+		return fmt.Errorf("%s: %w: %w", what, ErrPreconditionFailed, he)
 	case status == 404 && (code == "NoSuchKey" || code == "NotFound" || code == "NoSuchVersion" || code == ""):
-		return fmt.Errorf("%s %s: %w: %w", op, key, ErrNotExist, he)
+		return fmt.Errorf("%s: %w: %w", what, ErrNotExist, he)
 	}
-	return fmt.Errorf("%s %s: %w", op, key, he)
+	return fmt.Errorf("%s: %w", what, he)
+}
+
+// subject is "op key", or "op" for a call on no key (a bucket listing).
+func subject(op, key string) string {
+	if key == "" {
+		return op
+	}
+	return op + " " + key
 }
 
 // LowerKeys returns user metadata with lower-case keys (S3 treats them

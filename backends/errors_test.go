@@ -52,4 +52,14 @@ func TestTransportErrorCertificate(t *testing.T) {
 	if err := TransportError("list", "daily/", plain); !errors.Is(err, plain) || errors.Is(err, ErrCertificate) {
 		t.Errorf("TransportError of another failure: %v", err)
 	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: plain}
+	sdk = fmt.Errorf("operation error S3: ListObjectsV2, https response error StatusCode: 0, RequestID: , HostID: , request send failed: %w",
+		&url.Error{Op: "Get", URL: "http://127.0.0.1:9/b?list-type=2", Err: refused})
+	err = TransportError("list", "", sdk)
+	if want := `list: Get "http://127.0.0.1:9/b?list-type=2": dial tcp: connection refused`; err.Error() != want {
+		t.Errorf("TransportError = %q, want %q", err, want)
+	}
+	if !errors.Is(err, plain) || !IsRetryable(err) {
+		t.Errorf("TransportError lost the chain: %v", err)
+	}
 }
