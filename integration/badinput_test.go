@@ -1,17 +1,77 @@
 package integration
 
 import (
+	"cmp"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
+// silentAddr returns a loopback address that accepts connections and never
+// answers a request.
+func silentAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	return l.Addr().String()
+}
+
+// blackholeAddr returns a loopback address where connecting never
+// completes, like a host whose firewall drops packets: a socket listening
+// with a backlog of 0 whose one queued connection is never accepted, so
+// the kernel drops every further SYN.
+func blackholeAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	c, err := net.DialTimeout("tcp", addr, time.Second) // fills the queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if c2, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+		c2.Close()
+		t.Skip("this kernel accepts connections beyond a full backlog: no black hole to test against")
+	}
+	return addr
+}
+
 // TestBadInput: each kind of bad input gets a one-line error naming the
-// thing, the right exit code (2 for configuration, 1 at run time), promptly,
-// and leaves nothing behind at the destination.
+// thing, the right exit code (2 for configuration, 1 at run time), within a
+// bound even when the endpoint never answers, and leaves nothing behind: no
+// object at the destination, and no journal when the configuration is
+// refused.
 func TestBadInput(t *testing.T) {
 	srcSrv, dstSrv := startServer(t), startServer(t)
 	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
@@ -20,58 +80,101 @@ func TestBadInput(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "a.csv"), 100, 1)
 	srcSrv.AWS(t, "s3", "cp", "--only-show-errors", filepath.Join(dir, "a.csv"), "s3://"+src.bucket+"/a.csv")
 	closed := freeAddr(t) // nothing listens there
-	// A damaged journal (random bytes) and a truncated one (a real journal
-	// cut after its meta pages): exit 2 naming the file.
-	damaged, truncated := filepath.Join(dir, "damaged.db"), filepath.Join(dir, "truncated.db")
-	if err := os.WriteFile(damaged, randomData(64<<10, 3), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if res := runVoyageur(t, "status", "-c", writeConfig(t, t.TempDir(), jobConfig{Src: src, Dst: dst, Journal: truncated})); res.code != 0 {
-		t.Fatalf("status: exit %d\n%s", res.code, res.stderr)
-	}
-	if err := os.Truncate(truncated, 8192); err != nil {
-		t.Fatal(err)
-	}
+	wrong := "wrong-secret-" + srcSrv.SecretKey
+	addSecret(wrong)
+	k := newKeys(t, dir, false)
+	short := filepath.Join(dir, "short.key")
+	os.WriteFile(short, []byte("12345678"), 0o600)
+	addSecretFile(t, short)
+	journalDir := filepath.Join(dir, "a-directory")
+	os.MkdirAll(journalDir, 0o700)
+	at := func(url string) side { return side{srv: srcSrv, bucket: src.bucket, kind: "aws", url: url, extra: "timeouts: {connect: 1s, response: 1s}"} }
 
 	cases := []struct {
-		name string
-		cfg  jobConfig
-		code int
-		want []string
+		name  string
+		cfg   jobConfig
+		edit  func(yaml string) string // changes the rendered config
+		code  int
+		want  []string
+		bound time.Duration
 	}{
-		{"missing source bucket", jobConfig{Src: side{srv: srcSrv, bucket: "no-such-source", kind: "aws"}, Dst: dst},
-			1, []string{"list source", "no-such-source", "NoSuchBucket"}},
-		{"missing destination bucket", jobConfig{Src: src, Dst: side{srv: dstSrv, bucket: "no-such-replica", kind: "minio"}},
-			1, []string{"no-such-replica", "NoSuchBucket"}},
-		{"unreachable endpoint", jobConfig{Src: side{srv: srcSrv, bucket: src.bucket, kind: "aws", url: "http://" + closed}, Dst: dst},
-			1, []string{"list source", "connection refused"}},
-		{"journal under a file", jobConfig{Src: src, Dst: dst, Journal: filepath.Join(dir, "a.csv", "journal.db")},
-			2, []string{"journal", "a.csv"}},
-		{"damaged journal", jobConfig{Src: src, Dst: dst, Journal: damaged},
-			2, []string{"journal: open " + damaged, "not a valid journal"}},
-		{"truncated journal", jobConfig{Src: src, Dst: dst, Journal: truncated},
-			2, []string{"journal: open " + truncated, "not a valid journal"}},
+		{name: "missing source bucket", cfg: jobConfig{Src: side{srv: srcSrv, bucket: "no-such-source", kind: "aws"}, Dst: dst},
+			code: 1, want: []string{"list source", "no-such-source", "NoSuchBucket"}},
+		{name: "missing destination bucket", cfg: jobConfig{Src: src, Dst: side{srv: dstSrv, bucket: "no-such-replica", kind: "minio"}},
+			code: 1, want: []string{"no-such-replica", "NoSuchBucket"}},
+		{name: "wrong credentials", cfg: jobConfig{Src: side{srv: srcSrv, bucket: src.bucket, kind: "aws", secretKey: wrong}, Dst: dst},
+			code: 1, want: []string{"list source", src.bucket, "SignatureDoesNotMatch"}},
+		{name: "unknown endpoint host", cfg: jobConfig{Src: at("http://nosuchhost.invalid:9000"), Dst: dst},
+			code: 1, want: []string{"list source", "nosuchhost.invalid", "no such host"}, bound: 5 * time.Second},
+		{name: "unreachable endpoint", cfg: jobConfig{Src: at("http://" + closed), Dst: dst},
+			code: 1, want: []string{"list source", "connection refused"}, bound: 15 * time.Second},
+		{name: "endpoint that drops connections", cfg: jobConfig{Src: at("http://" + blackholeAddr(t)), Dst: dst},
+			code: 1, want: []string{"list source", "i/o timeout"}, bound: 15 * time.Second},
+		{name: "endpoint that never answers", cfg: jobConfig{Src: at("http://" + silentAddr(t)), Dst: dst},
+			code: 1, want: []string{"list source", "timeout"}, bound: 15 * time.Second},
+		{name: "malformed yaml", cfg: jobConfig{Src: src, Dst: dst}, edit: func(y string) string { return y + "  - name: [unclosed\n" },
+			code: 2, want: []string{"voyageur.yaml", "line"}},
+		{name: "bad size", cfg: jobConfig{Src: src, Dst: dst, PartSize: "5 parsecs"},
+			code: 2, want: []string{"line 11", `"5 parsecs"`, "unknown unit"}},
+		{name: "part size too small", cfg: jobConfig{Src: src, Dst: dst, PartSize: "1MiB"},
+			code: 2, want: []string{"jobs[0].transfer.part_size", "5MiB"}},
+		{name: "invalid recipient", cfg: jobConfig{Src: src, Dst: dst, ExtraJobLines: `    encryption: {recipients: ["age1notakey"], names: plain}` + "\n"},
+			code: 2, want: []string{"line 13", "jobs[0].encryption.recipients[0]", "age1notakey"}},
+		{name: "unreadable name secret", cfg: jobConfig{Src: src, Dst: dst, ExtraJobLines: strings.Replace(k.encryptionYAML("hashed", "zstd"), k.nameSecret, filepath.Join(dir, "missing.key"), 1)},
+			code: 2, want: []string{"name_secret_file", "missing.key", "no such file"}},
+		{name: "short name secret", cfg: jobConfig{Src: src, Dst: dst, ExtraJobLines: strings.Replace(k.encryptionYAML("hashed", "zstd"), k.nameSecret, short, 1)},
+			code: 2, want: []string{"name_secret_file", "short.key", "8 bytes, need at least 32"}},
+		{name: "journal under a file", cfg: jobConfig{Src: src, Dst: dst, Journal: filepath.Join(dir, "a.csv", "journal.db")},
+			code: 2, want: []string{"journal", "a.csv"}},
+		{name: "journal is a directory", cfg: jobConfig{Src: src, Dst: dst, Journal: journalDir},
+			code: 2, want: []string{"journal", "a-directory"}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sub := filepath.Join(dir, fmt.Sprint(i))
 			os.MkdirAll(sub, 0o700)
-			res := runVoyageur(t, "sync", "-c", writeConfig(t, sub, c.cfg))
-			msg := strings.TrimSpace(res.stderr + res.stdout)
-			if res.code != c.code {
-				t.Errorf("exit %d, want %d\n%s", res.code, c.code, msg)
+			path := writeConfig(t, sub, c.cfg)
+			if c.edit != nil {
+				raw, _ := os.ReadFile(path)
+				os.WriteFile(path, []byte(c.edit(string(raw))), 0o600)
 			}
-			for _, w := range c.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("output lacks %q:\n%s", w, msg)
+			res := runVoyageur(t, "sync", "-c", path)
+			if res.code != c.code {
+				t.Errorf("exit %d, want %d\n%s%s", res.code, c.code, res.stdout, res.stderr)
+			}
+			// The error is one line of stderr; the rest is warnings
+			// (retries) and, at run time, the summary on stdout.
+			var errs []string
+			for line := range strings.Lines(res.stderr) {
+				if strings.HasPrefix(line, "voyageur: ") || strings.Contains(line, "level=ERROR") {
+					errs = append(errs, strings.TrimSpace(line))
 				}
 			}
-			if res.elapsed > 30*time.Second {
-				t.Errorf("took %s", res.elapsed)
+			if len(errs) != 1 {
+				t.Errorf("%d error lines, want 1:\n%s", len(errs), res.stderr)
+			} else {
+				for _, w := range c.want {
+					if !strings.Contains(errs[0], w) {
+						t.Errorf("error lacks %q: %s", w, errs[0])
+					}
+				}
+				if strings.Contains(errs[0], "operation error") {
+					t.Errorf("the error shows the SDK's layers: %s", errs[0])
+				}
+				t.Logf("exit %d after %s: %s", res.code, res.elapsed.Round(time.Millisecond), errs[0])
+			}
+			if bound := cmp.Or(c.bound, 10*time.Second); res.elapsed > bound {
+				t.Errorf("took %s, want at most %s", res.elapsed, bound)
+			}
+			if _, err := os.Stat(filepath.Join(sub, "journal.db")); c.code == 2 && err == nil {
+				t.Error("a refused configuration created the journal")
 			}
 		})
 	}
 	if got := listObjects(t, dst, ""); len(got) != 0 {
 		t.Errorf("bad runs left %d objects at the destination", len(got))
+	}
+	if up := incompleteUploads(t, dst); len(up) != 0 {
+		t.Errorf("bad runs left uploads: %v", up)
 	}
 }
