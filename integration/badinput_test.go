@@ -88,7 +88,9 @@ func TestBadInput(t *testing.T) {
 	addSecretFile(t, short)
 	journalDir := filepath.Join(dir, "a-directory")
 	os.MkdirAll(journalDir, 0o700)
-	at := func(url string) side { return side{srv: srcSrv, bucket: src.bucket, kind: "aws", url: url, extra: "timeouts: {connect: 1s, response: 1s}"} }
+	at := func(url string) side {
+		return side{srv: srcSrv, bucket: src.bucket, kind: "aws", url: url, extra: "timeouts: {connect: 1s, response: 1s}"}
+	}
 
 	cases := []struct {
 		name  string
