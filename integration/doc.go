@@ -7,12 +7,15 @@
 // |-------------------------------|------------------------------------------------------------------------|
 // | TestEndToEnd                  | both SDKs on each side: sizes, odd keys, metadata, reruns, dry run, changes, deletes |
 // | TestCrashResume               | SIGKILL mid-object; the next run sends only the unfinished parts; exit 3 on a held journal |
+// | TestCrashMatrix               | SIGKILL while a proxy holds a listing page, parts, a completion or put whose answer is lost, deletes, a restore download: exact replica, journal opens, no upload left, only unfinished bytes re-sent |
 // | TestFailSafeDeletes           | an emptied source beyond max_delete deletes nothing; plain restore and verify |
 // | TestConfigErrors              | bad configs exit 2 naming the field and line                           |
 // | TestPartialFailure            | refused objects are listed, exit 1, stay queued, and the next run finishes |
 // | TestWrongCredentials          | a clear error, exit 1, no secret in any output                         |
-// | TestBadInput                  | missing buckets, an unreachable endpoint, an unusable journal: clear errors, right exit codes |
+// | TestBadInput                  | missing buckets, wrong credentials, unknown/refusing/dropping/silent endpoints, bad YAML, sizes, recipients, name secrets, journals: one error line, exit 2 or 1, bounded time, nothing left |
 // | TestFaultyLink                | 503/500/cut/stalled answers on both links: an exact replica, no upload left |
+// | TestStalledLink               | endless stalls of a listing, a download body, a part and a completion are cut by 2 s timeouts and retried; the run ends promptly |
+// | TestTLS                       | MinIO over https with a private CA: ca_file works (both SDKs); no or another CA stops at once with one line; plain http beyond loopback warns |
 // | TestEncryptedReplica          | age+zstd replicas decrypt with Debian's age and zstd; nothing leaks at the destination |
 // | TestEncryptedLedgerCompresses | a 30 MB CSV ledger replica is under half its size                      |
 // | TestEncryptedCrashResume      | SIGKILL mid encrypted upload (X25519 and post-quantum), resume, exact bytes |
@@ -26,6 +29,10 @@
 // | TestDockerfile                | two stages, CGO_ENABLED=0, distroless final stage, a non-root USER    |
 // | TestComposeConfig             | deploy/compose/voyageur.yaml (the compose file's config) syncs, encrypted, hashed names |
 //
-// Every run of the binary is checked for the secret keys of the servers.
+// Every output of the binary is collected and checked for the secrets the
+// tests handed it (the servers' secret keys, wrong ones, age identities made
+// by keygen, name secrets): each run against the secrets known then, and at
+// the end (TestMain) every output against every secret. What each test
+// shows about reliability is summed up in docs/reliability.md.
 // BenchmarkWatchLag (make bench) measures watch's replication lag.
 package integration
