@@ -94,18 +94,6 @@ func (f *faultProxy) hit(r *http.Request, action string) {
 	}
 }
 
-// waitHit waits for the trap to hold a request and returns its line.
-func (f *faultProxy) waitHit(t testing.TB, limit time.Duration) string {
-	t.Helper()
-	select {
-	case h := <-f.hits:
-		return h
-	case <-time.After(limit):
-		t.Fatalf("the trap held no request within %s", limit)
-		return ""
-	}
-}
-
 func (f *faultProxy) pick() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
