@@ -21,6 +21,9 @@
 // | TestEncryptedCrashResume      | SIGKILL mid encrypted upload (X25519 and post-quantum), resume, exact bytes |
 // | TestDisasterRecoveryDrill     | restore latest / as-of / prefix, to a directory and a bucket, with the journal and source gone |
 // | TestVerify                    | missing, extra, stale and tampered replicas are reported               |
+// | TestJournalRebuild            | journal file deleted, one object changed: the next sync sends only it (plain, encrypted+hashed); keyed fingerprint only |
+// | TestJournalRebuildWithoutSecret | encrypted, plain names, no name secret: warns and sends everything again |
+// | TestRetention                 | governance lock on every replica; awscli cannot delete a locked version; overwrite and delete keep it; restore/verify on the locked bucket; no object lock: exit 1, nothing written |
 // | TestWatchWebhook              | watch via MinIO's webhook target: replicas within seconds, deletes, metrics, SIGTERM, restart |
 // | TestWatchSQS                  | watch via SQS: S3, SNS-wrapped and EventBridge messages, TestEvent, encoded keys |
 // | TestWatchListen               | watch via MinIO's listen stream: aws s3 cp → encrypted replica, deletes follow, from events |
