@@ -88,6 +88,18 @@ func TestBadInput(t *testing.T) {
 	addSecretFile(t, short)
 	journalDir := filepath.Join(dir, "a-directory")
 	os.MkdirAll(journalDir, 0o700)
+	// A damaged journal (random bytes) and a truncated one (a real journal
+	// cut after its meta pages).
+	damaged, truncated := filepath.Join(dir, "damaged.db"), filepath.Join(dir, "truncated.db")
+	if err := os.WriteFile(damaged, randomData(64<<10, 3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := runVoyageur(t, "status", "-c", writeConfig(t, t.TempDir(), jobConfig{Src: src, Dst: dst, Journal: truncated})); res.code != 0 {
+		t.Fatalf("status: exit %d\n%s", res.code, res.stderr)
+	}
+	if err := os.Truncate(truncated, 8192); err != nil {
+		t.Fatal(err)
+	}
 	at := func(url string) side {
 		return side{srv: srcSrv, bucket: src.bucket, kind: "aws", url: url, extra: "timeouts: {connect: 1s, response: 1s}"}
 	}
@@ -130,6 +142,10 @@ func TestBadInput(t *testing.T) {
 			code: 2, want: []string{"journal", "a.csv"}},
 		{name: "journal is a directory", cfg: jobConfig{Src: src, Dst: dst, Journal: journalDir},
 			code: 2, want: []string{"journal", "a-directory"}},
+		{name: "damaged journal", cfg: jobConfig{Src: src, Dst: dst, Journal: damaged},
+			code: 2, want: []string{"journal: open " + damaged, "not a valid journal"}},
+		{name: "truncated journal", cfg: jobConfig{Src: src, Dst: dst, Journal: truncated},
+			code: 2, want: []string{"journal: open " + truncated, "not a valid journal"}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
