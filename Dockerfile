@@ -11,7 +11,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/voyageur ./cmd/voyageur \
+# voyageur version prints it: docker build --build-arg VERSION=$(git describe --tags --always) .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/voyageur ./cmd/voyageur \
  && /out/voyageur --help >/dev/null \
  && mkdir -p /out/journal
 
