@@ -76,7 +76,7 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 	}
 	started := time.Now()
 	var workers sync.WaitGroup
-	for range job.Transfer.Concurrency {
+	for range r.job.Transfer.Concurrency {
 		workers.Go(func() {
 			for c := range r.work {
 				r.process(ctx, c)

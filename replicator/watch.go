@@ -82,7 +82,7 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	w.reconcileSoon()
 
 	g, gctx := errgroup.WithContext(ctx)
-	for range job.Transfer.Concurrency {
+	for range r.job.Transfer.Concurrency {
 		g.Go(func() error { w.worker(gctx); return nil })
 	}
 	g.Go(func() error { return w.dispatcher(gctx) })
