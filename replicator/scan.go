@@ -110,7 +110,10 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 		}
 		listed++
 		if rec != nil && r.upToDate(rec.Record, obj) {
-			r.skipped.Add(1)
+			// Finished leftovers of an earlier run are counted as copied.
+			if rec.ReplicatedAt.Before(r.started) {
+				r.skipped.Add(1)
+			}
 			continue
 		}
 		batch = append(batch, journal.Change{

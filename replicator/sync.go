@@ -48,6 +48,10 @@ type run struct {
 	// handing changes to this run's workers.
 	kick func()
 
+	// started is when the run began: a replica recorded since then was
+	// copied by this run, not skipped by its scan.
+	started time.Time
+
 	copied, skipped, deleted, failed atomic.Int64
 	bytesRead, bytesWritten          atomic.Int64
 	// adopted counts the replicas a rebuild recognized by fingerprint.
@@ -136,6 +140,7 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
 		failedKeys: map[string]bool{},
 		fpKey:      fpKey,
+		started:    time.Now(),
 	}, nil
 }
 
