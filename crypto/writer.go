@@ -14,6 +14,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	"filippo.io/age"
@@ -188,10 +189,9 @@ func (w *Writer) Compress(plain []byte) ([]byte, error) {
 	if len(plain) == 0 {
 		return appendRawFrame(nil, nil), nil
 	}
-	var out []byte
-	if w.enc == nil {
-		out = make([]byte, 0, len(plain)+len(plain)/maxBlockSize*3+64)
-	}
+	// Room for the worst case up front: EncodeAll appending frame after
+	// frame to a short slice would copy the output over and over.
+	out := make([]byte, 0, compressedBound(int64(len(plain))))
 	for len(plain) > 0 {
 		n := min(len(plain), FrameSize)
 		if w.enc != nil {
@@ -201,7 +201,21 @@ func (w *Writer) Compress(plain []byte) ([]byte, error) {
 		}
 		plain = plain[n:]
 	}
+	if cap(out) > 2*len(out) {
+		// Compressible data: callers hold the output for a while and
+		// account for its length, so do not keep the unused room.
+		out = slices.Clone(out)
+	}
 	return out, nil
+}
+
+// compressedBound is the most bytes Compress returns for n source bytes:
+// zstd's worst-case expansion (ZSTD_compressBound), plus a frame header
+// (≤ 18 bytes) and content checksum (4) per frame and 3 bytes per block.
+func compressedBound(n int64) int64 {
+	frames := max(1, (n+FrameSize-1)/FrameSize)
+	blocks := n/maxBlockSize + frames
+	return n + n>>8 + frames*(18+4) + blocks*3
 }
 
 // Seal produces one part's bytes, appended to dst, given the boundary at its
@@ -248,7 +262,8 @@ func (w *Writer) NewPart(start Boundary) (*Part, error) {
 }
 
 // Add appends the next source segment: its bytes (hashed, not kept) and
-// their Compress output. Segments must be added in source order.
+// their Compress output, which the part may keep until Seal: the caller
+// must not change it. Segments must be added in source order.
 func (p *Part) Add(plain, compressed []byte) error {
 	if err := checkCompressed(compressed, len(plain)); err != nil {
 		return fmt.Errorf("seal: compressed part: %w", err)
@@ -258,7 +273,13 @@ func (p *Part) Add(plain, compressed []byte) error {
 	}
 	p.h.Write(plain)
 	p.plain += int64(len(plain))
-	p.compressed = append(p.compressed, compressed...)
+	if p.compressed == nil {
+		// Most parts are one segment: keep it without a copy. The clipped
+		// capacity makes a later Add copy instead of writing past it.
+		p.compressed = slices.Clip(compressed)
+	} else {
+		p.compressed = append(p.compressed, compressed...)
+	}
 	return nil
 }
 
@@ -306,6 +327,13 @@ func (p *Part) Seal(dst []byte, last bool, index []Boundary) ([]byte, Boundary, 
 	stream = append(stream, tail...)
 	chunks := (int64(len(stream)) + ChunkSize - 1) / ChunkSize
 
+	// One allocation of the exact size: appending chunk by chunk to a
+	// short dst would copy a large part many times over as it grows.
+	size := int64(len(stream)) + chunks*chacha20poly1305.Overhead
+	if first {
+		size += int64(len(w.st.Header) + len(w.st.Nonce))
+	}
+	dst = slices.Grow(dst, int(size))
 	if first {
 		dst = append(dst, w.st.Header...)
 		dst = append(dst, w.st.Nonce...)
@@ -325,7 +353,7 @@ func (w *Writer) Encode(plain []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
-	out, _, err := w.Seal(make([]byte, 0, SealedSizeBound(int64(len(plain)))), w.Start(), plain, compressed, true, nil)
+	out, _, err := w.Seal(nil, w.Start(), plain, compressed, true, nil)
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
@@ -338,11 +366,7 @@ func (w *Writer) Encode(plain []byte) ([]byte, error) {
 // most 64 KiB and at most 10000 parts.
 func SealedSizeBound(n int64) int64 {
 	n = max(n, 0)
-	frames := max(1, (n+FrameSize-1)/FrameSize)
-	blocks := n/maxBlockSize + frames
-	// zstd frame header ≤ 18, content checksum 4, block headers 3 each, and
-	// zstd's own worst-case expansion bound (ZSTD_compressBound).
-	compressed := n + n>>8 + frames*(18+4) + blocks*3
+	compressed := compressedBound(n)
 	tail := max(padLen(1), int64(skippableHeaderLen+maxSkippable))
 	stream := skippableHeaderLen + maxMetaPayload + compressed + tail
 	chunks := (stream + ChunkSize - 1) / ChunkSize
