@@ -307,7 +307,7 @@ func TestDecryptRejects(t *testing.T) {
 // frame walker on streams the Writer would never produce.
 func sealStream(w *Writer, stream []byte) []byte {
 	out := append(bytes.Clone(w.st.Header), w.st.Nonce...)
-	return sealChunks(out, w.aead, stream, 0, true)
+	return sealChunks(out, w.aead, 0, true, stream)
 }
 
 func TestWalkerRejects(t *testing.T) {

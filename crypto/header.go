@@ -149,21 +149,49 @@ func checkHeader(hdr, fileKey []byte) error {
 	return nil
 }
 
-// sealChunks appends the STREAM encryption of stream, split in ChunkSize
-// chunks numbered from counter. Only when last is true does the final chunk
-// carry the last-chunk flag. A non-last stream must be whole chunks.
-func sealChunks(dst []byte, aead cipher.AEAD, stream []byte, counter uint64, last bool) []byte {
+// sealChunks appends the STREAM encryption of the concatenation of pieces,
+// split in ChunkSize chunks numbered from counter. Only when last is true
+// does the final chunk carry the last-chunk flag. A non-last stream must be
+// whole chunks. Taking the stream in pieces spares callers a copy of a whole
+// part: a chunk inside one piece is sealed from it, and only a chunk that
+// straddles pieces is gathered.
+func sealChunks(dst []byte, aead cipher.AEAD, counter uint64, last bool, pieces ...[]byte) []byte {
+	total := 0
+	for _, p := range pieces {
+		total += len(p)
+	}
 	var nonce [chacha20poly1305.NonceSize]byte
-	for len(stream) > 0 {
-		n := min(len(stream), ChunkSize)
+	var gather []byte
+	for total > 0 {
+		n := min(total, ChunkSize)
+		for len(pieces[0]) == 0 {
+			pieces = pieces[1:]
+		}
+		var chunk []byte
+		if len(pieces[0]) >= n {
+			chunk, pieces[0] = pieces[0][:n], pieces[0][n:]
+		} else {
+			if gather == nil {
+				gather = make([]byte, 0, ChunkSize)
+			}
+			gather = gather[:0]
+			for len(gather) < n {
+				take := min(n-len(gather), len(pieces[0]))
+				gather = append(gather, pieces[0][:take]...)
+				if pieces[0] = pieces[0][take:]; len(pieces[0]) == 0 {
+					pieces = pieces[1:]
+				}
+			}
+			chunk = gather
+		}
+		total -= n
 		// 11-byte big-endian counter: the top 3 bytes stay zero.
 		binary.BigEndian.PutUint64(nonce[3:11], counter)
 		nonce[11] = 0
-		if last && n == len(stream) {
+		if last && total == 0 {
 			nonce[11] = 1
 		}
-		dst = aead.Seal(dst, nonce[:], stream[:n], nil)
-		stream = stream[n:]
+		dst = aead.Seal(dst, nonce[:], chunk, nil)
 		counter++
 	}
 	return dst

@@ -319,17 +319,16 @@ func (p *Part) Seal(dst []byte, last bool, index []Boundary) ([]byte, Boundary, 
 		tail = appendPad(nil, int(pad))
 	}
 
-	stream := make([]byte, 0, n+int64(len(tail)))
+	var meta []byte
 	if first {
-		stream = appendSkippable(stream, w.st.Meta)
+		meta = appendSkippable(nil, w.st.Meta)
 	}
-	stream = append(stream, p.compressed...)
-	stream = append(stream, tail...)
-	chunks := (int64(len(stream)) + ChunkSize - 1) / ChunkSize
+	stream := int64(len(meta)+len(p.compressed)) + int64(len(tail))
+	chunks := (stream + ChunkSize - 1) / ChunkSize
 
 	// One allocation of the exact size: appending chunk by chunk to a
 	// short dst would copy a large part many times over as it grows.
-	size := int64(len(stream)) + chunks*chacha20poly1305.Overhead
+	size := stream + chunks*chacha20poly1305.Overhead
 	if first {
 		size += int64(len(w.st.Header) + len(w.st.Nonce))
 	}
@@ -338,7 +337,7 @@ func (p *Part) Seal(dst []byte, last bool, index []Boundary) ([]byte, Boundary, 
 		dst = append(dst, w.st.Header...)
 		dst = append(dst, w.st.Nonce...)
 	}
-	dst = sealChunks(dst, w.aead, stream, start.Chunk, last)
+	dst = sealChunks(dst, w.aead, start.Chunk, last, meta, p.compressed, tail)
 	end.Chunk = start.Chunk + uint64(chunks)
 	var err error
 	if end.Hash, err = p.h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
