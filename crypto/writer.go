@@ -396,7 +396,11 @@ func trailerIndex(index []Boundary, start Boundary) ([]IndexEntry, error) {
 // data frames whose declared content sizes add up to n.
 func checkCompressed(b []byte, n int) error {
 	r := bytes.NewReader(b)
-	var buf []byte
+	// readFrame copies each frame into buf: one that already holds the
+	// largest frame spares growing it block by block for every part.
+	bp := frameBufs.Get().(*[]byte)
+	defer frameBufs.Put(bp)
+	buf := *bp
 	var total int64
 	for frames := 0; ; frames++ {
 		var f frame
@@ -418,6 +422,13 @@ func checkCompressed(b []byte, n int) error {
 	}
 	return nil
 }
+
+// frameBufs holds checkCompressed's scratch buffers, each with room for the
+// largest data frame Compress writes.
+var frameBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, compressedBound(FrameSize))
+	return &b
+}}
 
 func restoreHash(state []byte) (hash.Hash, error) {
 	h := sha256.New()
