@@ -79,9 +79,21 @@ type PutOptions struct {
 	// object-lock retention until LockUntil: the version cannot be deleted
 	// or overwritten before then (a new version can still be added). The
 	// bucket must have object lock enabled, or the write fails and stores
-	// nothing.
+	// nothing. Such a write (Put, and each part of the upload, see
+	// PartOptions) carries its Content-MD5, which stores that enforce object
+	// lock require.
 	LockMode  LockMode
 	LockUntil time.Time
+}
+
+// PartOptions carries what UploadPart needs to know about the upload.
+type PartOptions struct {
+	// Locked must be set for the parts of an upload created with a
+	// PutOptions.LockMode: stores that enforce object lock (AWS, Backblaze)
+	// refuse such a part without an integrity header, so it is sent with
+	// its Content-MD5. Unlocked parts are not hashed: that would cost CPU on
+	// every byte replicated.
+	Locked bool
 }
 
 // Part is one uploaded part of a multipart upload.
@@ -135,7 +147,7 @@ type Bucket interface {
 	// CreateMultipart starts a multipart upload and returns its ID.
 	CreateMultipart(ctx context.Context, key string, opts PutOptions) (string, error)
 	// UploadPart uploads part number (1..10000) and returns its ETag.
-	UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64) (string, error)
+	UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64, opts PartOptions) (string, error)
 	// ListParts returns the parts the store holds for the upload, in
 	// ascending part number.
 	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
@@ -155,4 +167,11 @@ type Bucket interface {
 	// ObjectLockEnabled reports whether the bucket has object lock
 	// enabled, so that writes with PutOptions.LockMode can succeed.
 	ObjectLockEnabled(ctx context.Context) (bool, error)
+
+	// ExtendRetention puts one version of key (the latest when versionID
+	// is empty) under object-lock retention in mode until the given date.
+	// On a version already locked, the date may only move later: the store
+	// refuses an earlier one (governance without a bypass, compliance
+	// always). A store without object lock fails.
+	ExtendRetention(ctx context.Context, key, versionID string, mode LockMode, until time.Time) error
 }

@@ -86,6 +86,9 @@ type Checkpoint struct {
 	// part is byte-identical to the one it replaces. It lives only as long
 	// as the upload is unfinished.
 	Writer []byte `json:"w,omitempty"`
+	// Locked records that the upload was created with object-lock
+	// retention: its parts must carry their Content-MD5.
+	Locked bool `json:"l,omitempty"`
 }
 
 // Run is the summary of one replication run, kept for status.

@@ -133,7 +133,7 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 					return err
 				}
 				defer r.slots.Release(1)
-				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, bytes.NewReader(out), int64(len(out)))
+				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, bytes.NewReader(out), int64(len(out)), backends.PartOptions{Locked: cp.Locked})
 				if err != nil {
 					return err
 				}

@@ -68,13 +68,15 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 				return fmt.Errorf("encrypt %s: %w", c.Key, err)
 			}
 		}
-		id, err := r.job.Dest.CreateMultipart(ctx, destKey, r.destOptions(info))
+		opts := r.destOptions(info)
+		id, err := r.job.Dest.CreateMultipart(ctx, destKey, opts)
 		if err != nil {
 			return err
 		}
 		cp = journal.Checkpoint{
 			UploadID: id, DestKey: destKey, SourceETag: info.ETag, SourceVersion: info.VersionID,
 			Size: info.Size, PartSize: partSize, Created: time.Now().UTC(), Writer: state,
+			Locked: opts.LockMode != "",
 		}
 		if err := r.jb.SaveCheckpoint(c.Key, cp); err != nil {
 			r.abort(ctx, destKey, id)
@@ -114,7 +116,7 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 			if _, err := r.readSource(gctx, info, off, buf); err != nil {
 				return err
 			}
-			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length)
+			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length, backends.PartOptions{Locked: cp.Locked})
 			if err != nil {
 				return err
 			}
@@ -171,8 +173,29 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 	if err != nil {
 		return err
 	}
+	if err := r.renewRetention(ctx, cp, obj); err != nil {
+		return err
+	}
 	// The part bytes were already counted in the progress.
 	return r.commit(c, info, cp.DestKey, obj, 0)
+}
+
+// renewAfter is how old an upload may be at completion before its
+// retention is renewed: an hour short of Days is no broken promise, and
+// uploads completed in one go make no extra request.
+const renewAfter = time.Hour
+
+// renewRetention moves the retention of a completed upload that began more
+// than renewAfter ago (one resumed by a later run) to Days after now:
+// CreateMultipart dated it from when the upload started, and a replica is
+// to stay locked Days after it was written. Moving the date later is
+// allowed in both modes.
+func (r *run) renewRetention(ctx context.Context, cp journal.Checkpoint, obj backends.ObjectInfo) error {
+	rt := r.job.Retention
+	if rt == nil || !cp.Locked || time.Since(cp.Created) < renewAfter {
+		return nil
+	}
+	return r.job.Dest.ExtendRetention(ctx, cp.DestKey, obj.VersionID, rt.Mode, time.Now().UTC().AddDate(0, 0, rt.Days))
 }
 
 // resume checks a checkpoint against the source and the destination. It
@@ -181,8 +204,13 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 // before), discards the upload when the source changed, and recognizes an
 // upload that was completed before the journal could record it (done).
 func (r *run) resume(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string, partSize int64, cp journal.Checkpoint) (journal.Checkpoint, bool, bool, error) {
+	// An upload locked otherwise than the job now wants starts over: it
+	// would complete unprotected, or locked against the job's settings.
+	// One checkpointed before checkpoints recorded the lock counts as
+	// unlocked, and its parts would lack the Content-MD5 a lock needs.
 	if cp.SourceETag != info.ETag || cp.SourceVersion != info.VersionID || cp.Size != info.Size ||
-		cp.DestKey != destKey || cp.PartSize != partSize || (cp.Writer != nil) != (r.job.Encryption != nil) {
+		cp.DestKey != destKey || cp.PartSize != partSize || (cp.Writer != nil) != (r.job.Encryption != nil) ||
+		cp.Locked != (r.job.Retention != nil) {
 		r.log.Info("source or settings changed since the interrupted upload, starting over", "key", c.Key)
 		r.discardUpload(ctx, c.Key, cp)
 		return journal.Checkpoint{}, false, false, nil
@@ -192,6 +220,9 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 		if r.completedEarlier(ctx, info, cp) {
 			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
 			obj, err := r.job.Dest.Stat(ctx, destKey, "")
+			if err == nil {
+				err = r.renewRetention(ctx, cp, obj)
+			}
 			if err != nil {
 				return cp, false, false, err
 			}

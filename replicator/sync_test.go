@@ -243,14 +243,14 @@ type failingParts struct {
 	done atomic.Int32
 }
 
-func (f *failingParts) UploadPart(ctx context.Context, key, id string, n int32, r io.ReadSeeker, size int64) (string, error) {
+func (f *failingParts) UploadPart(ctx context.Context, key, id string, n int32, r io.ReadSeeker, size int64, opts backends.PartOptions) (string, error) {
 	if n >= f.from {
 		for deadline := time.Now().Add(10 * time.Second); f.done.Load() < f.from-1 && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
 		return "", fmt.Errorf("upload part %d of %s: injected failure", n, key)
 	}
-	etag, err := f.Bucket.UploadPart(ctx, key, id, n, r, size)
+	etag, err := f.Bucket.UploadPart(ctx, key, id, n, r, size, opts)
 	if err == nil {
 		f.done.Add(1)
 	}

@@ -207,7 +207,7 @@ func (b *BucketTarget) multipart(ctx context.Context, key string, f *os.File, si
 		off := int64(i) * partSize
 		length := min(partSize, size-off)
 		g.Go(func() error {
-			etag, err := b.Bucket.UploadPart(gctx, key, id, int32(i+1), io.NewSectionReader(f, off, length), length)
+			etag, err := b.Bucket.UploadPart(gctx, key, id, int32(i+1), io.NewSectionReader(f, off, length), length, backends.PartOptions{})
 			parts[i] = backends.Part{Number: int32(i + 1), ETag: etag, Size: length}
 			return err
 		})

@@ -17,12 +17,15 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +41,10 @@ type Caps struct {
 	// Locked, when the store has object lock, returns a fresh, empty
 	// bucket created with object lock enabled.
 	Locked func(t *testing.T) backends.Bucket
+	// Recorded, for a store reached over HTTP with object lock, returns a
+	// fresh bucket like Locked whose requests pass through rec, so that
+	// the suite can check the headers of locked writes.
+	Recorded func(t *testing.T, rec *Recorder) backends.Bucket
 }
 
 // partSize is the smallest part S3 accepts but the last.
@@ -79,6 +86,12 @@ func Run(t *testing.T, newBucket func(t *testing.T) backends.Bucket, caps Caps) 
 	}
 	if caps.Locked != nil {
 		t.Run("ObjectLock", func(t *testing.T) { testObjectLock(t, caps.Locked(t)) })
+	}
+	if caps.Recorded != nil {
+		t.Run("LockedWritesCarryMD5", func(t *testing.T) {
+			rec := &Recorder{}
+			testLockedMD5(t, caps.Recorded(t, rec), rec)
+		})
 	}
 }
 
@@ -459,9 +472,9 @@ func testDelete(t *testing.T, b backends.Bucket) {
 	}
 }
 
-func uploadPart(t *testing.T, b backends.Bucket, key, id string, n int32, data []byte) backends.Part {
+func uploadPart(t *testing.T, b backends.Bucket, key, id string, n int32, data []byte, opts backends.PartOptions) backends.Part {
 	t.Helper()
-	etag, err := b.UploadPart(ctxFor(t), key, id, n, bytes.NewReader(data), int64(len(data)))
+	etag, err := b.UploadPart(ctxFor(t), key, id, n, bytes.NewReader(data), int64(len(data)), opts)
 	if err != nil {
 		t.Fatalf("upload part %d of %q: %v", n, key, err)
 	}
@@ -493,7 +506,7 @@ func testMultipart(t *testing.T, b backends.Bucket) {
 	parts := make([]backends.Part, len(chunks))
 	// Out of order, as concurrent uploads finish.
 	for _, i := range []int{1, 2, 0} {
-		parts[i] = uploadPart(t, b, key, id, int32(i+1), chunks[i])
+		parts[i] = uploadPart(t, b, key, id, int32(i+1), chunks[i], backends.PartOptions{})
 	}
 	listed, err := b.ListParts(ctxFor(t), key, id)
 	if err != nil {
@@ -544,8 +557,8 @@ func testMultipartSmallPart(t *testing.T, b backends.Bucket) {
 	const key = "mp/small-parts"
 	id := createMultipart(t, b, key, backends.PutOptions{})
 	parts := []backends.Part{
-		uploadPart(t, b, key, id, 1, []byte("too small to be anything but the last part")),
-		uploadPart(t, b, key, id, 2, []byte("last")),
+		uploadPart(t, b, key, id, 1, []byte("too small to be anything but the last part"), backends.PartOptions{}),
+		uploadPart(t, b, key, id, 2, []byte("last"), backends.PartOptions{}),
 	}
 	if _, err := b.CompleteMultipart(ctxFor(t), key, id, parts); err == nil {
 		t.Error("complete with a first part below 5 MiB succeeded")
@@ -557,7 +570,7 @@ func testMultipartSmallPart(t *testing.T, b backends.Bucket) {
 	}
 	// A single small part is a whole object.
 	id = createMultipart(t, b, key, backends.PutOptions{})
-	p := uploadPart(t, b, key, id, 1, []byte("single"))
+	p := uploadPart(t, b, key, id, 1, []byte("single"), backends.PartOptions{})
 	if _, err := b.CompleteMultipart(ctxFor(t), key, id, []backends.Part{p}); err != nil {
 		t.Fatalf("complete with one small part: %v", err)
 	}
@@ -581,7 +594,7 @@ func uploadsOf(t *testing.T, b backends.Bucket, prefix string) []backends.Upload
 func testAbortMultipart(t *testing.T, b backends.Bucket) {
 	const key = "abort/me"
 	id := createMultipart(t, b, key, backends.PutOptions{})
-	uploadPart(t, b, key, id, 1, []byte("part"))
+	uploadPart(t, b, key, id, 1, []byte("part"), backends.PartOptions{})
 	if err := b.AbortMultipart(ctxFor(t), key, id); err != nil {
 		t.Fatalf("abort: %v", err)
 	}
@@ -593,7 +606,7 @@ func testAbortMultipart(t *testing.T, b backends.Bucket) {
 	} else if backends.IsRetryable(err) || !strings.Contains(err.Error(), key) {
 		t.Errorf("second abort: %q is retryable or does not name the key", err)
 	}
-	if _, err := b.UploadPart(ctxFor(t), key, id, 2, strings.NewReader("late"), 4); !errors.Is(err, backends.ErrNoSuchUpload) {
+	if _, err := b.UploadPart(ctxFor(t), key, id, 2, strings.NewReader("late"), 4, backends.PartOptions{}); !errors.Is(err, backends.ErrNoSuchUpload) {
 		t.Errorf("upload part after abort: %v, want ErrNoSuchUpload", err)
 	}
 	if _, err := b.ListParts(ctxFor(t), key, id); !errors.Is(err, backends.ErrNoSuchUpload) {
@@ -803,6 +816,10 @@ func testNoObjectLock(t *testing.T, b backends.Bucket) {
 		t.Errorf("create multipart upload with retention on a bucket without object lock succeeded")
 		_ = b.AbortMultipart(ctxFor(t), key, id)
 	}
+	oi := put(t, b, "lock/plain", []byte("x"), backends.PutOptions{})
+	if err := b.ExtendRetention(ctxFor(t), "lock/plain", oi.VersionID, backends.LockGovernance, time.Now().Add(time.Hour)); err == nil {
+		t.Errorf("extend retention on a bucket without object lock succeeded")
+	}
 }
 
 // testObjectLock: a version written with retention cannot be deleted
@@ -835,7 +852,7 @@ func testObjectLock(t *testing.T, b backends.Bucket) {
 
 	const mp = "lock/multipart"
 	id := createMultipart(t, b, mp, lockFor())
-	part := uploadPart(t, b, mp, id, 1, []byte("one part"))
+	part := uploadPart(t, b, mp, id, 1, []byte("one part"), backends.PartOptions{Locked: true})
 	oi, err := b.CompleteMultipart(ctxFor(t), mp, id, []backends.Part{part})
 	if err != nil {
 		t.Fatalf("complete multipart upload with retention: %v", err)
@@ -845,5 +862,100 @@ func testObjectLock(t *testing.T, b backends.Bucket) {
 	}
 	if got, _ := get(t, b, mp, backends.GetOptions{VersionID: oi.VersionID}); string(got) != "one part" {
 		t.Errorf("locked multipart version: %q", got)
+	}
+
+	// A resumed upload's retention is moved later at completion: allowed
+	// under governance without a bypass; moving it back is not.
+	later := time.Now().Add(48 * time.Hour)
+	if err := b.ExtendRetention(ctxFor(t), mp, oi.VersionID, backends.LockGovernance, later); err != nil {
+		t.Errorf("extend the retention of a locked version: %v", err)
+	}
+	if err := b.ExtendRetention(ctxFor(t), mp, oi.VersionID, backends.LockGovernance, later.Add(-24*time.Hour)); err == nil {
+		t.Errorf("moving a retention date earlier succeeded")
+	}
+}
+
+// Recorder is an http.RoundTripper that records the requests it passes to
+// http.DefaultTransport.
+type Recorder struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+// RoundTrip records a clone of req (headers and URL; the body is not kept)
+// and sends req.
+func (r *Recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req.Clone(req.Context()))
+	r.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// writes returns the PUT requests recorded for key.
+func (r *Recorder) writes(key string) []*http.Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*http.Request
+	for _, req := range r.reqs {
+		if req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, "/"+key) {
+			out = append(out, req)
+		}
+	}
+	return out
+}
+
+// testLockedMD5: stores that enforce object lock refuse a locked write, or
+// a part of a locked upload, without an integrity header; voyageur sends
+// Content-MD5 (the MD5 of the bytes sent, from the reader's position), and
+// sends none on other writes, whose hashing would only cost CPU.
+func testLockedMD5(t *testing.T, b backends.Bucket, rec *Recorder) {
+	data := randomBytes(t, 1000)
+	sum := md5.Sum(data)
+	want := base64.StdEncoding.EncodeToString(sum[:])
+	midStream := func() *bytes.Reader {
+		r := bytes.NewReader(append([]byte("skip"), data...))
+		r.Seek(4, io.SeekStart)
+		return r
+	}
+	check := func(key string, locked bool) {
+		t.Helper()
+		reqs := rec.writes(key)
+		if len(reqs) == 0 {
+			t.Fatalf("%s: no PUT recorded", key)
+		}
+		for _, req := range reqs {
+			got := req.Header.Get("Content-MD5")
+			if locked && got != want {
+				t.Errorf("%s %s: Content-MD5 %q, want %q", key, req.URL.RawQuery, got, want)
+			}
+			if !locked && got != "" {
+				t.Errorf("%s %s: unlocked write sent Content-MD5 %q", key, req.URL.RawQuery, got)
+			}
+		}
+		if got, _ := get(t, b, key, backends.GetOptions{}); !bytes.Equal(got, data) {
+			t.Errorf("%s: read back %d bytes that differ from the %d written", key, len(got), len(data))
+		}
+	}
+	for _, locked := range []bool{true, false} {
+		opts, name := backends.PutOptions{}, "plain"
+		if locked {
+			opts, name = lockFor(), "locked"
+		}
+		key := "md5/" + name
+		if _, err := b.Put(ctxFor(t), key, midStream(), int64(len(data)), opts); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+		check(key, locked)
+
+		key = "md5/" + name + "-multipart"
+		id := createMultipart(t, b, key, opts)
+		etag, err := b.UploadPart(ctxFor(t), key, id, 1, midStream(), int64(len(data)), backends.PartOptions{Locked: locked})
+		if err != nil {
+			t.Fatalf("upload part of %s: %v", key, err)
+		}
+		if _, err := b.CompleteMultipart(ctxFor(t), key, id, []backends.Part{{Number: 1, ETag: etag, Size: int64(len(data))}}); err != nil {
+			t.Fatalf("complete %s: %v", key, err)
+		}
+		check(key, locked)
 	}
 }

@@ -42,7 +42,7 @@
 //   - As on S3, every part but the last of a completed multipart upload must
 //     be at least MinPartSize bytes.
 //   - There is no object lock: ObjectLockEnabled reports false, and Put or
-//     CreateMultipart with a LockMode fails, storing nothing, as S3 does
+//     CreateMultipart with a LockMode, and ExtendRetention, fail, storing nothing, as S3 does
 //     for a bucket without object lock. A directory cannot keep a file from
 //     being deleted, so honouring the request would be a false promise.
 //
@@ -68,6 +68,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
 )
@@ -443,6 +444,12 @@ var errNoLock = errors.New("local buckets have no object lock")
 // lock.
 func (b *Bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
 	return false, ctx.Err()
+}
+
+// ExtendRetention implements backends.Bucket: a directory has no object
+// lock, so it always fails.
+func (b *Bucket) ExtendRetention(_ context.Context, key, _ string, _ backends.LockMode, _ time.Time) error {
+	return fmt.Errorf("extend retention of %s: %w", key, errNoLock)
 }
 
 // Delete removes key and its sidecar, then the directories that became

@@ -92,7 +92,7 @@ func TestHiddenDirInvisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.UploadPart(ctx, "m", id, 1, strings.NewReader("part"), 4); err != nil {
+	if _, err := b.UploadPart(ctx, "m", id, 1, strings.NewReader("part"), 4, backends.PartOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A stray temp file, as a crash would leave.

@@ -93,8 +93,8 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 }
 
 // UploadPart stores part number of the upload. Uploading a number again
-// replaces the part.
-func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64) (string, error) {
+// replaces the part. No upload is locked here, so opts changes nothing.
+func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64, _ backends.PartOptions) (string, error) {
 	op := fmt.Sprintf("upload part %d of", number)
 	if err := checkKey(key); err != nil {
 		return "", invalidKey(op, key, err)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -226,13 +227,20 @@ func objectInfo(key string, o minio.ObjectInfo, size int64) backends.ObjectInfo 
 // r's current position (minio.Core never splits it into a multipart upload).
 // minio-go adds no checksum of its own here: no
 // Content-MD5 and no CRC trailer (TrailingHeaders is off); over plain http
-// the body is signed chunk by chunk, over https it is sent unsigned.
+// the body is signed chunk by chunk, over https it is sent unsigned. A
+// write with a lock mode carries the Content-MD5 that object lock requires.
 func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
 	body, err := fromHere(r)
 	if err != nil {
 		return backends.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
 	}
-	info, err := b.core.PutObject(ctx, b.bucket, key, body, size, "", "", putOptions(opts))
+	var sum string
+	if opts.LockMode != "" {
+		if sum, err = backends.ContentMD5(body, size); err != nil {
+			return backends.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
+		}
+	}
+	info, err := b.core.PutObject(ctx, b.bucket, key, body, size, sum, "", putOptions(opts))
 	if err != nil {
 		return backends.ObjectInfo{}, mapError("put", key, err)
 	}
@@ -275,12 +283,18 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 }
 
 // UploadPart implements backends.Bucket; r is read from its current position.
-func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64) (string, error) {
+func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64, opts backends.PartOptions) (string, error) {
 	body, err := fromHere(r)
 	if err != nil {
 		return "", fmt.Errorf("upload part %d of %s: %w", number, key, err)
 	}
-	p, err := b.core.PutObjectPart(ctx, b.bucket, key, uploadID, int(number), body, size, minio.PutObjectPartOptions{})
+	var po minio.PutObjectPartOptions
+	if opts.Locked {
+		if po.Md5Base64, err = backends.ContentMD5(body, size); err != nil {
+			return "", fmt.Errorf("upload part %d of %s: %w", number, key, err)
+		}
+	}
+	p, err := b.core.PutObjectPart(ctx, b.bucket, key, uploadID, int(number), body, size, po)
 	if err != nil {
 		return "", mapError(fmt.Sprintf("upload part %d of", number), key, err)
 	}
@@ -404,6 +418,16 @@ func (b *Bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
 		return false, mapError("get object lock configuration of", b.name, err)
 	}
 	return enabled == "Enabled", nil
+}
+
+// ExtendRetention implements backends.Bucket with PutObjectRetention
+// (minio-go sends its Content-MD5).
+func (b *Bucket) ExtendRetention(ctx context.Context, key, versionID string, mode backends.LockMode, until time.Time) error {
+	m := minio.RetentionMode(mode)
+	err := b.core.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
+		Mode: &m, RetainUntilDate: &until, VersionID: versionID,
+	})
+	return mapError("extend retention of", key, err)
 }
 
 // mapError names the operation and the key and classifies err: a server

@@ -24,23 +24,27 @@ import (
 // server, with a fresh versioned bucket per Bucket.
 func TestMinIO(t *testing.T) {
 	srv := minioserver.Start(t)
-	open := func(t *testing.T, bucket string) backends.Bucket {
+	open := func(t *testing.T, bucket string, tr http.RoundTripper) backends.Bucket {
 		b, err := New(Config{
 			Bucket:    bucket,
 			Region:    "us-east-1",
 			URL:       srv.URL,
 			AccessKey: srv.AccessKey,
 			SecretKey: srv.SecretKey,
+			Transport: tr,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	newBucket := func(t *testing.T) backends.Bucket { return open(t, srv.CreateBucket(t, true)) }
-	locked := func(t *testing.T) backends.Bucket { return open(t, srv.CreateLockedBucket(t)) }
+	newBucket := func(t *testing.T) backends.Bucket { return open(t, srv.CreateBucket(t, true), nil) }
+	locked := func(t *testing.T) backends.Bucket { return open(t, srv.CreateLockedBucket(t), nil) }
+	recorded := func(t *testing.T, rec *backendtest.Recorder) backends.Bucket {
+		return open(t, srv.CreateLockedBucket(t), rec)
+	}
 	t.Run("Conformance", func(t *testing.T) {
-		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked})
+		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked, Recorded: recorded})
 	})
 	t.Run("Uploads", func(t *testing.T) { testUploads(t, newBucket(t)) })
 }
@@ -75,7 +79,7 @@ func testUploads(t *testing.T, b backends.Bucket) {
 	for n, data := range [][]byte{part, part[:10]} {
 		r := bytes.NewReader(append([]byte("skip"), data...))
 		r.Seek(4, io.SeekStart)
-		etag, err := b.UploadPart(ctx, "big", id, int32(n+1), r, int64(len(data)))
+		etag, err := b.UploadPart(ctx, "big", id, int32(n+1), r, int64(len(data)), backends.PartOptions{})
 		if err != nil {
 			t.Fatalf("upload part %d: %v", n+1, err)
 		}

@@ -294,7 +294,7 @@ func (r *bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 }
 
 // UploadPart rewinds r to its position at the call before each try.
-func (r *bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, rs io.ReadSeeker, size int64) (string, error) {
+func (r *bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, rs io.ReadSeeker, size int64, opts backends.PartOptions) (string, error) {
 	op := fmt.Sprintf("upload part %d of", number)
 	rewind, err := rewinder(rs)
 	if err != nil {
@@ -306,7 +306,7 @@ func (r *bucket) UploadPart(ctx context.Context, key, uploadID string, number in
 			return fmt.Errorf("%s %s: rewind body: %w", op, key, err)
 		}
 		var err error
-		etag, err = r.b.UploadPart(ctx, key, uploadID, number, rs, size)
+		etag, err = r.b.UploadPart(ctx, key, uploadID, number, rs, size, opts)
 		return err
 	})
 	return etag, err
@@ -349,6 +349,14 @@ func (r *bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
 		return err
 	})
 	return on, err
+}
+
+// ExtendRetention retries like any small call: setting the same date
+// again is harmless.
+func (r *bucket) ExtendRetention(ctx context.Context, key, versionID string, mode backends.LockMode, until time.Time) error {
+	return r.do(ctx, "extend retention of", key, true, func(ctx context.Context) error {
+		return r.b.ExtendRetention(ctx, key, versionID, mode, until)
+	})
 }
 
 func (r *bucket) Delete(ctx context.Context, key, versionID string) error {

@@ -65,13 +65,13 @@ func (f *fake) Put(ctx context.Context, key string, r io.ReadSeeker, size int64,
 	return f.Bucket.Put(ctx, key, r, size, opts)
 }
 
-func (f *fake) UploadPart(ctx context.Context, key, id string, number int32, r io.ReadSeeker, size int64) (string, error) {
+func (f *fake) UploadPart(ctx context.Context, key, id string, number int32, r io.ReadSeeker, size int64, opts backends.PartOptions) (string, error) {
 	if n := f.count("part"); f.part != nil {
 		if err := f.part(n, r); err != nil {
 			return "", fmt.Errorf("upload part %d of %s: %w", number, key, err)
 		}
 	}
-	return f.Bucket.UploadPart(ctx, key, id, number, r, size)
+	return f.Bucket.UploadPart(ctx, key, id, number, r, size, opts)
 }
 
 func (f *fake) Stat(ctx context.Context, key, versionID string) (backends.ObjectInfo, error) {
@@ -234,7 +234,7 @@ func TestUploadPartRewinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	etag, err := b.UploadPart(ctx, "m", id, 1, strings.NewReader("part one"), 8)
+	etag, err := b.UploadPart(ctx, "m", id, 1, strings.NewReader("part one"), 8, backends.PartOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

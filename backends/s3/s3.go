@@ -320,13 +320,24 @@ func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) 
 
 // Put implements backends.Bucket with one PutObject of size bytes. It reads r
 // from its current position; the SDK may read it twice (once to sign the
-// payload) and seeks back in between.
+// payload) and seeks back in between. A write with a lock mode carries the
+// Content-MD5 that object lock requires: custom endpoints get no SDK
+// checksum (RequestChecksumCalculationWhenRequired).
 func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
+	var sum *string
+	if opts.LockMode != "" {
+		s, err := backends.ContentMD5(r, size)
+		if err != nil {
+			return backends.ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
+		}
+		sum = &s
+	}
 	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:                    &b.bucket,
 		Key:                       &key,
 		Body:                      r,
 		ContentLength:             &size,
+		ContentMD5:                sum,
 		ContentType:               optional(opts.ContentType),
 		Metadata:                  backends.LowerKeys(opts.Metadata),
 		ObjectLockMode:            types.ObjectLockMode(opts.LockMode),
@@ -363,7 +374,16 @@ func (b *Bucket) CreateMultipart(ctx context.Context, key string, opts backends.
 }
 
 // UploadPart implements backends.Bucket; r is read from its current position.
-func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64) (string, error) {
+// A part of a locked upload carries its Content-MD5, as Put does.
+func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number int32, r io.ReadSeeker, size int64, opts backends.PartOptions) (string, error) {
+	var sum *string
+	if opts.Locked {
+		s, err := backends.ContentMD5(r, size)
+		if err != nil {
+			return "", fmt.Errorf("upload part %d of %s: %w", number, key, err)
+		}
+		sum = &s
+	}
 	out, err := b.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket:        &b.bucket,
 		Key:           &key,
@@ -371,6 +391,7 @@ func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number in
 		PartNumber:    &number,
 		Body:          r,
 		ContentLength: &size,
+		ContentMD5:    sum,
 	})
 	if err != nil {
 		return "", mapError(fmt.Sprintf("upload part %d of", number), key, err)
@@ -523,6 +544,19 @@ func (b *Bucket) ObjectLockEnabled(ctx context.Context) (bool, error) {
 		return false, mapError("get object lock configuration of", b.name, err)
 	}
 	return out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled, nil
+}
+
+// ExtendRetention implements backends.Bucket with PutObjectRetention. The
+// SDK adds a checksum of the request body itself: the operation requires
+// one.
+func (b *Bucket) ExtendRetention(ctx context.Context, key, versionID string, mode backends.LockMode, until time.Time) error {
+	_, err := b.client.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{
+		Bucket:    &b.bucket,
+		Key:       &key,
+		VersionId: optional(versionID),
+		Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionMode(mode), RetainUntilDate: &until},
+	})
+	return mapError("extend retention of", key, err)
 }
 
 // lockUntil is the retain-until date of opts, nil without a lock mode.

@@ -25,23 +25,27 @@ import (
 // server, with a fresh versioned bucket per Bucket.
 func TestMinIO(t *testing.T) {
 	srv := minioserver.Start(t)
-	open := func(t *testing.T, bucket string) backends.Bucket {
+	open := func(t *testing.T, bucket string, client *http.Client) backends.Bucket {
 		b, err := New(t.Context(), Config{
-			Bucket:    bucket,
-			URL:       srv.URL,
-			PathStyle: true,
-			AccessKey: srv.AccessKey,
-			SecretKey: srv.SecretKey,
+			Bucket:     bucket,
+			URL:        srv.URL,
+			PathStyle:  true,
+			AccessKey:  srv.AccessKey,
+			SecretKey:  srv.SecretKey,
+			HTTPClient: client,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	newBucket := func(t *testing.T) backends.Bucket { return open(t, srv.CreateBucket(t, true)) }
-	locked := func(t *testing.T) backends.Bucket { return open(t, srv.CreateLockedBucket(t)) }
+	newBucket := func(t *testing.T) backends.Bucket { return open(t, srv.CreateBucket(t, true), nil) }
+	locked := func(t *testing.T) backends.Bucket { return open(t, srv.CreateLockedBucket(t), nil) }
+	recorded := func(t *testing.T, rec *backendtest.Recorder) backends.Bucket {
+		return open(t, srv.CreateLockedBucket(t), &http.Client{Transport: rec})
+	}
 	t.Run("Conformance", func(t *testing.T) {
-		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked})
+		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked, Recorded: recorded})
 	})
 	t.Run("Checksums", func(t *testing.T) { testChecksums(t, newBucket(t)) })
 }
@@ -71,7 +75,7 @@ func testChecksums(t *testing.T, b backends.Bucket) {
 	}
 	var parts []backends.Part
 	for n, data := range [][]byte{part, part[:10]} {
-		etag, err := b.UploadPart(ctx, "big", id, int32(n+1), bytes.NewReader(data), int64(len(data)))
+		etag, err := b.UploadPart(ctx, "big", id, int32(n+1), bytes.NewReader(data), int64(len(data)), backends.PartOptions{})
 		if err != nil {
 			t.Fatalf("upload part %d: %v", n+1, err)
 		}
@@ -259,7 +263,7 @@ func TestNoDefaultChecksums(t *testing.T) {
 	if _, err := b.Put(t.Context(), "k", bytes.NewReader([]byte("data")), 4, backends.PutOptions{}); err != nil {
 		t.Fatalf("put: %v", err)
 	}
-	if _, err := b.UploadPart(t.Context(), "k", "id", 1, bytes.NewReader([]byte("data")), 4); err != nil {
+	if _, err := b.UploadPart(t.Context(), "k", "id", 1, bytes.NewReader([]byte("data")), 4, backends.PartOptions{}); err != nil {
 		t.Fatalf("upload part: %v", err)
 	}
 	for _, h := range seen {
