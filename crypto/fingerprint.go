@@ -7,6 +7,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
+
+	"filippo.io/age"
 )
 
 // fingerprintInfo is the HKDF info of the fingerprint key; a new
@@ -47,4 +51,25 @@ func Fingerprint(key []byte, format, srcKey string, size int64, etag string) str
 	m.Write(binary.BigEndian.AppendUint64(n[:0], uint64(len(etag))))
 	m.Write([]byte(etag))
 	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// SealedFormat returns the fingerprint format of replicas sealed to
+// recipients: "age;r=" and the lowercase hex SHA-256 of the recipients'
+// public keys (age1…, as age prints them), sorted, without duplicates,
+// joined by "\n". A replica sealed to other recipients has another
+// fingerprint, so that a rebuild after a key rotation sends it again
+// instead of adopting it; the order the recipients are configured in does
+// not matter.
+func SealedFormat(recipients []age.Recipient) (string, error) {
+	keys := make([]string, len(recipients))
+	for i, r := range recipients {
+		s, ok := r.(fmt.Stringer)
+		if !ok {
+			return "", fmt.Errorf("fingerprint format: recipient %d (%T) has no public key string", i+1, r)
+		}
+		keys[i] = s.String()
+	}
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(strings.Join(slices.Compact(keys), "\n")))
+	return "age;r=" + hex.EncodeToString(sum[:]), nil
 }

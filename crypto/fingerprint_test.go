@@ -7,7 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
+
+	"filippo.io/age"
 )
 
 func TestFingerprintKey(t *testing.T) {
@@ -62,3 +66,41 @@ func TestFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestSealedFormat: the format names the set of recipients, whatever
+// their order or repetitions, by the SHA-256 of their sorted public keys.
+func TestSealedFormat(t *testing.T) {
+	var rs []age.Recipient
+	var keys []string
+	for range 3 {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, id.Recipient())
+		keys = append(keys, id.Recipient().String())
+	}
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	want := "age;r=" + hex.EncodeToString(sum[:])
+	for name, set := range map[string][]age.Recipient{
+		"configured order": rs,
+		"reversed":         {rs[2], rs[1], rs[0]},
+		"repeated":         {rs[1], rs[0], rs[2], rs[0]},
+	} {
+		if got, err := SealedFormat(set); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if fewer, _ := SealedFormat(rs[:2]); fewer == want {
+		t.Error("dropping a recipient keeps the format")
+	}
+	if _, err := SealedFormat([]age.Recipient{opaque{}}); err == nil {
+		t.Error("a recipient without a public key string was accepted")
+	}
+}
+
+// opaque is a recipient with no string form.
+type opaque struct{}
+
+func (opaque) Wrap([]byte) ([]*age.Stanza, error) { return nil, nil }

@@ -3,6 +3,8 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -75,7 +77,9 @@ func TestEncryptedSync(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fp := crypto.Fingerprint(fpKey, "age", "in/"+k, int64(n), src.ETag)
+		// The format names the one recipient (FORMAT.md §7).
+		sum := sha256.Sum256([]byte(id.Recipient().String()))
+		fp := crypto.Fingerprint(fpKey, "age;r="+hex.EncodeToString(sum[:]), "in/"+k, int64(n), src.ETag)
 		if info.ContentType != "application/octet-stream" || len(info.Metadata) != 1 || info.Metadata[fingerprintMeta] != fp {
 			t.Errorf("%s: the destination shows %q %v, want only the fingerprint %s", k, info.ContentType, info.Metadata, fp)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"fmt"
+	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
@@ -38,13 +39,27 @@ func (job *Job) fingerprintKey() ([]byte, error) {
 	return nil, nil
 }
 
+// fingerprintFormat is the format the job's fingerprints name: the
+// index's format, and for encrypted replicas the recipients they are
+// sealed to (crypto.SealedFormat). The index leaves recipients out, so
+// that adding one does not send everything again; a rebuild must not
+// adopt replicas that the job's recipients cannot open, as after a key
+// rotation.
+func (job *Job) fingerprintFormat() (string, error) {
+	if job.Encryption == nil {
+		return "", nil
+	}
+	return crypto.SealedFormat(job.Encryption.Options.Recipients)
+}
+
 // fingerprint names the source object's state as this job stores it: the
-// same facts upToDate compares. It is "" when the job writes none.
+// same facts upToDate compares, and the recipients. It is "" when the job
+// writes none.
 func (r *run) fingerprint(info backends.ObjectInfo) string {
 	if r.fpKey == nil {
 		return ""
 	}
-	return crypto.Fingerprint(r.fpKey, r.format(), info.Key, info.Size, info.ETag)
+	return crypto.Fingerprint(r.fpKey, r.fpFormat, info.Key, info.Size, info.ETag)
 }
 
 // rebuilding reports whether this scan rebuilds the index from the
@@ -61,22 +76,24 @@ func (r *run) rebuilding(ctx context.Context) (bool, error) {
 	if n, err := r.jb.IndexCount(); err != nil || n > 0 {
 		return false, err
 	}
-	found := 0
+	found := false
 	for _, err := range r.job.Dest.List(ctx, backends.ListOptions{Prefix: r.job.DestPrefix}) {
 		if err != nil {
 			return false, fmt.Errorf("list destination %s/%s: %w", r.job.Dest.Name(), r.job.DestPrefix, err)
 		}
-		found++
-		if r.fpKey != nil {
-			break // one replica is enough to know
-		}
+		found = true
+		break // one replica is enough to know
 	}
 	switch {
-	case found == 0:
+	case !found:
 		return false, nil
 	case r.fpKey == nil:
-		r.log.Warn(fmt.Sprintf("journal rebuilt without fingerprints: %d objects will be re-sent", found),
-			"why", "an encrypted job keys fingerprints with its name secret, and this one has no name_secret_file")
+		// Watch scans again and again while its source is empty: once
+		// per run is enough.
+		r.noFingerprints.Do(func() {
+			r.log.Warn("journal rebuilt without fingerprints: every object will be re-sent",
+				"why", "an encrypted job keys fingerprints with its name secret, and this one has no name_secret_file")
+		})
 		return false, nil
 	}
 	r.log.Info("the journal has no index for this job and the destination holds replicas: rebuilding the index from their fingerprints")
@@ -106,7 +123,7 @@ func (r *run) adopt(ctx context.Context, c journal.Change, info backends.ObjectI
 	}
 	err = r.jb.Complete(c, journal.Record{
 		SourceETag: info.ETag, SourceVersion: info.VersionID, Size: info.Size, MTime: info.LastModified,
-		DestKey: destKey, DestETag: obj.ETag, DestVersion: obj.VersionID, ReplicatedAt: obj.LastModified.UTC(),
+		DestKey: destKey, DestETag: obj.ETag, DestVersion: obj.VersionID, ReplicatedAt: time.Now().UTC(),
 		Format: r.format(),
 	})
 	if err != nil {

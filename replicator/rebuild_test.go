@@ -4,12 +4,23 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"iter"
+	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
@@ -53,11 +64,6 @@ func TestRebuildLostJournal(t *testing.T) {
 			if s := e.sync(t, Options{}); s.Copied != int64(len(sizes)) {
 				t.Fatalf("first sync: %+v", s)
 			}
-			before := map[string]backends.ObjectInfo{}
-			for k := range sizes {
-				before[k] = e.stat(t, e.job.destKey("in/"+k))
-			}
-
 			e.loseJournal(t)
 			put(t, e.src, "in/changed", []byte("new content"), backends.PutOptions{})
 			// A replica an older voyageur wrote, and one with a wrong
@@ -65,9 +71,12 @@ func TestRebuildLostJournal(t *testing.T) {
 			for k, meta := range map[string]map[string]string{"nofp": nil, "badfp": {fingerprintMeta: "00000000000000000000000000000000"}} {
 				data, _ := get(t, e.dst, e.job.destKey("in/"+k))
 				put(t, e.dst, e.job.destKey("in/"+k), data, backends.PutOptions{Metadata: meta})
-				before[k] = e.stat(t, e.job.destKey("in/"+k))
 			}
 
+			// Plain replicas sent again have the same bytes: what was
+			// rewritten is what the destination was asked to write.
+			writes := &writeLog{Bucket: e.dst, keys: map[string]bool{}}
+			e.job.Dest = writes
 			s := e.sync(t, Options{})
 			resent := map[string]bool{"changed": true, "nofp": true, "badfp": true}
 			if !tc.recognizes {
@@ -77,9 +86,15 @@ func TestRebuildLostJournal(t *testing.T) {
 				t.Errorf("sync after losing the journal: %+v, want %d copied and %d skipped", s, len(resent), len(sizes)-len(resent))
 			}
 			for k := range sizes {
-				after := e.stat(t, e.job.destKey("in/"+k))
-				if rewritten := !after.LastModified.Equal(before[k].LastModified) || after.ETag != before[k].ETag; rewritten != resent[k] {
+				destKey := e.job.destKey("in/" + k)
+				if rewritten := writes.keys[destKey]; rewritten != resent[k] {
 					t.Errorf("%s: replica rewritten %v, want %v", k, rewritten, resent[k])
+				}
+				// Every replica now names the source state it holds; an
+				// encrypted job without a secret writes no fingerprint.
+				fp, ok := e.stat(t, destKey).Metadata[fingerprintMeta]
+				if want := wantFingerprint(t, e, "in/"+k); ok != tc.recognizes || fp != want {
+					t.Errorf("%s: replica fingerprint %q (present %v), want %q", k, fp, ok, want)
 				}
 			}
 			if v, _ := e.j.Job("t").Cursor(cursorRebuild); v != nil {
@@ -116,6 +131,179 @@ func TestRebuildResumes(t *testing.T) {
 	if s := e.sync(t, Options{}); s.Copied != 0 || s.Skipped != 3 {
 		t.Errorf("resumed rebuild: %+v, want nothing copied", s)
 	}
+}
+
+// TestRebuildAfterRecipientChange: replicas sealed to other recipients (a
+// rotation after a leaked identity, with a fresh journal and the same
+// prefix) are not adopted: every object is sent again, sealed to the new
+// recipients.
+func TestRebuildAfterRecipientChange(t *testing.T) {
+	e := newEnv(t)
+	encrypted(t, e, true)
+	for _, k := range []string{"a", "b"} {
+		put(t, e.src, "in/"+k, []byte("data of "+k), backends.PutOptions{})
+	}
+	put(t, e.src, "in/big", randBytes(2*ps+1, 3), backends.PutOptions{})
+	if s := e.sync(t, Options{}); s.Copied != 3 {
+		t.Fatalf("first sync: %+v", s)
+	}
+
+	e.loseJournal(t)
+	rotated, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.job.Encryption.Options.Recipients = []age.Recipient{rotated.Recipient()}
+	if s := e.sync(t, Options{}); s.Copied != 3 || s.Skipped != 0 || s.Failed != 0 {
+		t.Errorf("rebuild after a recipient change: %+v, want everything sent again", s)
+	}
+	for _, k := range []string{"a", "b", "big"} {
+		name := e.job.destKey("in/" + k)
+		if _, meta := decrypt(t, e.dst, name, rotated); meta.Key != "in/"+k {
+			t.Errorf("%s: META names %q", k, meta.Key)
+		}
+		if fp := e.stat(t, name).Metadata[fingerprintMeta]; fp != wantFingerprint(t, e, "in/"+k) {
+			t.Errorf("%s: fingerprint %q is not the new recipients'", k, fp)
+		}
+	}
+}
+
+// TestResumedRebuildCountsOnce: a rebuild killed after queuing its changes
+// goes on at the next run; each adopted replica is counted as skipped
+// once, not again by the scan that follows.
+func TestResumedRebuildCountsOnce(t *testing.T) {
+	e := newEnv(t)
+	names := []string{"a", "b", "c"}
+	for _, k := range names {
+		put(t, e.src, "in/"+k, []byte("data of "+k), backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	e.loseJournal(t)
+	jb := e.j.Job("t")
+	// What a rebuild killed after its listing leaves: the cursor and the
+	// queued changes.
+	if err := jb.SetCursor(cursorRebuild, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	var queued []journal.Change
+	for _, k := range names {
+		info := e.statSource(t, "in/"+k)
+		queued = append(queued, journal.Change{Key: info.Key, Op: journal.OpPut, ETag: info.ETag, Size: info.Size, Reason: reasonRebuild})
+	}
+	if err := jb.Enqueue(queued); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.sync(t, Options{}); s.Copied != 0 || s.Skipped != int64(len(names)) {
+		t.Errorf("resumed rebuild: %+v, want %d skipped and nothing copied", s, len(names))
+	}
+}
+
+// TestRebuildWithoutFingerprintsWarnsOnce: an encrypted job without a name
+// secret cannot rebuild; it says so once per run, however many scans the
+// run makes (watch rescans), and reads one destination object to know.
+func TestRebuildWithoutFingerprintsWarnsOnce(t *testing.T) {
+	e := newEnv(t)
+	encrypted(t, e, false)
+	for _, k := range []string{"a", "b", "c"} {
+		put(t, e.src, "in/"+k, []byte(k), backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	e.loseJournal(t)
+	listed := &listCounter{Bucket: e.dst}
+	e.job.Dest = listed
+	var logs bytes.Buffer
+	r, err := newRun(e.j, e.job, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if rebuild, err := r.rebuilding(context.Background()); err != nil || rebuild {
+			t.Fatalf("rebuilding: %v, %v; want false", rebuild, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "journal rebuilt without fingerprints"); n != 1 {
+		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+	if n := listed.n.Load(); n != 2 {
+		t.Errorf("two checks read %d destination objects, want one each", n)
+	}
+}
+
+// listCounter counts the objects listings hand out.
+type listCounter struct {
+	backends.Bucket
+	n atomic.Int64
+}
+
+func (l *listCounter) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[backends.ObjectInfo, error] {
+	return func(yield func(backends.ObjectInfo, error) bool) {
+		for o, err := range l.Bucket.List(ctx, opts) {
+			l.n.Add(1)
+			if !yield(o, err) {
+				return
+			}
+		}
+	}
+}
+
+// writeLog records the keys written to its bucket.
+type writeLog struct {
+	backends.Bucket
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (w *writeLog) note(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keys[key] = true
+}
+
+func (w *writeLog) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
+	w.note(key)
+	return w.Bucket.Put(ctx, key, r, size, opts)
+}
+
+func (w *writeLog) CreateMultipart(ctx context.Context, key string, opts backends.PutOptions) (string, error) {
+	w.note(key)
+	return w.Bucket.CreateMultipart(ctx, key, opts)
+}
+
+// wantFingerprint computes, by FORMAT.md §7, the fingerprint a replica of
+// the source object key has under the env's job; "" when the job writes
+// none.
+func wantFingerprint(t *testing.T, e *env, key string) string {
+	t.Helper()
+	var secret []byte
+	format := ""
+	if enc := e.job.Encryption; enc != nil {
+		if enc.NameSecret == nil {
+			return ""
+		}
+		secret = enc.NameSecret
+		var keys []string
+		for _, r := range enc.Options.Recipients {
+			keys = append(keys, r.(fmt.Stringer).String())
+		}
+		slices.Sort(keys)
+		sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+		format = "age;r=" + hex.EncodeToString(sum[:])
+	}
+	k, err := crypto.FingerprintKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := e.statSource(t, key)
+	return crypto.Fingerprint(k, format, key, info.Size, info.ETag)
+}
+
+func (e *env) statSource(t *testing.T, key string) backends.ObjectInfo {
+	t.Helper()
+	info, err := e.src.Stat(context.Background(), key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
 
 // TestNoRebuildOnEmptyDestination: a first sync into an empty destination

@@ -58,6 +58,10 @@ type run struct {
 	adopted atomic.Int64
 	// fpKey keys replica fingerprints; nil when the job writes none.
 	fpKey []byte
+	// fpFormat is the format fingerprints name (Job.fingerprintFormat).
+	fpFormat string
+	// noFingerprints warns once that a rebuild cannot recognize replicas.
+	noFingerprints sync.Once
 
 	mu         sync.Mutex
 	failures   []Failure
@@ -78,7 +82,6 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 	if err != nil {
 		return Summary{Job: job.Name}, err
 	}
-	started := time.Now()
 	var workers sync.WaitGroup
 	for range r.job.Transfer.Concurrency {
 		workers.Go(func() {
@@ -96,13 +99,13 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 		complete, err = false, ctx.Err()
 	}
 
-	s := r.summary(started)
+	s := r.summary(r.started)
 	if err != nil {
 		s.Error = err.Error()
 	}
 	if !opts.DryRun {
 		rec := journal.Run{
-			Started: started, Finished: time.Now(), Complete: complete,
+			Started: r.started, Finished: time.Now(), Complete: complete,
 			Copied: s.Copied, Skipped: s.Skipped, Deleted: s.Deleted, Failed: s.Failed,
 			BytesRead: s.BytesRead, BytesWritten: s.BytesWritten, Error: s.Error,
 		}
@@ -126,6 +129,10 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", job.Name, err)
 	}
+	fpFormat, err := job.fingerprintFormat()
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", job.Name, err)
+	}
 	return &run{
 		job:        job,
 		j:          j,
@@ -140,6 +147,7 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
 		failedKeys: map[string]bool{},
 		fpKey:      fpKey,
+		fpFormat:   fpFormat,
 		started:    time.Now(),
 	}, nil
 }
