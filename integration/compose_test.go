@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/voyageur-ca/voyageur/integration/testproc"
 )
 
 // TestComposeFile validates docker-compose.yml with a real parser, Debian's
@@ -16,7 +18,7 @@ import (
 // and needs no container engine, which does not run here), and checks the
 // services voyageur's setup relies on.
 func TestComposeFile(t *testing.T) {
-	dc := needTool(t, "docker-compose")
+	dc := testproc.NeedTool(t, "docker-compose")
 	root := repoRoot(t)
 	cmd := exec.Command(dc, "--file", filepath.Join(root, "docker-compose.yml"), "--project-directory", root, "config")
 	// The file's own defaults must be enough: nothing from the caller's

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voyageur-ca/voyageur/integration/minioserver"
+	"github.com/voyageur-ca/voyageur/integration/testproc"
 )
 
 // repoRoot is the repository's top directory (tests run in integration/).
@@ -21,39 +24,6 @@ func repoRoot(t testing.TB) string {
 	return root
 }
 
-// needTool finds a command on PATH; a missing one skips the test, or fails
-// it under CI=true where `make test` should have installed it.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := name + " not found on PATH; `make test` installs it"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-// minioBin finds the MinIO server the way the harness does: the Makefile's
-// VOYAGEUR_MINIO_BIN, then GOPATH/bin, then PATH.
-func minioBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("VOYAGEUR_MINIO_BIN"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "minio")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return needTool(t, "minio")
-}
-
 // TestDemo runs scripts/demo.sh (what `make demo` runs) with a 20 MiB
 // archive instead of 300 MiB, so the demo cannot rot: it must exit 0, close
 // with the verified restore, and leave no server or directory behind.
@@ -61,12 +31,12 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two MinIO servers: not run with -short")
 	}
-	minio := minioBin(t)
+	minio := minioserver.Binary(t)
 	for _, tool := range []string{"age", "zstd", "openssl", "sha256sum"} {
-		needTool(t, tool)
+		testproc.NeedTool(t, tool)
 	}
-	if _, err := os.Stat("/usr/bin/aws"); err != nil {
-		needTool(t, "aws")
+	if _, err := os.Stat("/usr/bin/aws"); err != nil { // demo.sh prefers Debian's
+		testproc.NeedTool(t, "aws")
 	}
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -108,7 +108,7 @@ func start(tb testing.TB, cert *Cert, env []string) *Server {
 	if testing.Short() {
 		tb.Skip("needs a MinIO server: not run with -short")
 	}
-	bin := binary(tb)
+	bin := Binary(tb)
 	tmp := tb.TempDir()
 	s := &Server{
 		AccessKey: "voyageur-" + randomHex(tb, 6),
@@ -301,7 +301,7 @@ func (s *Server) TryAWS(tb testing.TB, args ...string) ([]byte, error) {
 	if !isExecutable(aws) {
 		var err error
 		if aws, err = exec.LookPath("aws"); err != nil {
-			missing(tb, "aws CLI not found; install awscli (Debian: apt-get install awscli)")
+			testproc.Unavailable(tb, "aws CLI not found; install awscli (Debian: apt-get install awscli)")
 		}
 	}
 	config := filepath.Join(s.tmp, "aws-config")
@@ -342,14 +342,16 @@ func (s *Server) TryAWS(tb testing.TB, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// binary finds the minio server binary, or skips (fails under CI=true).
-func binary(tb testing.TB) string {
+// Binary returns the minio server binary: $VOYAGEUR_MINIO_BIN (which must
+// then exist), else GOPATH/bin/minio (the first GOPATH entry), else minio
+// on PATH. A missing binary skips the test, or fails it under CI=true.
+func Binary(tb testing.TB) string {
 	tb.Helper()
 	if p := os.Getenv(MinioBinEnv); p != "" {
 		if isExecutable(p) {
 			return p
 		}
-		missing(tb, fmt.Sprintf("minio server binary not found at %s=%s; run make test which installs it", MinioBinEnv, p))
+		testproc.Unavailable(tb, fmt.Sprintf("minio server binary not found at %s=%s; run make test which installs it", MinioBinEnv, p))
 	}
 	if gp := gopath(); gp != "" {
 		if p := filepath.Join(gp, "bin", "minio"); isExecutable(p) {
@@ -359,17 +361,8 @@ func binary(tb testing.TB) string {
 	if p, err := exec.LookPath("minio"); err == nil {
 		return p
 	}
-	missing(tb, "minio server binary not found (looked at $"+MinioBinEnv+", GOPATH/bin/minio, PATH); run make test which installs it")
+	testproc.Unavailable(tb, "minio server binary not found (looked at $"+MinioBinEnv+", GOPATH/bin/minio, PATH); run make test which installs it")
 	return ""
-}
-
-// missing reports an absent tool: a failure under CI=true, a skip otherwise.
-func missing(tb testing.TB, msg string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
 }
 
 var gopathOnce = sync.OnceValue(func() string {
@@ -393,8 +386,6 @@ func isExecutable(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
-
-// freePort asks the kernel for a free loopback port.
 
 // filterEnv drops the variables whose names start with prefix, so that the
 // host's settings cannot leak into the child.

@@ -219,15 +219,15 @@ func binary(tb testing.TB) string {
 	if bin == "" {
 		root, err := repoRoot()
 		if err != nil {
-			missing(tb, "fauxqs not found: "+err.Error())
+			testproc.Unavailable(tb, "fauxqs not found: "+err.Error())
 		}
 		bin = filepath.Join(root, binUnderRoot)
 	}
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
-		missing(tb, fmt.Sprintf("fauxqs not found at %s (set $%s, or run make test which installs it with npm)", bin, BinEnv))
+		testproc.Unavailable(tb, fmt.Sprintf("fauxqs not found at %s (set $%s, or run make test which installs it with npm)", bin, BinEnv))
 	}
 	if _, err := exec.LookPath("node"); err != nil {
-		missing(tb, "node not found on PATH: fauxqs needs Node.js")
+		testproc.Unavailable(tb, "node not found on PATH: fauxqs needs Node.js")
 	}
 	return bin
 }
@@ -249,13 +249,4 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// missing reports an absent tool: a failure under CI=true, a skip otherwise.
-func missing(tb testing.TB, msg string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
 }

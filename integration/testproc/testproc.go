@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -120,4 +121,26 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Unavailable reports that this machine lacks something a test needs (a
+// tool, a kernel behaviour): a failure under CI=true, where `make test`
+// provides everything, a skip otherwise.
+func Unavailable(tb testing.TB, msg string) {
+	tb.Helper()
+	if os.Getenv("CI") == "true" {
+		tb.Fatal(msg)
+	}
+	tb.Skip(msg)
+}
+
+// NeedTool returns the path of a command on PATH, or reports it
+// Unavailable.
+func NeedTool(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(tb, name+" not found on PATH; `make test` installs it")
+	}
+	return p
 }
