@@ -2,32 +2,57 @@ package integration
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/voyageur-ca/voyageur/integration/testproc"
 )
 
 // silentAddr returns a loopback address that accepts connections and never
-// answers a request.
+// answers a request. It lasts as long as t.
 func silentAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			mu.Lock()
+			if closed {
+				c.Close()
+			} else {
+				conns = append(conns, c)
+			}
+			mu.Unlock()
 		}
 	}()
 	return l.Addr().String()
@@ -35,8 +60,12 @@ func silentAddr(t testing.TB) string {
 
 // blackholeAddr returns a loopback address where connecting never
 // completes, like a host whose firewall drops packets: a socket listening
-// with a backlog of 0 whose one queued connection is never accepted, so
-// the kernel drops every further SYN.
+// with a backlog of 0 whose one queued connection is never accepted. Linux
+// drops every SYN that reaches a listener whose accept queue is full
+// (tcp_conn_request, whatever tcp_syncookies says), so each further dial
+// waits for its timeout; nothing depends on timing. A kernel that completes
+// such a connection anyway cannot give this case: that fails the test
+// under CI=true, and skips it elsewhere.
 func blackholeAddr(t testing.TB) string {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
@@ -55,16 +84,65 @@ func blackholeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	c, err := net.DialTimeout("tcp", addr, time.Second) // fills the queue
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second) // fills the queue
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if c2, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+	// A loopback handshake the kernel completes takes microseconds, so a
+	// dial still waiting after a second was dropped.
+	if c2, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c2.Close()
-		t.Skip("this kernel accepts connections beyond a full backlog: no black hole to test against")
+		testproc.Unavailable(t, "this kernel completes connections beyond a full accept queue: no black hole to test against")
 	}
 	return addr
+}
+
+// resolverWorstCase is the longest one lookup by Go's resolver may take
+// under /etc/resolv.conf: each name it tries (the name, then one per
+// search domain), each attempt, each server, up to the timeout each.
+func resolverWorstCase() time.Duration {
+	timeout, attempts, servers, names := 5, 2, 0, 1 // resolv.conf(5) defaults
+	b, _ := os.ReadFile("/etc/resolv.conf")
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			servers++
+		case "search", "domain":
+			names = len(f) // the last one counts
+		case "options":
+			for _, o := range f[1:] {
+				if v, ok := strings.CutPrefix(o, "timeout:"); ok {
+					timeout, _ = strconv.Atoi(v)
+				} else if v, ok := strings.CutPrefix(o, "attempts:"); ok {
+					attempts, _ = strconv.Atoi(v)
+				}
+			}
+		}
+	}
+	if servers == 0 {
+		servers = 2 // Go asks 127.0.0.1:53 and [::1]:53
+	}
+	timeout, attempts = min(max(timeout, 1), 30), min(max(attempts, 1), 5) // Go's limits
+	return time.Duration(names*attempts*servers*timeout) * time.Second
+}
+
+// needNoSuchHost checks that this machine's resolver answers that host does
+// not exist (NXDOMAIN), which the unknown-host case relies on: a machine
+// without a reachable DNS server fails the test under CI=true, and skips
+// it elsewhere.
+func needNoSuchHost(t testing.TB, host string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), resolverWorstCase()+time.Second)
+	defer cancel()
+	var de *net.DNSError
+	if _, err := net.DefaultResolver.LookupHost(ctx, host); !errors.As(err, &de) || !de.IsNotFound {
+		testproc.Unavailable(t, fmt.Sprintf("the resolver does not say that %s does not exist (%v): no DNS server answers here", host, err))
+	}
 }
 
 // TestBadInput: each kind of bad input gets a one-line error naming the
@@ -103,28 +181,38 @@ func TestBadInput(t *testing.T) {
 	at := func(url string) side {
 		return side{srv: srcSrv, bucket: src.bucket, kind: "aws", url: url, extra: "timeouts: {connect: 1s, response: 1s}"}
 	}
+	unknownHost := func(t testing.TB) side {
+		needNoSuchHost(t, "nosuchhost.invalid")
+		return at("http://nosuchhost.invalid:9000")
+	}
 
 	cases := []struct {
-		name  string
-		cfg   jobConfig
-		edit  func(yaml string) string // changes the rendered config
-		code  int
-		want  []string
+		name string
+		cfg  jobConfig
+		src  func(t testing.TB) side  // when set, the source, made in the case's subtest
+		edit func(yaml string) string // changes the rendered config
+		code int
+		want []string
+		// once: the store is asked once, the error is not one to retry (no
+		// "retrying storage request" warning).
+		once  bool
 		bound time.Duration
 	}{
 		{name: "missing source bucket", cfg: jobConfig{Src: side{srv: srcSrv, bucket: "no-such-source", kind: "aws"}, Dst: dst},
-			code: 1, want: []string{"list source", "no-such-source", "NoSuchBucket"}},
+			code: 1, want: []string{"list source", "no-such-source", "NoSuchBucket"}, once: true},
 		{name: "missing destination bucket", cfg: jobConfig{Src: src, Dst: side{srv: dstSrv, bucket: "no-such-replica", kind: "minio"}},
-			code: 1, want: []string{"no-such-replica", "NoSuchBucket"}},
+			code: 1, want: []string{"no-such-replica", "NoSuchBucket"}, once: true},
 		{name: "wrong credentials", cfg: jobConfig{Src: side{srv: srcSrv, bucket: src.bucket, kind: "aws", secretKey: wrong}, Dst: dst},
-			code: 1, want: []string{"list source", src.bucket, "SignatureDoesNotMatch"}},
-		{name: "unknown endpoint host", cfg: jobConfig{Src: at("http://nosuchhost.invalid:9000"), Dst: dst},
-			code: 1, want: []string{"list source", "nosuchhost.invalid", "no such host"}, bound: 5 * time.Second},
+			code: 1, want: []string{"list source", src.bucket, "SignatureDoesNotMatch"}, once: true},
+		// One lookup, not retried: however slow this machine's resolver,
+		// the run ends within the usual bound plus one lookup.
+		{name: "unknown endpoint host", cfg: jobConfig{Dst: dst}, src: unknownHost,
+			code: 1, want: []string{"list source", "nosuchhost.invalid", "no such host"}, once: true, bound: 10*time.Second + resolverWorstCase()},
 		{name: "unreachable endpoint", cfg: jobConfig{Src: at("http://" + closed), Dst: dst},
 			code: 1, want: []string{"list source", "connection refused"}, bound: 15 * time.Second},
-		{name: "endpoint that drops connections", cfg: jobConfig{Src: at("http://" + blackholeAddr(t)), Dst: dst},
+		{name: "endpoint that drops connections", cfg: jobConfig{Dst: dst}, src: func(t testing.TB) side { return at("http://" + blackholeAddr(t)) },
 			code: 1, want: []string{"list source", "i/o timeout"}, bound: 15 * time.Second},
-		{name: "endpoint that never answers", cfg: jobConfig{Src: at("http://" + silentAddr(t)), Dst: dst},
+		{name: "endpoint that never answers", cfg: jobConfig{Dst: dst}, src: func(t testing.TB) side { return at("http://" + silentAddr(t)) },
 			code: 1, want: []string{"list source", "timeout"}, bound: 15 * time.Second},
 		{name: "malformed yaml", cfg: jobConfig{Src: src, Dst: dst}, edit: func(y string) string { return y + "  - name: [unclosed\n" },
 			code: 2, want: []string{"voyageur.yaml", "line"}},
@@ -151,6 +239,9 @@ func TestBadInput(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			sub := filepath.Join(dir, fmt.Sprint(i))
 			os.MkdirAll(sub, 0o700)
+			if c.src != nil {
+				c.cfg.Src = c.src(t)
+			}
 			path := writeConfig(t, sub, c.cfg)
 			if c.edit != nil {
 				raw, _ := os.ReadFile(path)
@@ -180,6 +271,9 @@ func TestBadInput(t *testing.T) {
 					t.Errorf("the error shows the SDK's layers: %s", errs[0])
 				}
 				t.Logf("exit %d after %s: %s", res.code, res.elapsed.Round(time.Millisecond), errs[0])
+			}
+			if n := strings.Count(res.stderr, "retrying storage request"); c.once && n > 0 {
+				t.Errorf("retried %d times, want no retry:\n%s", n, res.stderr)
 			}
 			if bound := cmp.Or(c.bound, 10*time.Second); res.elapsed > bound {
 				t.Errorf("took %s, want at most %s", res.elapsed, bound)
