@@ -19,7 +19,27 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/voyageur-ca/voyageur/integration/minioserver"
+	"github.com/voyageur-ca/voyageur/journal"
 )
+
+// lockedBuffer is a bytes.Buffer that a child process writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // crashCase is one point of TestCrashMatrix where voyageur is killed.
 type crashCase struct {
@@ -42,6 +62,38 @@ type crashCase struct {
 	// prevented are sent again.
 	slack   int64
 	wantLog string // the re-run's stderr says so
+	// settled, when set, says when the run to kill has finished what the
+	// answers the proxies let through set in motion: it is polled, with
+	// the run's -v log (see copiedLines), between the held requests and
+	// the kill. Unset, the kill follows the held requests at once.
+	settled func(t testing.TB, log string, dst side) bool
+}
+
+// copiedLines counts the "copied" lines of a -v log: each follows the
+// journal commit of one object (replicator's commit).
+func copiedLines(log string) int { return strings.Count(log, "msg=copied ") }
+
+// copiedKey reports whether a -v log says key was committed.
+func copiedKey(key string) func(t testing.TB, log string, dst side) bool {
+	return func(_ testing.TB, log string, _ side) bool {
+		for line := range strings.Lines(log) {
+			if strings.Contains(line, "msg=copied ") && strings.Contains(line, " key="+key+" ") {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// copiedAtLeast is settled once n objects are committed.
+func copiedAtLeast(n int) func(t testing.TB, log string, dst side) bool {
+	return func(_ testing.TB, log string, _ side) bool { return copiedLines(log) >= n }
+}
+
+// copiedAllStored is settled once every whole object at the destination
+// is committed.
+func copiedAllStored(t testing.TB, log string, dst side) bool {
+	return copiedLines(log) >= len(listObjects(t, dst, ""))
 }
 
 // TestCrashMatrix SIGKILLs the real binary at chosen points: a proxy holds
@@ -64,27 +116,43 @@ func TestCrashMatrix(t *testing.T) {
 	}
 	var deleteCount atomic.Int32
 
+	// What the kill may cost follows from replicator's order of work: an
+	// object's commit comes after its store's answer (a "copied" line after
+	// it), a part's checkpoint commit after its answer and before the part
+	// gives back its transfer slot, and a small object holds its slot
+	// through its PUT. So:
 	cases := []crashCase{
+		// Page 2 is asked for once the first batch, large.bin (two parts)
+		// first, is queued: nothing holds large.bin up. The small objects
+		// in flight at the kill (concurrency × under 300 bytes) may have
+		// landed without their commit.
 		{name: "during the listing", files: listing, concurrency: 8,
 			srcTrap: once("hold", func(r *http.Request) bool { return isListing(r) && r.URL.Query().Get("continuation-token") != "" }),
-			hits:    1, slack: 8 * 300},
+			hits:    1, slack: 8 * 300, settled: copiedKey("large.bin")},
+		// Parts 3 and 4 held take both slots (hits == concurrency): parts
+		// 1 and 2 have given theirs back, so their checkpoints are
+		// committed, and no small PUT is in flight; a small object stored
+		// had its answer, its commit follows.
 		{name: "mid-part", files: large, concurrency: 2,
 			dstTrap: holdPartsFrom(3),
-			hits:    2, wantLog: "resuming multipart upload"},
+			hits:    2, wantLog: "resuming multipart upload", settled: copiedAllStored},
 		{name: "mid-part, encrypted", files: large, encrypted: true, concurrency: 2,
 			dstTrap: holdPartsFrom(3),
-			hits:    2, wantLog: "resuming multipart upload"},
+			hits:    2, wantLog: "resuming multipart upload", settled: copiedAllStored},
+		// The held completion takes no slot: the small objects finish.
 		{name: "after complete, before the journal commit", files: large, concurrency: 2,
 			dstTrap: once("hold-answer", isComplete),
-			hits:    1, wantLog: "upload was completed before the crash"},
+			hits:    1, wantLog: "upload was completed before the crash", settled: copiedAtLeast(len(large) - 1)},
 		{name: "after complete, before the journal commit, encrypted", files: large, encrypted: true, concurrency: 2,
 			dstTrap: once("hold-answer", isComplete),
-			hits:    1, wantLog: "upload was completed before the crash"},
+			hits:    1, wantLog: "upload was completed before the crash", settled: copiedAtLeast(len(large) - 1)},
+		// One worker, keys in order: small/b.json is the last.
 		{name: "after a put, before the journal commit", files: large, concurrency: 1,
 			dstTrap: once("hold-answer", func(r *http.Request) bool {
 				return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/small/b.json")
 			}),
-			hits: 1, slack: 2500},
+			hits: 1, slack: 2500, settled: copiedAtLeast(len(large) - 1)},
+		// Deletes and a restore send no object bytes: nothing to settle.
 		{name: "during deletes", files: deletions, deletes: 10, concurrency: 4,
 			dstTrap: func(r *http.Request) string {
 				// The sixth delete and after: the store deletes, the
@@ -149,15 +217,61 @@ func storedBytes(t testing.TB, dst side) map[string]int64 {
 	for k, o := range listObjects(t, dst, "") {
 		out[k] = o.size
 	}
+	for _, u := range storedParts(t, dst) {
+		for _, p := range u.parts {
+			out[u.key] += p.Size
+		}
+	}
+	return out
+}
+
+// upload is an incomplete multipart upload and the parts it holds.
+type upload struct {
+	key, id string
+	parts   []minio.ObjectPart
+}
+
+func storedParts(t testing.TB, dst side) []upload {
+	t.Helper()
 	core := minio.Core{Client: dst.client(t)}
+	var out []upload
 	for _, u := range incompleteUploads(t, dst) {
 		key, id, _ := strings.Cut(u, " ")
 		res, err := core.ListObjectParts(context.Background(), dst.bucket, key, id, 0, 1000)
 		if err != nil {
 			t.Fatalf("list parts of %s: %v", key, err)
 		}
-		for _, p := range res.ObjectParts {
-			out[key] += p.Size
+		out = append(out, upload{key, id, res.ObjectParts})
+	}
+	return out
+}
+
+// uncheckpointedParts lists the parts the destination holds that the
+// journal's checkpoints lack: parts whose answer came but whose checkpoint
+// commit the kill prevented, which the re-run sends again.
+func uncheckpointedParts(t testing.TB, journalPath string, dst side) []string {
+	t.Helper()
+	j, err := journal.Open(journalPath, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	cps, err := j.Job("ledgers").Checkpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{} // upload ID and part number
+	for _, cp := range cps {
+		for _, p := range cp.Parts {
+			have[fmt.Sprint(cp.UploadID, p.Number)] = true
+		}
+	}
+	var out []string
+	for _, u := range storedParts(t, dst) {
+		for _, p := range u.parts {
+			if !have[fmt.Sprint(u.id, p.PartNumber)] {
+				out = append(out, fmt.Sprintf("%s part %d", u.key, p.PartNumber))
+			}
 		}
 	}
 	return out
@@ -211,7 +325,8 @@ func crashAt(t *testing.T, srcSrv, dstSrv *minioserver.Server, c crashCase) {
 	if c.restore {
 		args = []string{"restore", "-c", trapped, "--job", "ledgers", "--to", restored}
 	}
-	var stderr bytes.Buffer
+	args = append(args, "-v") // the "copied" lines settled reads
+	var stderr lockedBuffer
 	cmd := exec.Command(voyageurBin, args...)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -238,9 +353,20 @@ func crashAt(t *testing.T, srcSrv, dstSrv *minioserver.Server, c crashCase) {
 			t.Fatalf("no request held within 60 s:\n%s", stderr.String())
 		}
 	}
-	// What the answers the proxies let through set in motion (a
-	// checkpoint after a part) is done within moments.
-	time.Sleep(300 * time.Millisecond)
+	if c.settled != nil {
+		deadline := time.Now().Add(60 * time.Second)
+		for !c.settled(t, stderr.String(), dst) {
+			select {
+			case <-exited:
+				t.Fatalf("voyageur %s exited while requests were held:\n%s", args[0], stderr.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("the run did not settle within 60 s:\n%s", stderr.String())
+			}
+		}
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
@@ -256,6 +382,9 @@ func crashAt(t *testing.T, srcSrv, dstSrv *minioserver.Server, c crashCase) {
 		return
 	}
 	atKill := storedBytes(t, dst)
+	if parts := uncheckpointedParts(t, filepath.Join(dir, "journal.db"), dst); len(parts) > 0 {
+		t.Errorf("killed between a part's answer and its checkpoint: %v; the re-run sends them again (see settled)", parts)
+	}
 	if st := runVoyageur(t, "status", "-c", direct); st.code != 0 {
 		t.Fatalf("status after the kill: exit %d\n%s", st.code, st.stderr)
 	}
