@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,16 +157,14 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 	if err := r.checkRetention(ctx); err != nil {
 		return false, err
 	}
+	// The first request to the destination, dry runs included: a store
+	// that cannot be reached, refuses the credentials or lacks the bucket
+	// stops the run with one error, not one per object, and never passes
+	// as a run with nothing to do.
+	if err := r.abortStaleUploads(ctx); err != nil {
+		return false, err
+	}
 	if !r.opts.DryRun {
-		if err := r.abortStaleUploads(ctx); err != nil {
-			// The first request to the destination: a store nothing can
-			// be written to stops the run with one error, not one per
-			// object.
-			if missingBucket(err) || errors.Is(err, backends.ErrCertificate) {
-				return false, fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
-			}
-			r.log.Warn("could not clean up stale multipart uploads", "err", err)
-		}
 		if err := r.drainLeftovers(ctx); err != nil {
 			return false, err
 		}
@@ -266,14 +265,27 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 	}
 	for up, err := range r.job.Dest.ListMultipartUploads(ctx, r.job.DestPrefix) {
 		if err != nil {
-			return err
+			var he *backends.HTTPError
+			if errors.As(err, &he) && he.Status == http.StatusNotImplemented {
+				// A store without the call keeps no stale uploads we
+				// could find; the run goes on.
+				r.log.Warn("the destination cannot list multipart uploads: stale uploads are not cleaned up", "err", err)
+				return nil
+			}
+			return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
 		}
 		if known[up.UploadID] {
 			continue
 		}
+		if r.opts.DryRun {
+			r.log.Info("would abort stale multipart upload", "key", up.Key, "upload", up.UploadID)
+			continue
+		}
 		r.log.Info("aborting stale multipart upload", "key", up.Key, "upload", up.UploadID)
 		if err := r.job.Dest.AbortMultipart(ctx, up.Key, up.UploadID); err != nil && !errors.Is(err, backends.ErrNoSuchUpload) {
-			return err
+			// The store answered the listing: a refused abort (a
+			// missing permission) costs storage, not data.
+			r.log.Warn("could not abort stale multipart upload", "key", up.Key, "upload", up.UploadID, "err", err)
 		}
 	}
 	return nil

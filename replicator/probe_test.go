@@ -1,0 +1,72 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"strings"
+	"testing"
+
+	"github.com/voyageur-ca/voyageur/backends"
+)
+
+// refusingUploads answers ListMultipartUploads, the first request a run
+// sends to its destination, with err.
+type refusingUploads struct {
+	backends.Bucket
+	err error
+}
+
+func (r refusingUploads) ListMultipartUploads(context.Context, string) iter.Seq2[backends.Upload, error] {
+	return func(yield func(backends.Upload, error) bool) { yield(backends.Upload{}, r.err) }
+}
+
+// TestDestinationProbe: a destination that refuses the run's first request
+// (wrong credentials, an unreachable store) fails the run, dry runs
+// included, even when nothing changed at the source; one that does not
+// implement the call only loses the clean-up.
+func TestDestinationProbe(t *testing.T) {
+	e := newEnv(t)
+	put(t, e.src, "in/a", []byte("a"), backends.PutOptions{})
+	e.sync(t, Options{})
+	dst := e.job.Dest
+
+	denied := &backends.HTTPError{Status: 403, Code: "SignatureDoesNotMatch"}
+	e.job.Dest = refusingUploads{dst, denied}
+	for _, dry := range []bool{false, true} {
+		s, err := Sync(context.Background(), e.j, e.job, Options{DryRun: dry})
+		if !errors.Is(err, denied) || !strings.HasPrefix(err.Error(), "destination ") {
+			t.Errorf("dry run %v: %v, want the refusal naming the destination", dry, err)
+		}
+		if s.Skipped != 0 || s.Copied != 0 {
+			t.Errorf("dry run %v: %+v, want nothing scanned", dry, s)
+		}
+	}
+
+	e.job.Dest = refusingUploads{dst, &backends.HTTPError{Status: 501, Code: "NotImplemented"}}
+	put(t, e.src, "in/b", []byte("b"), backends.PutOptions{})
+	if s := e.sync(t, Options{}); s.Copied != 1 || s.Skipped != 1 {
+		t.Errorf("store without ListMultipartUploads: %+v, want the run to go on", s)
+	}
+}
+
+// TestDryRunKeepsStaleUploads: a dry run lists stale uploads but aborts
+// none.
+func TestDryRunKeepsStaleUploads(t *testing.T) {
+	e := newEnv(t)
+	up, err := e.dst.CreateMultipart(context.Background(), "out/orphan", backends.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t, Options{DryRun: true})
+	n := 0
+	for u, err := range e.dst.ListMultipartUploads(context.Background(), "") {
+		if err != nil || u.UploadID != up {
+			t.Errorf("upload %+v, %v", u, err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Errorf("%d uploads after a dry run, want the stale one kept", n)
+	}
+}
