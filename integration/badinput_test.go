@@ -172,8 +172,8 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(damaged, randomData(64<<10, 3), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if res := runVoyageur(t, "status", "-c", writeConfig(t, t.TempDir(), jobConfig{Src: src, Dst: dst, Journal: truncated})); res.code != 0 {
-		t.Fatalf("status: exit %d\n%s", res.code, res.stderr)
+	if res := runVoyageur(t, "sync", "-c", writeConfig(t, t.TempDir(), jobConfig{Src: src, Dst: dst, Journal: truncated})); res.code != 0 {
+		t.Fatalf("sync: exit %d\n%s", res.code, res.stderr)
 	}
 	if err := os.Truncate(truncated, 8192); err != nil {
 		t.Fatal(err)

@@ -175,3 +175,38 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestStatusBeforeAnyRun: status on a journal that does not exist yet says
+// so and creates nothing.
+func TestStatusBeforeAnyRun(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	journalPath := filepath.Join(dir, "state", "j.db")
+	writeTestFile(t, path, `journal: `+journalPath+`
+endpoints:
+  a: {type: fs, path: `+dir+`}
+jobs:
+  - {name: ledgers, source: "a:src", destination: "a:dst"}
+`)
+	code, stdout, stderr := runCLI(t, "status", "-c", path)
+	if code != 0 || !strings.Contains(stdout, "no journal at "+journalPath) || !strings.Contains(stdout, "last run: never") {
+		t.Errorf("status before any run: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Dir(journalPath)); !os.IsNotExist(err) {
+		t.Errorf("status created the journal's directory: %v", err)
+	}
+}
+
+// TestStatusJSONNames: the last run is reported under readable names, not
+// the journal's compact ones.
+func TestStatusJSONNames(t *testing.T) {
+	raw, err := json.Marshal(jobStatus{LastRun: &lastRunStatus{Copied: 3, Complete: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"copied":3`, `"complete":true`, `"bytes_written":0`, `"started":`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("status JSON %s lacks %s", raw, want)
+		}
+	}
+}

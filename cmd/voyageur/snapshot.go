@@ -13,14 +13,14 @@ import (
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
-// A running watch holds the journal for as long as it runs, and bbolt lets
-// no other process read it meanwhile. So that `status` still answers, the
-// watch writes what status would print to a snapshot file beside the
-// journal every snapshotEvery, and removes it when it stops.
+// A running sync or watch holds the journal for as long as it runs, and
+// bbolt lets no other process read it meanwhile. So that `status` still
+// answers, the run writes what status would print to a snapshot file beside
+// the journal every snapshotEvery, and removes it when it stops.
 const (
 	snapshotEvery = 5 * time.Second
 	// snapshotFresh is the age beyond which status ignores a snapshot: the
-	// watch that wrote it died without removing it.
+	// run that wrote it died without removing it.
 	snapshotFresh = 30 * time.Second
 )
 
@@ -28,7 +28,8 @@ const (
 type snapshot struct {
 	Journal string      `json:"journal"`
 	Taken   time.Time   `json:"snapshot_time"`
-	Pid     int         `json:"watch_pid"`
+	Command string      `json:"command"` // sync | watch
+	Pid     int         `json:"pid"`
 	Jobs    []jobStatus `json:"jobs"`
 }
 
@@ -49,12 +50,12 @@ func collectAll(j *journal.Journal, cfg *Config) ([]jobStatus, error) {
 
 // writeSnapshot replaces the snapshot file atomically (0600, like the
 // journal: failure messages name keys).
-func writeSnapshot(j *journal.Journal, cfg *Config) error {
+func writeSnapshot(j *journal.Journal, cfg *Config, command string) error {
 	jobs, err := collectAll(j, cfg)
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(snapshot{Journal: cfg.Journal, Taken: time.Now().UTC(), Pid: os.Getpid(), Jobs: jobs})
+	raw, err := json.Marshal(snapshot{Journal: cfg.Journal, Taken: time.Now().UTC(), Command: command, Pid: os.Getpid(), Jobs: jobs})
 	if err != nil {
 		return err
 	}
@@ -77,18 +78,18 @@ func writeSnapshot(j *journal.Journal, cfg *Config) error {
 	return nil
 }
 
-// snapshotter writes the snapshot until ctx is done, then removes it. A
-// failed write is logged once per kind of failure, never fatal: watch's
-// job is replication.
-func snapshotter(ctx context.Context, j *journal.Journal, cfg *Config, log *slog.Logger) {
+// snapshotter writes the snapshot of command (sync or watch) until ctx is
+// done, then removes it. A failed write is logged once per kind of failure,
+// never fatal: the run's job is replication.
+func snapshotter(ctx context.Context, j *journal.Journal, cfg *Config, command string, log *slog.Logger) {
 	defer os.Remove(snapshotPath(cfg.Journal))
 	tick := time.NewTicker(snapshotEvery)
 	defer tick.Stop()
 	var last string
 	for {
-		if err := writeSnapshot(j, cfg); err != nil && err.Error() != last {
+		if err := writeSnapshot(j, cfg, command); err != nil && err.Error() != last {
 			last = err.Error()
-			log.Warn("status snapshot not written; voyageur status cannot answer while watch runs", "err", err)
+			log.Warn("status snapshot not written; voyageur status cannot answer while this run holds the journal", "err", err)
 		}
 		select {
 		case <-ctx.Done():

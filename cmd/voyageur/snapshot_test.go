@@ -41,7 +41,7 @@ jobs:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { snapshotter(ctx, j, cfg, slog.New(slog.DiscardHandler)); close(done) }()
+	go func() { snapshotter(ctx, j, cfg, "watch", slog.New(slog.DiscardHandler)); close(done) }()
 	snap := snapshotPath(cfg.Journal)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(snap); err == nil {
@@ -72,7 +72,7 @@ jobs:
 	}
 
 	// A snapshot left by a watch that died long ago is not believed.
-	if err := writeSnapshot(j, cfg); err != nil {
+	if err := writeSnapshot(j, cfg, "watch"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := readSnapshot(cfg.Journal, time.Now().Add(time.Minute)); err == nil {

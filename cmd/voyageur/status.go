@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,11 +23,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var o statusOptions
 	cmd := &cobra.Command{
 		Use:   "status -c FILE [--json]",
-		Short: "Show each job's replica size, queue, interrupted uploads and recent runs",
+		Short: "Show each job's replicated objects, queue, interrupted uploads, last run and failures",
 		Long: `status reads the journal and prints, for each job, the number of replicated
 objects, the queued changes, interrupted uploads, the last run and the keys
-that keep failing. While voyageur watch runs, it holds the journal; status
-then prints the snapshot the watch refreshes every 5 seconds.`,
+that keep failing. While voyageur sync or watch runs, it holds the journal;
+status then prints the snapshot the run refreshes every 5 seconds. Status
+never creates a journal.`,
 		Example: `  voyageur status -c /etc/voyageur/voyageur.yaml
   voyageur status -c voyageur.yaml --json`,
 		Args: cobra.NoArgs,
@@ -47,9 +50,23 @@ type jobStatus struct {
 	Replicated  int           `json:"replicated_objects"`
 	Queued      int           `json:"queued"`
 	Uploads     int           `json:"interrupted_uploads"`
-	LastRun     *journal.Run  `json:"last_run,omitempty"`
+	LastRun     *lastRunStatus    `json:"last_run,omitempty"`
 	LastSuccess *time.Time    `json:"last_success,omitempty"`
 	Failures    []queuedError `json:"failures,omitempty"`
+}
+
+// lastRunStatus is a journal.Run under the names status prints.
+type lastRunStatus struct {
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
+	Complete     bool      `json:"complete"` // the listing completed
+	Copied       int64     `json:"copied"`
+	Skipped      int64     `json:"skipped"`
+	Deleted      int64     `json:"deleted"`
+	Failed       int64     `json:"failed"`
+	BytesRead    int64     `json:"bytes_read"`
+	BytesWritten int64     `json:"bytes_written"`
+	Error        string    `json:"error,omitempty"`
 }
 
 type queuedError struct {
@@ -63,9 +80,25 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(cfg.Journal); errors.Is(err, fs.ErrNotExist) {
+		// Nothing has run yet: say so without creating the journal.
+		out := make([]jobStatus, len(cfg.Jobs))
+		for i, jc := range cfg.Jobs {
+			out[i] = jobStatus{Job: jc.Name, Source: jc.Source.String(), Destination: jc.Destination.String()}
+		}
+		if o.json {
+			return json.NewEncoder(stdout).Encode(map[string]any{"journal": cfg.Journal, "jobs": out})
+		}
+		fmt.Fprintf(stdout, "(no journal at %s yet: nothing has run)\n", cfg.Journal)
+		for _, st := range out {
+			writeHumanStatus(stdout, st)
+		}
+		return nil
+	}
 	j, err := openJournal(cfg)
 	if errors.Is(err, journal.ErrLocked) {
-		// A running watch holds the journal: answer from its snapshot.
+		// A running sync or watch holds the journal: answer from its
+		// snapshot.
 		snap, serr := readSnapshot(cfg.Journal, time.Now())
 		if serr != nil {
 			return err
@@ -73,7 +106,7 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 		if o.json {
 			return json.NewEncoder(stdout).Encode(snap)
 		}
-		fmt.Fprintf(stdout, "(from the running watch, pid %d, as of %s)\n", snap.Pid, snap.Taken.Local().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "(from the running %s, pid %d, as of %s)\n", snap.Command, snap.Pid, snap.Taken.Local().Format(time.RFC3339))
 		for _, st := range snap.Jobs {
 			writeHumanStatus(stdout, st)
 		}
@@ -115,7 +148,12 @@ func collectStatus(jb *journal.Job, jc JobConfig) (jobStatus, error) {
 		return st, err
 	}
 	if len(runs) > 0 {
-		st.LastRun = &runs[0]
+		r := runs[0]
+		st.LastRun = &lastRunStatus{
+			Started: r.Started, Finished: r.Finished, Complete: r.Complete,
+			Copied: r.Copied, Skipped: r.Skipped, Deleted: r.Deleted, Failed: r.Failed,
+			BytesRead: r.BytesRead, BytesWritten: r.BytesWritten, Error: r.Error,
+		}
 	}
 	for _, r := range runs {
 		if r.Complete && r.Failed == 0 && r.Error == "" {

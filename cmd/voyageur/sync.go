@@ -91,6 +91,10 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 		return err
 	}
 	defer j.Close()
+	snapCtx, stopSnap := context.WithCancel(ctx)
+	snapDone := make(chan struct{})
+	go func() { snapshotter(snapCtx, j, cfg, "sync", log); close(snapDone) }()
+	defer func() { stopSnap(); <-snapDone }()
 
 	var summaries []replicator.Summary
 	failed := false

@@ -72,7 +72,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		defer stop()
 	}
 	wg, wctx := errgroup.WithContext(ctx)
-	wg.Go(func() error { snapshotter(wctx, j, cfg, log); return nil })
+	wg.Go(func() error { snapshotter(wctx, j, cfg, "watch", log); return nil })
 	for i, spec := range specs {
 		wg.Go(func() error {
 			return replicator.Watch(wctx, j, spec, replicator.WatchOptions{
