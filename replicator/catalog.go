@@ -60,7 +60,8 @@ type CatalogOptions struct {
 // in destination key order. It reads META of encrypted replicas (a ranged
 // GET of their first chunks each), opts.Concurrency at a time. An error
 // reading one replica is yielded with that replica's DestKey and iteration
-// goes on; a listing error (yielded with an empty DestKey) ends it.
+// goes on; a listing error, or a replica that none of the identities opens
+// (IsWrongIdentity), is yielded with an empty DestKey and ends it.
 func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replica, error] {
 	return func(yield func(Replica, error) bool) {
 		if job.Encryption != nil && job.Encryption.HashedNames && len(opts.Identities) == 0 {
@@ -115,11 +116,30 @@ func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replic
 			if d.skip {
 				continue
 			}
+			if d.err != nil && IsWrongIdentity(d.err) {
+				// The identity file is almost always the cause: every other
+				// replica would fail the same way, each for a GET and a line.
+				yield(Replica{}, wrongIdentity(job.Name, d.err))
+				return
+			}
 			if !yield(d.rep, d.err) || (d.err != nil && d.rep.DestKey == "") {
 				return
 			}
 		}
 	}
+}
+
+// IsWrongIdentity reports whether err says that none of the identities
+// opens a replica.
+func IsWrongIdentity(err error) bool {
+	var nm *age.NoIdentityMatchError
+	return errors.As(err, &nm)
+}
+
+// wrongIdentity words err, from a replica none of the identities opens, the
+// one way restore, ls and verify stop on it.
+func wrongIdentity(job string, err error) error {
+	return fmt.Errorf("job %s: the identity does not match the replica's recipients: %w", job, err)
 }
 
 // described is one listed replica, told apart: skip when it is outside the

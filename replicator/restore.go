@@ -67,8 +67,8 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 		wg.Go(func() {
 			for rep := range work {
 				if err := r.restoreOne(ctx, target, rep, opts.Catalog.Identities); err != nil {
-					if isWrongIdentity(err) {
-						cancel(err)
+					if IsWrongIdentity(err) {
+						cancel(wrongIdentity(job.Name, err))
 					}
 					r.noteFailure(rep.Meta.Key, "restore", err)
 				}
@@ -79,7 +79,7 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	copts := opts.Catalog
 	copts.Concurrency = job.Transfer.Concurrency
 	for rep, err := range Catalog(ctx, job, copts) {
-		if err != nil && (rep.DestKey == "" || isWrongIdentity(err)) {
+		if err != nil && rep.DestKey == "" {
 			fatal = err
 			break
 		}
@@ -103,17 +103,9 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	}
 	s := r.summary(started)
 	if fatal != nil {
-		if isWrongIdentity(fatal) {
-			fatal = fmt.Errorf("restore %s: the identity does not match the replica's recipients: %w", job.Name, fatal)
-		}
 		s.Error = fatal.Error()
 	}
 	return s, fatal
-}
-
-func isWrongIdentity(err error) bool {
-	var nm *age.NoIdentityMatchError
-	return errors.As(err, &nm)
 }
 
 // restoreOne restores one replica unless the target has it already.

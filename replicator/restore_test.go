@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"filippo.io/age"
@@ -79,4 +82,81 @@ func TestLocalName(t *testing.T) {
 			t.Errorf("localName(%q): %v", good, err)
 		}
 	}
+}
+
+// countingGets counts the GETs sent to its bucket.
+type countingGets struct {
+	backends.Bucket
+	n atomic.Int64
+}
+
+func (c *countingGets) Get(ctx context.Context, key string, opts backends.GetOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	c.n.Add(1)
+	return c.Bucket.Get(ctx, key, opts)
+}
+
+// TestCatalogWrongIdentity: an identity that opens no replica stops the
+// catalog at the first one, with one error, for restore, ls and verify
+// alike; a corrupt replica is one failed object among the others.
+func TestCatalogWrongIdentity(t *testing.T) {
+	e := newEnv(t)
+	id := encrypted(t, e, true)
+	for i := range 40 {
+		put(t, e.src, fmt.Sprintf("in/f%02d", i), []byte{byte(i)}, backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	gets := &countingGets{Bucket: e.job.Dest}
+	e.job.Dest = gets
+	other, _ := age.GenerateX25519Identity()
+	wrong := CatalogOptions{Identities: []age.Identity{other}, Concurrency: 4}
+
+	var errs []error
+	for rep, err := range Catalog(context.Background(), e.job, wrong) {
+		if err == nil || rep.DestKey != "" {
+			t.Errorf("wrong identity: got %q, %v; want only the error that ends the listing", rep.DestKey, err)
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || !IsWrongIdentity(errs[0]) || !strings.HasPrefix(errs[0].Error(), "job t: the identity does not match the replica's recipients: ") {
+		t.Errorf("wrong identity: %v, want one error", errs)
+	}
+	// The reads queued in order behind the first one may have started.
+	if n := gets.n.Load(); n > 2*int64(wrong.Concurrency) {
+		t.Errorf("wrong identity: %d GETs of 40 replicas, want only the reads in flight", n)
+	}
+	if _, err := Verify(context.Background(), e.job, VerifyOptions{Identities: wrong.Identities}); !IsWrongIdentity(err) {
+		t.Errorf("verify with a wrong identity: %v", err)
+	}
+	s, err := Restore(context.Background(), e.job, mustDirTarget(t), RestoreOptions{Catalog: wrong})
+	if !IsWrongIdentity(err) || s.Failed != 0 || strings.Count(err.Error(), "the identity does not match") != 1 {
+		t.Errorf("restore with a wrong identity: %+v, %v", s, err)
+	}
+
+	// A corrupt replica fails alone.
+	bad := keys(t, e.dst, "out/")[7]
+	put(t, e.dst, bad, []byte("not an age file"), backends.PutOptions{})
+	n, failed := 0, 0
+	for rep, err := range Catalog(context.Background(), e.job, CatalogOptions{Identities: []age.Identity{id}, Concurrency: 4}) {
+		switch {
+		case err != nil && rep.DestKey == bad && !IsWrongIdentity(err):
+			failed++
+		case err != nil:
+			t.Errorf("%s: %v", rep.DestKey, err)
+		default:
+			n++
+		}
+	}
+	if n != 39 || failed != 1 {
+		t.Errorf("corrupt replica: %d listed, %d failed; want 39 and 1", n, failed)
+	}
+}
+
+func mustDirTarget(t *testing.T) *DirTarget {
+	t.Helper()
+	d, err := NewDirTarget(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }

@@ -156,7 +156,7 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 // collectReplicas maps the replicas by the key Verify looks them up with
 // (replicaKey): the original key, or without identities for hashed names,
 // the destination key. Replicas whose META cannot be read are returned
-// apart, by destination key.
+// apart, by destination key; an identity that opens none stops it.
 func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[string]replicaFacts, map[string]error, error) {
 	out, unreadable := map[string]replicaFacts{}, map[string]error{}
 	if job.Encryption != nil && job.Encryption.HashedNames && len(ids) == 0 {
@@ -173,9 +173,6 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 			return nil, nil, err
 		}
 		if err != nil {
-			if isWrongIdentity(err) {
-				return nil, nil, fmt.Errorf("verify %s: the identity does not match the replica's recipients: %w", job.Name, err)
-			}
 			unreadable[r.DestKey] = err
 			continue
 		}

@@ -71,14 +71,21 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	enc := json.NewEncoder(stdout)
-	if !o.json {
-		fmt.Fprintln(tw, "SIZE\tMODIFIED\tKEY")
+	// The header goes with the first row, or at the end of an empty
+	// listing: a listing that fails at once (a wrong identity) prints
+	// nothing but its error.
+	header := false
+	writeHeader := func() {
+		if !o.json && !header {
+			fmt.Fprintln(tw, "SIZE\tMODIFIED\tKEY")
+			header = true
+		}
 	}
 	failed := false
 	for rep, err := range replicator.Catalog(ctx, job, copts) {
 		if err != nil && rep.DestKey == "" {
 			tw.Flush()
-			return err
+			return identityHint(err, o.identity)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "voyageur: %s: %v\n", rep.DestKey, err)
@@ -93,8 +100,10 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 			}
 			continue
 		}
+		writeHeader()
 		fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Size, m.MTime.UTC().Format(time.RFC3339), m.Key)
 	}
+	writeHeader()
 	if err := tw.Flush(); err != nil {
 		return err
 	}

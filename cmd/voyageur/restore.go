@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/spf13/cobra"
 
 	"github.com/voyageur-ca/voyageur/crypto"
@@ -91,6 +90,15 @@ func catalogOptions(identity, prefix, asOf string) (replicator.CatalogOptions, e
 	return opts, nil
 }
 
+// identityHint points at --identity when no identity opened a replica:
+// the file is almost always the cause.
+func identityHint(err error, identity string) error {
+	if replicator.IsWrongIdentity(err) {
+		return fmt.Errorf("%w (check --identity %s)", err, identity)
+	}
+	return err
+}
+
 // emptyDir stands for a directory a dry run would create: it holds nothing.
 type emptyDir string
 
@@ -157,12 +165,9 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	} else {
 		writeHumanSummary(stdout, s, "restored")
 	}
-	var nm *age.NoIdentityMatchError
 	switch {
-	case errors.As(err, &nm):
-		return fmt.Errorf("%w (check --identity %s)", err, o.identity)
 	case err != nil:
-		return err
+		return identityHint(err, o.identity)
 	case s.Failed > 0:
 		return errObjectsFailed
 	}

@@ -61,7 +61,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	}
 	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Logger: g.logger(stderr)})
 	if err != nil {
-		return err
+		return identityHint(err, o.identity)
 	}
 	if o.json {
 		if err := json.NewEncoder(stdout).Encode(report); err != nil {
