@@ -18,6 +18,9 @@ import (
 // Target receives restored objects: a local directory (DirTarget) or a
 // bucket (BucketTarget).
 type Target interface {
+	// Check fails when the target cannot take any object (a bucket that
+	// does not exist), before anything is read from the replica.
+	Check(ctx context.Context) error
 	// Restored reports whether the target already holds the object m
 	// describes, so that a re-run of an interrupted restore skips it.
 	Restored(ctx context.Context, m crypto.Meta) (bool, error)
@@ -42,7 +45,7 @@ type RestoreOptions struct {
 // SHA-256 before it is put in place. It needs neither the journal nor the
 // source. Per-object failures are listed in the Summary; the returned error
 // is for failures of the restore itself (listing, a missing or wrong
-// identity).
+// identity, a target that cannot be written).
 func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (Summary, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -52,6 +55,9 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	}
 	if job.Encryption != nil && len(opts.Catalog.Identities) == 0 {
 		return Summary{Job: job.Name}, fmt.Errorf("restore %s: %w", job.Name, ErrNeedIdentity)
+	}
+	if err := target.Check(ctx); err != nil {
+		return Summary{Job: job.Name, Error: err.Error()}, err
 	}
 	r := &run{
 		job: job, opts: Options{DryRun: opts.DryRun, Progress: opts.Progress}, log: opts.Logger.With("job", job.Name),

@@ -3,6 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -148,6 +149,43 @@ func TestCatalogWrongIdentity(t *testing.T) {
 	}
 	if n != 39 || failed != 1 {
 		t.Errorf("corrupt replica: %d listed, %d failed; want 39 and 1", n, failed)
+	}
+}
+
+// TestRestoreToMissingBucket: a target bucket that does not exist, or that
+// refuses the credentials, stops the restore before any replica is read,
+// with one error naming it.
+func TestRestoreToMissingBucket(t *testing.T) {
+	e := newEnv(t)
+	id := encrypted(t, e, true)
+	for i := range 5 {
+		put(t, e.src, fmt.Sprintf("in/f%d", i), []byte{byte(i)}, backends.PutOptions{})
+	}
+	e.sync(t, Options{})
+	gets := &countingGets{Bucket: e.job.Dest}
+	e.job.Dest = gets
+	missing := &backends.HTTPError{Status: 404, Code: "NoSuchBucket"}
+	target := &BucketTarget{Bucket: refusingUploads{e.src, missing}, PartSize: ps}
+	for _, dry := range []bool{false, true} {
+		s, err := Restore(context.Background(), e.job, target, RestoreOptions{Catalog: CatalogOptions{Identities: []age.Identity{id}}, DryRun: dry})
+		if !errors.Is(err, missing) || !strings.Contains(err.Error(), e.src.Name()) || s.Error == "" || s.Copied+s.Failed != 0 {
+			t.Errorf("dry run %v: %+v, %v; want one error naming the bucket", dry, s, err)
+		}
+	}
+	// Refused credentials stop it too; a target that only refuses the
+	// listing of uploads is written to.
+	denied := &backends.HTTPError{Status: 403, Code: "SignatureDoesNotMatch"}
+	target.Bucket = refusingUploads{e.src, denied}
+	if _, err := Restore(context.Background(), e.job, target, RestoreOptions{Catalog: CatalogOptions{Identities: []age.Identity{id}}}); !errors.Is(err, denied) {
+		t.Errorf("restore with refused credentials: %v", err)
+	}
+	if n := gets.n.Load(); n != 0 {
+		t.Errorf("%d GETs of replicas for a target that cannot take them", n)
+	}
+	target.Bucket = refusingUploads{e.src, &backends.HTTPError{Status: 403, Code: "AccessDenied"}}
+	target.Prefix = "restored/"
+	if s, err := Restore(context.Background(), e.job, target, RestoreOptions{Catalog: CatalogOptions{Identities: []age.Identity{id}}}); err != nil || s.Copied != 5 {
+		t.Errorf("restore to a bucket refusing ListMultipartUploads: %+v, %v", s, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,9 @@ func (d *DirTarget) Close() error { return d.root.Close() }
 
 // Name implements Target.
 func (d *DirTarget) Name() string { return d.root.Name() }
+
+// Check implements Target: NewDirTarget made the directory.
+func (d *DirTarget) Check(context.Context) error { return nil }
 
 // localName turns an original key into a path inside the target, refusing
 // names that are absolute, hold NUL or "." or ".." segments, or are empty.
@@ -147,6 +151,28 @@ var _ Target = (*BucketTarget)(nil)
 
 // Name implements Target.
 func (b *BucketTarget) Name() string { return b.Bucket.Name() + "/" + b.Prefix }
+
+// Check implements Target with sync's first request to a destination, a
+// listing of multipart uploads: a missing bucket, refused credentials or an
+// unreachable store fail there once, instead of once per object after each
+// was read and decrypted. A refusal of this call alone (AccessDenied: a
+// key allowed to write need not be allowed to list uploads; or a store
+// without it) is left to the writes.
+func (b *BucketTarget) Check(ctx context.Context) error {
+	for _, err := range b.Bucket.ListMultipartUploads(ctx, b.Prefix) {
+		var he *backends.HTTPError
+		switch {
+		case err == nil:
+		case missingBucket(err):
+			return fmt.Errorf("restore target %s: the bucket does not exist (restore does not create it): %w", b.Bucket.Name(), err)
+		case errors.As(err, &he) && (he.Code == "AccessDenied" || he.Status == http.StatusNotImplemented):
+		default:
+			return fmt.Errorf("restore target %s: %w", b.Bucket.Name(), err)
+		}
+		break
+	}
+	return nil
+}
 
 // Restored implements Target: the object is there with the source's size
 // and, for a single-part source, its MD5 ETag (what a single PUT of the same

@@ -104,7 +104,8 @@ type emptyDir string
 
 var _ replicator.Target = emptyDir("")
 
-func (d emptyDir) Name() string { return string(d) }
+func (d emptyDir) Name() string              { return string(d) }
+func (emptyDir) Check(context.Context) error { return nil }
 func (emptyDir) Restored(context.Context, crypto.Meta) (bool, error) {
 	return false, nil
 }
