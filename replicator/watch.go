@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
@@ -43,7 +46,14 @@ type watcher struct {
 	retry map[string]time.Time // keys whose change failed: not before
 	full  bool                 // rescan the queue from its start
 	seqs  map[string]string    // newest S3 sequencer seen per key
+	// listed counts the objects the source's listings yielded: a reconcile
+	// scan's size.
+	listed *countingLister
 }
+
+// summaryEvery is how often a watcher logs what it did, when it did
+// anything: a line per object would drown the log at the default level.
+const summaryEvery = time.Minute
 
 // maxSequencers bounds the memory of sequencers; past it they are
 // forgotten (they only spare work: every change is checked at the source).
@@ -66,8 +76,11 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	w := &watcher{
 		rec: make(chan struct{}, 1), wake: make(chan struct{}, 1),
 		busy: map[string]bool{}, retry: map[string]time.Time{}, seqs: map[string]string{},
+		listed: &countingLister{Bucket: job.Source},
 	}
-	r, err := newRun(j, job, Options{Logger: opts.Logger, Observer: opts.Observer})
+	job.Source = w.listed
+	// Progress counts what the scans queue (events are queued apart).
+	r, err := newRun(j, job, Options{Logger: opts.Logger, Observer: opts.Observer, Progress: &Progress{}})
 	if err != nil {
 		return err
 	}
@@ -87,6 +100,7 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	}
 	g.Go(func() error { return w.dispatcher(gctx) })
 	g.Go(func() error { return w.reconciler(gctx, opts.Rescan, opts.Observer) })
+	g.Go(func() error { w.reporter(gctx, summaryEvery); return nil })
 	for _, src := range opts.Sources {
 		g.Go(func() error {
 			if err := src.Run(gctx, w.intake, w.reconcileSoon); err != nil {
@@ -237,10 +251,12 @@ func (w *watcher) worker(ctx context.Context) {
 
 // reconciler runs reconcile scans: when asked (start, gaps) and every
 // period. The scan queues what differs from the index; the dispatcher
-// does the work.
+// does the work. Every scan that ends records, as a journal run, what the
+// watcher did since the previous one ended.
 func (w *watcher) reconciler(ctx context.Context, period time.Duration, obs Observer) error {
 	t := time.NewTicker(period)
 	defer t.Stop()
+	since, before := w.r.started, w.r.tally()
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,16 +265,113 @@ func (w *watcher) reconciler(ctx context.Context, period time.Duration, obs Obse
 		case <-t.C:
 		}
 		w.r.log.Info("reconcile scan")
+		// Replicas recorded from now on were copied, not skipped by this
+		// scan (only this goroutine runs scans).
+		w.r.started = time.Now()
+		listed, queued := w.listed.n.Load(), w.r.opts.Progress.ObjectsQueued.Load()
 		complete, err := w.r.scan(ctx)
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return nil
+		}
+		switch {
 		case err != nil:
 			// A failed scan is retried at the next period or gap; the
 			// events keep flowing meanwhile.
 			w.r.log.Error("reconcile scan failed", "err", err)
-		case complete && obs != nil:
-			obs.Reconciled(w.r.job.Name, time.Now())
+		default:
+			w.r.log.Info("reconcile scan done", "listed", w.listed.n.Load()-listed,
+				"queued", w.r.opts.Progress.ObjectsQueued.Load()-queued, "duration", time.Since(w.r.started).Round(time.Millisecond))
+			if obs != nil {
+				obs.Reconciled(w.r.job.Name, time.Now())
+			}
+		}
+		now := w.r.tally()
+		w.record(since, now.minus(before), complete, err)
+		since, before = time.Now(), now
+	}
+}
+
+// record appends one journal run: what the watcher did from since to now.
+// It makes status's last run and last complete success (a complete scan,
+// and nothing failed since the previous one) describe a watch as they do
+// a sync. A journal that cannot take it is logged, not fatal: the queue
+// and the index are what replication needs.
+func (w *watcher) record(since time.Time, d tally, complete bool, err error) {
+	run := journal.Run{
+		Started: since, Finished: time.Now(), Complete: complete,
+		Copied: d.copied, Skipped: d.skipped, Deleted: d.deleted, Failed: d.failed,
+		BytesRead: d.read, BytesWritten: d.written,
+	}
+	if err != nil {
+		run.Error = err.Error()
+	}
+	if err := w.r.jb.AddRun(run); err != nil {
+		w.r.log.Error("could not record the reconcile in the journal", "err", err)
+	}
+}
+
+// reporter logs, every period, what the watcher did since its last line,
+// and nothing when it did nothing: an idle watch keeps a quiet log.
+func (w *watcher) reporter(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := w.r.tally()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := w.r.tally()
+		d := now.minus(last)
+		last = now
+		if d.copied+d.deleted+d.failed == 0 {
+			continue
+		}
+		queued, err := w.r.jb.QueueLen()
+		if err != nil {
+			queued = -1 // as the queue depth metric says it
+		}
+		w.r.log.Info("replication summary", "replicated", d.copied, "bytes_read", d.read, "bytes_written", d.written,
+			"deleted", d.deleted, "failed", d.failed, "queue_depth", queued)
+	}
+}
+
+// tally is a snapshot of a run's counters.
+type tally struct {
+	copied, skipped, deleted, failed, read, written int64
+}
+
+func (r *run) tally() tally {
+	return tally{
+		copied: r.copied.Load(), skipped: r.skipped.Load(), deleted: r.deleted.Load(), failed: r.failed.Load(),
+		read: r.bytesRead.Load(), written: r.bytesWritten.Load(),
+	}
+}
+
+// minus is what happened between u and t.
+func (t tally) minus(u tally) tally {
+	return tally{
+		copied: t.copied - u.copied, skipped: t.skipped - u.skipped, deleted: t.deleted - u.deleted,
+		failed: t.failed - u.failed, read: t.read - u.read, written: t.written - u.written,
+	}
+}
+
+// countingLister counts the objects its bucket's listings yield.
+type countingLister struct {
+	backends.Bucket
+	n atomic.Int64
+}
+
+func (l *countingLister) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[backends.ObjectInfo, error] {
+	return func(yield func(backends.ObjectInfo, error) bool) {
+		for o, err := range l.Bucket.List(ctx, opts) {
+			if err == nil {
+				l.n.Add(1)
+			}
+			if !yield(o, err) {
+				return
+			}
 		}
 	}
 }

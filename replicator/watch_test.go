@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,5 +122,108 @@ func TestWatchRetriesAFailure(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// gapSource reports a gap, which starts a reconcile scan, for every value
+// sent on its channel.
+type gapSource chan struct{}
+
+func (gapSource) Name() string { return "gaps" }
+
+func (s gapSource) Run(ctx context.Context, _ Intake, gap func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s:
+			gap()
+		}
+	}
+}
+
+// TestWatchRecordsRuns: every reconcile scan that ends logs its size and
+// records a journal run of what the watch did since the previous one, so
+// that status shows a watch's last run and last complete success.
+func TestWatchRecordsRuns(t *testing.T) {
+	e := newEnv(t)
+	fp := &failingPuts{Bucket: e.job.Dest}
+	fp.n.Store(1)
+	e.job.Dest = fp
+	for _, k := range []string{"in/a", "in/b", "in/c"} {
+		put(t, e.src, k, []byte(k), backends.PutOptions{})
+	}
+	logs := &syncBuffer{}
+	gaps := make(gapSource)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Watch(ctx, e.j, e.job, WatchOptions{Sources: []EventSource{gaps}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	}()
+	runs := func() []journal.Run {
+		rs, err := e.j.Job("t").Runs(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	waitUntil(t, "the first scan's run", func() bool { return len(runs()) == 1 })
+	// The failed PUT is retried after 2 s.
+	waitUntil(t, "every object to be replicated", func() bool { return len(keys(t, e.dst, "")) == 3 })
+	for n := 2; n <= 3; n++ {
+		gaps <- struct{}{}
+		waitUntil(t, "the next scan's run", func() bool { return len(runs()) == n })
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	rs := runs() // newest first
+	var copied, failed int64
+	for i, r := range rs {
+		copied, failed = copied+r.Copied, failed+r.Failed
+		if i > 0 && r.Finished.After(rs[i-1].Started) {
+			t.Errorf("runs overlap: %+v", rs)
+		}
+	}
+	if copied != 3 || failed != 1 {
+		t.Errorf("runs %+v: want 3 copies and the one failure between them", rs)
+	}
+	if last := rs[0]; !last.Complete || last.Failed != 0 || last.Error != "" || last.Skipped != 3 || last.Copied != 0 {
+		t.Errorf("last run %+v: want a complete success that skipped the 3 replicas", last)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `msg="reconcile scan done" job=t listed=3 queued=3`) || !strings.Contains(out, `msg="reconcile scan done" job=t listed=3 queued=0`) {
+		t.Errorf("logs lack the scans' sizes:\n%s", out)
+	}
+}
+
+// TestWatchSummary: the watcher logs what it did once a period, and
+// nothing while idle.
+func TestWatchSummary(t *testing.T) {
+	e := newEnv(t)
+	logs := &syncBuffer{}
+	r, err := newRun(e.j, e.job, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{r: r}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.reporter(ctx, 10*time.Millisecond); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	r.copied.Add(2)
+	r.bytesRead.Add(300)
+	r.bytesWritten.Add(200)
+	r.failed.Add(1)
+	r.skipped.Add(5) // a scan's skips are no activity
+	waitUntil(t, "the summary", func() bool { return strings.Contains(logs.String(), "replication summary") })
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	<-done
+	want := `msg="replication summary" job=t replicated=2 bytes_read=300 bytes_written=200 deleted=0 failed=1 queue_depth=0` + "\n"
+	if out := logs.String(); !strings.HasSuffix(out, want) || strings.Count(out, "\n") != 1 {
+		t.Errorf("log:\n%s\nwant one line ending in %s", out, want)
 	}
 }
