@@ -127,11 +127,15 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 			starts = append(starts, start)
 			n, reserved := next, held
 			next, start, held = next+1, end, 0
+			// The slot is taken here, in part order, so that parts go out
+			// in order as far as concurrency allows: the checkpoint's
+			// leading run, all a resume keeps, is then as long as it can be.
+			if err := r.slots.Acquire(gctx, 1); err != nil {
+				r.mem.Release(reserved)
+				return err
+			}
 			g.Go(func() error {
 				defer r.mem.Release(reserved)
-				if err := r.slots.Acquire(gctx, 1); err != nil {
-					return err
-				}
 				defer r.slots.Release(1)
 				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, bytes.NewReader(out), int64(len(out)), backends.PartOptions{Locked: cp.Locked})
 				if err != nil {
