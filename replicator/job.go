@@ -59,8 +59,13 @@ type Job struct {
 	SourcePrefix string
 	Dest         backends.Bucket
 	DestPrefix   string
-	Filter       *Filter
-	Deletes      DeletePolicy
+	// Target names the source and the destination as the configuration
+	// does (endpoint names, buckets, prefixes), so that a new address for
+	// the same store keeps the job's journal state while another store
+	// does not (see checkTarget). Empty: the buckets' names.
+	Target  string
+	Filter  *Filter
+	Deletes DeletePolicy
 	// MaxDelete caps the deletes of one run: when a run would delete more,
 	// it deletes nothing and fails. A negative MaxDelete means
 	// MaxDeletePercent of the indexed objects; both zero means the default

@@ -154,6 +154,9 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 }
 
 func (r *run) run(ctx context.Context) (complete bool, err error) {
+	if err := r.checkTarget(); err != nil {
+		return false, err
+	}
 	if err := r.checkRetention(ctx); err != nil {
 		return false, err
 	}

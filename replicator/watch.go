@@ -86,11 +86,16 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	}
 	r.kick = w.kick
 	w.r = r
+	if err := r.checkTarget(); err != nil {
+		return err
+	}
 	if err := r.checkRetention(ctx); err != nil {
 		return err
 	}
-	if err := w.r.abortStaleUploads(ctx); err != nil {
-		w.r.log.Warn("could not clean up stale multipart uploads", "err", err)
+	// As for sync: a destination that refuses its first request stops
+	// watch at start rather than failing every change.
+	if err := r.abortStaleUploads(ctx); err != nil {
+		return err
 	}
 	w.reconcileSoon()
 

@@ -107,6 +107,9 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
 				return err
 			}
+			if errors.Is(err, replicator.ErrTargetChanged) {
+				return &ConfigError{err}
+			}
 			log.Error("job failed", "job", spec.Name, "err", err)
 			failed = true
 		}
@@ -147,6 +150,7 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, 
 	spec := replicator.Job{
 		Name: jc.Name, Source: src, SourceBucket: jc.Source.Bucket, SourcePrefix: jc.Source.Prefix,
 		Dest: dst, DestPrefix: jc.Destination.Prefix,
+		Target: jc.Source.String() + " -> " + jc.Destination.String(),
 		Filter: filter,
 		Transfer: replicator.Transfer{
 			PartSize: int64(jc.Transfer.PartSize), Concurrency: jc.Transfer.Concurrency,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -81,6 +82,9 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		})
 	}
 	if err := wg.Wait(); err != nil {
+		if errors.Is(err, replicator.ErrTargetChanged) {
+			return &ConfigError{err}
+		}
 		return err
 	}
 	log.Info("watch stopped")
