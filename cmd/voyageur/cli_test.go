@@ -210,3 +210,35 @@ func TestStatusJSONNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDestinationMoved: a job whose destination changed under the same
+// name exits 2 naming both, and copies nothing into the new bucket.
+func TestDestinationMoved(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"src", "dst", "other"} {
+		if err := os.MkdirAll(filepath.Join(dir, "store", d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTestFile(t, filepath.Join(dir, "store", "src", "a.csv"), "a")
+	config := func(dest string) string {
+		path := filepath.Join(dir, dest+".yaml")
+		writeTestFile(t, path, `journal: `+filepath.Join(dir, "j.db")+`
+endpoints:
+  local: {type: fs, path: `+filepath.Join(dir, "store")+`}
+jobs:
+  - {name: ledgers, source: "local:src", destination: "local:`+dest+`"}
+`)
+		return path
+	}
+	if code, _, stderr := runCLI(t, "sync", "-c", config("dst")); code != 0 {
+		t.Fatalf("first sync: exit %d, %s", code, stderr)
+	}
+	code, _, stderr := runCLI(t, "sync", "-c", config("other"))
+	if code != exitUsage || !strings.Contains(stderr, "local:src -> local:dst") || !strings.Contains(stderr, "local:src -> local:other") || !strings.Contains(stderr, "new name") {
+		t.Errorf("sync to a moved destination: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "store", "other", "a.csv")); !os.IsNotExist(err) {
+		t.Errorf("the object was copied to the new destination: %v", err)
+	}
+}
