@@ -40,7 +40,7 @@ func LoadNameSecret(path string) ([]byte, error) {
 	}
 	switch {
 	case len(b) < minNameSecret:
-		return nil, fmt.Errorf("load name secret %s: %d bytes, need at least %d (e.g. openssl rand -hex 32 > %s)", path, len(b), minNameSecret, path)
+		return nil, fmt.Errorf("load name secret %s: %d bytes, need at least %d (e.g. head -c 32 /dev/urandom > %s)", path, len(b), minNameSecret, path)
 	case len(b) > maxNameSecret:
 		return nil, fmt.Errorf("load name secret %s: larger than %d bytes", path, maxNameSecret)
 	}
