@@ -57,7 +57,7 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 		return Summary{Job: job.Name}, fmt.Errorf("restore %s: %w", job.Name, ErrNeedIdentity)
 	}
 	if err := target.Check(ctx); err != nil {
-		return Summary{Job: job.Name, Error: err.Error()}, err
+		return Summary{Job: job.Name, DryRun: opts.DryRun, Error: err.Error()}, err
 	}
 	r := &run{
 		job: job, opts: Options{DryRun: opts.DryRun, Progress: opts.Progress}, log: opts.Logger.With("job", job.Name),

@@ -168,7 +168,7 @@ func TestRestoreToMissingBucket(t *testing.T) {
 	target := &BucketTarget{Bucket: refusingUploads{e.src, missing}, PartSize: ps}
 	for _, dry := range []bool{false, true} {
 		s, err := Restore(context.Background(), e.job, target, RestoreOptions{Catalog: CatalogOptions{Identities: []age.Identity{id}}, DryRun: dry})
-		if !errors.Is(err, missing) || !strings.Contains(err.Error(), e.src.Name()) || s.Error == "" || s.Copied+s.Failed != 0 {
+		if !errors.Is(err, missing) || !strings.Contains(err.Error(), e.src.Name()) || s.Error == "" || s.DryRun != dry || s.Copied+s.Failed != 0 {
 			t.Errorf("dry run %v: %+v, %v; want one error naming the bucket", dry, s, err)
 		}
 	}
