@@ -44,15 +44,15 @@ never creates a journal.`,
 
 // jobStatus is what status reports per job; it holds no secrets.
 type jobStatus struct {
-	Job         string        `json:"job"`
-	Source      string        `json:"source"`
-	Destination string        `json:"destination"`
-	Replicated  int           `json:"replicated_objects"`
-	Queued      int           `json:"queued"`
-	Uploads     int           `json:"interrupted_uploads"`
-	LastRun     *lastRunStatus    `json:"last_run,omitempty"`
-	LastSuccess *time.Time    `json:"last_success,omitempty"`
-	Failures    []queuedError `json:"failures,omitempty"`
+	Job         string         `json:"job"`
+	Source      string         `json:"source"`
+	Destination string         `json:"destination"`
+	Replicated  int            `json:"replicated_objects"`
+	Queued      int            `json:"queued"`
+	Uploads     int            `json:"interrupted_uploads"`
+	LastRun     *lastRunStatus `json:"last_run,omitempty"`
+	LastSuccess *time.Time     `json:"last_success,omitempty"`
+	Failures    []queuedError  `json:"failures,omitempty"`
 }
 
 // lastRunStatus is a journal.Run under the names status prints.
