@@ -84,7 +84,7 @@ func TestInitSample(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("sample config: %v, mode %v; want 0600", err, st.Mode())
 	}
-	if code, _, stderr := runCLI(t, "init", "-o", path); code != exitUsage || !strings.Contains(stderr, "never overwrites") {
+	if code, _, stderr := runCLI(t, "init", "-o", path); code != exitUsage || !strings.Contains(stderr, "never overwritten") {
 		t.Errorf("init over an existing file: exit %d, %q", code, stderr)
 	}
 	if code, stdout, _ := runCLI(t, "init"); code != 0 || stdout != sampleConfig {

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -42,21 +39,8 @@ func runInit(o initOptions, stdout, stderr io.Writer) error {
 		_, err := io.WriteString(stdout, sampleConfig)
 		return err
 	}
-	f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return configErrorf("-o %s: the file exists; init never overwrites a configuration", o.output)
-	}
-	if err != nil {
-		return configErrorf("create config file: %w", err)
-	}
-	if _, err := io.WriteString(f, sampleConfig); err != nil {
-		f.Close()
-		os.Remove(o.output)
-		return fmt.Errorf("write config file %s: %w", o.output, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(o.output)
-		return fmt.Errorf("write config file %s: %w", o.output, err)
+	if err := writeNewFile(o.output, []byte(sampleConfig), "configuration"); err != nil {
+		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s: edit the endpoints, buckets and recipients, then run voyageur sync -c %s --dry-run\n", o.output, o.output)
 	return nil

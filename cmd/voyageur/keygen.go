@@ -41,6 +41,28 @@ The identity works with the standard age tools too:
 	return cmd
 }
 
+// writeNewFile creates path (0600) holding data, what it is named in
+// errors. It never replaces a file, and leaves none behind when it fails.
+func writeNewFile(path string, data []byte, what string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return configErrorf("-o %s: the file exists; an existing %s is never overwritten", path, what)
+	}
+	if err != nil {
+		return configErrorf("create %s file: %w", what, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write %s file %s: %w", what, path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s file %s: %w", what, path, err)
+	}
+	return nil
+}
+
 func runKeygen(o keygenOptions, stdout, stderr io.Writer) error {
 	identity, recipient, err := crypto.GenerateIdentity(o.pq)
 	if err != nil {
@@ -50,23 +72,8 @@ func runKeygen(o keygenOptions, stdout, stderr io.Writer) error {
 		if _, err := stdout.Write(identity); err != nil {
 			return fmt.Errorf("write identity: %w", err)
 		}
-	} else {
-		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			return configErrorf("-o %s: the file exists; keygen never overwrites an identity", o.output)
-		}
-		if err != nil {
-			return fmt.Errorf("create identity file: %w", err)
-		}
-		if _, err := f.Write(identity); err != nil {
-			f.Close()
-			os.Remove(o.output)
-			return fmt.Errorf("write identity file %s: %w", o.output, err)
-		}
-		if err := f.Close(); err != nil {
-			os.Remove(o.output)
-			return fmt.Errorf("write identity file %s: %w", o.output, err)
-		}
+	} else if err := writeNewFile(o.output, identity, "identity"); err != nil {
+		return err
 	}
 	fmt.Fprintf(stderr, "Public key: %s\n", recipient)
 	return nil
