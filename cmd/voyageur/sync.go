@@ -86,6 +86,7 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	limitMemory(specs, false)
 	j, err := openJournal(cfg)
 	if err != nil {
 		return err

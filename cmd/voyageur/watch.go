@@ -59,6 +59,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		}
 		names[i] = jc.Name
 	}
+	limitMemory(specs, true)
 	j, err := openJournal(cfg)
 	if err != nil {
 		return err
