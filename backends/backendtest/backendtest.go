@@ -891,8 +891,8 @@ func (r *Recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-// writes returns the PUT requests recorded for key.
-func (r *Recorder) writes(key string) []*http.Request {
+// Writes returns the PUT requests recorded for key.
+func (r *Recorder) Writes(key string) []*http.Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*http.Request
@@ -919,7 +919,7 @@ func testLockedMD5(t *testing.T, b backends.Bucket, rec *Recorder) {
 	}
 	check := func(key string, locked bool) {
 		t.Helper()
-		reqs := rec.writes(key)
+		reqs := rec.Writes(key)
 		if len(reqs) == 0 {
 			t.Fatalf("%s: no PUT recorded", key)
 		}

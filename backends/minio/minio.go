@@ -226,9 +226,12 @@ func objectInfo(key string, o minio.ObjectInfo, size int64) backends.ObjectInfo 
 // Put implements backends.Bucket with a single PUT of size bytes read from
 // r's current position (minio.Core never splits it into a multipart upload).
 // minio-go adds no checksum of its own here: no
-// Content-MD5 and no CRC trailer (TrailingHeaders is off); over plain http
-// the body is signed chunk by chunk, over https it is sent unsigned. A
-// write with a lock mode carries the Content-MD5 that object lock requires.
+// Content-MD5 and no CRC trailer (TrailingHeaders is off). The body is sent
+// unsigned (UNSIGNED-PAYLOAD) over plain http as over https: hashing every
+// byte to sign it cost a third of a copy's CPU, it protects only an
+// unencrypted link (voyageur warns about plain http beyond loopback), and
+// encrypted replicas carry their own authentication. A write with a lock
+// mode carries the Content-MD5 that object lock requires.
 func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, opts backends.PutOptions) (backends.ObjectInfo, error) {
 	body, err := fromHere(r)
 	if err != nil {
@@ -257,7 +260,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 // "cache-control") as those headers. A lock mode becomes the object-lock
 // headers.
 func putOptions(opts backends.PutOptions) minio.PutObjectOptions {
-	po := minio.PutObjectOptions{ContentType: opts.ContentType}
+	po := minio.PutObjectOptions{ContentType: opts.ContentType, DisableContentSha256: true} // see Put
 	if opts.LockMode != "" {
 		po.Mode, po.RetainUntilDate = minio.RetentionMode(opts.LockMode), opts.LockUntil
 	}
@@ -288,7 +291,7 @@ func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number in
 	if err != nil {
 		return "", fmt.Errorf("upload part %d of %s: %w", number, key, err)
 	}
-	var po minio.PutObjectPartOptions
+	po := minio.PutObjectPartOptions{DisableContentSha256: true} // unsigned, as in Put
 	if opts.Locked {
 		if po.Md5Base64, err = backends.ContentMD5(body, size); err != nil {
 			return "", fmt.Errorf("upload part %d of %s: %w", number, key, err)

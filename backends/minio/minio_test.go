@@ -47,6 +47,38 @@ func TestMinIO(t *testing.T) {
 		backendtest.Run(t, newBucket, backendtest.Caps{Versions: true, Locked: locked, Recorded: recorded})
 	})
 	t.Run("Uploads", func(t *testing.T) { testUploads(t, newBucket(t)) })
+	t.Run("UnsignedPayload", func(t *testing.T) {
+		rec := &backendtest.Recorder{}
+		testUnsignedPayload(t, open(t, srv.CreateBucket(t, false), rec), rec)
+	})
+}
+
+// testUnsignedPayload: over plain http too, bodies go out unsigned rather
+// than hashed to be signed (see Put).
+func testUnsignedPayload(t *testing.T, b backends.Bucket, rec *backendtest.Recorder) {
+	ctx := t.Context()
+	data := []byte("unsigned")
+	if _, err := b.Put(ctx, "u/put", bytes.NewReader(data), int64(len(data)), backends.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := b.CreateMultipart(ctx, "u/part", backends.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.UploadPart(ctx, "u/part", id, 1, bytes.NewReader(data), int64(len(data)), backends.PartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"u/put", "u/part"} {
+		reqs := rec.Writes(key)
+		if len(reqs) == 0 {
+			t.Fatalf("%s: no PUT recorded", key)
+		}
+		for _, req := range reqs {
+			if got := req.Header.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
+				t.Errorf("%s: X-Amz-Content-Sha256 %q, want UNSIGNED-PAYLOAD", key, got)
+			}
+		}
+	}
 }
 
 // testUploads proves that Put and UploadPart work, with payloads that start
