@@ -21,7 +21,10 @@ func newBufferPool(size int64) *bufferPool {
 }
 
 func (p *bufferPool) get(n int64) []byte {
-	if n <= p.size {
+	// Only buffers near the part size come from the pool: when it is empty
+	// it allocates a whole part, which a small object would pay for by
+	// clearing megabytes to use kilobytes.
+	if n > p.size/2 && n <= p.size {
 		if b, ok := p.pool.Get().(*[]byte); ok {
 			return (*b)[:n]
 		}
