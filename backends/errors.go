@@ -17,6 +17,9 @@ var (
 	ErrNotExist           = errors.New("object does not exist")
 	ErrPreconditionFailed = errors.New("precondition failed: the object changed")
 	ErrNoSuchUpload       = errors.New("multipart upload does not exist")
+	// ErrNoSuchBucket: the bucket itself is missing, so no call on it can
+	// succeed.
+	ErrNoSuchBucket = errors.New("bucket does not exist")
 	// ErrCertificate: the store's TLS certificate was refused. No retry
 	// changes that; ca_file (or $AWS_CA_BUNDLE) may.
 	ErrCertificate = errors.New("tls certificate not trusted")
@@ -153,7 +156,8 @@ func (e *transportError) Unwrap() error { return e.err }
 
 // StatusError names the operation and the key and classifies a store's
 // error answer: it wraps a *HTTPError, joined with ErrNotExist,
-// ErrPreconditionFailed or ErrNoSuchUpload where the answer means that.
+// ErrPreconditionFailed, ErrNoSuchUpload or ErrNoSuchBucket where the
+// answer means that.
 // Implementations call it for every non-2xx answer, so the mapping from
 // S3 error codes to the contract lives here once.
 func StatusError(op, key string, status int, code, message string) error {
@@ -162,6 +166,8 @@ func StatusError(op, key string, status int, code, message string) error {
 	switch {
 	case code == "NoSuchUpload":
 		return fmt.Errorf("%s: %w: %w", what, ErrNoSuchUpload, he)
+	case code == "NoSuchBucket":
+		return fmt.Errorf("%s: %w: %w", what, ErrNoSuchBucket, he)
 	case status == 412:
 		return fmt.Errorf("%s: %w: %w", what, ErrPreconditionFailed, he)
 	case status == 404 && (code == "NoSuchKey" || code == "NotFound" || code == "NoSuchVersion" || code == ""):

@@ -63,3 +63,28 @@ func TestTransportErrorCertificate(t *testing.T) {
 		t.Errorf("TransportError lost the chain: %v", err)
 	}
 }
+
+// TestStatusErrorSentinels: each S3 error code that has a meaning in the
+// contract is joined with its sentinel, and the answer stays reachable.
+func TestStatusErrorSentinels(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		code   string
+		want   error
+	}{
+		{404, "NoSuchKey", ErrNotExist},
+		{404, "", ErrNotExist},
+		{412, "PreconditionFailed", ErrPreconditionFailed},
+		{404, "NoSuchUpload", ErrNoSuchUpload},
+		{404, "NoSuchBucket", ErrNoSuchBucket},
+	} {
+		err := StatusError("get", "k", c.status, c.code, "m")
+		var he *HTTPError
+		if !errors.Is(err, c.want) || !errors.As(err, &he) || he.Code != c.code {
+			t.Errorf("%d %s: %v, want %v and the HTTPError", c.status, c.code, err, c.want)
+		}
+	}
+	if err := StatusError("get", "k", 403, "AccessDenied", "m"); errors.Is(err, ErrNoSuchBucket) || errors.Is(err, ErrNotExist) {
+		t.Errorf("AccessDenied mapped to a sentinel: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package replicator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"strings"
 	"testing"
@@ -24,7 +25,8 @@ func (r refusingUploads) ListMultipartUploads(context.Context, string) iter.Seq2
 // TestDestinationProbe: a destination that refuses the run's first request
 // (wrong credentials, an unreachable store) fails the run, dry runs
 // included, even when nothing changed at the source; one that does not
-// implement the call only loses the clean-up.
+// implement the call, or a key not allowed to make it, only loses the
+// clean-up.
 func TestDestinationProbe(t *testing.T) {
 	e := newEnv(t)
 	put(t, e.src, "in/a", []byte("a"), backends.PutOptions{})
@@ -43,10 +45,12 @@ func TestDestinationProbe(t *testing.T) {
 		}
 	}
 
-	e.job.Dest = refusingUploads{dst, &backends.HTTPError{Status: 501, Code: "NotImplemented"}}
-	put(t, e.src, "in/b", []byte("b"), backends.PutOptions{})
-	if s := e.sync(t, Options{}); s.Copied != 1 || s.Skipped != 1 {
-		t.Errorf("store without ListMultipartUploads: %+v, want the run to go on", s)
+	for i, refusal := range []*backends.HTTPError{{Status: 501, Code: "NotImplemented"}, {Status: 403, Code: "AccessDenied"}} {
+		e.job.Dest = refusingUploads{dst, refusal}
+		put(t, e.src, fmt.Sprintf("in/b%d", i), []byte("b"), backends.PutOptions{})
+		if s := e.sync(t, Options{}); s.Copied != 1 || s.Skipped != int64(i+1) {
+			t.Errorf("%s to ListMultipartUploads: %+v, want the run to go on", refusal.Code, s)
+		}
 	}
 }
 

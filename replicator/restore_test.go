@@ -164,11 +164,11 @@ func TestRestoreToMissingBucket(t *testing.T) {
 	e.sync(t, Options{})
 	gets := &countingGets{Bucket: e.job.Dest}
 	e.job.Dest = gets
-	missing := &backends.HTTPError{Status: 404, Code: "NoSuchBucket"}
+	missing := backends.StatusError("list multipart uploads", "", 404, "NoSuchBucket", "")
 	target := &BucketTarget{Bucket: refusingUploads{e.src, missing}, PartSize: ps}
 	for _, dry := range []bool{false, true} {
 		s, err := Restore(context.Background(), e.job, target, RestoreOptions{Catalog: CatalogOptions{Identities: []age.Identity{id}}, DryRun: dry})
-		if !errors.Is(err, missing) || !strings.Contains(err.Error(), e.src.Name()) || s.Error == "" || s.DryRun != dry || s.Copied+s.Failed != 0 {
+		if !errors.Is(err, backends.ErrNoSuchBucket) || !strings.Contains(err.Error(), "the bucket does not exist") || !strings.Contains(err.Error(), e.src.Name()) || s.Error == "" || s.DryRun != dry || s.Copied+s.Failed != 0 {
 			t.Errorf("dry run %v: %+v, %v; want one error naming the bucket", dry, s, err)
 		}
 	}

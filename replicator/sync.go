@@ -154,17 +154,7 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 }
 
 func (r *run) run(ctx context.Context) (complete bool, err error) {
-	if err := r.checkTarget(); err != nil {
-		return false, err
-	}
-	if err := r.checkRetention(ctx); err != nil {
-		return false, err
-	}
-	// The first request to the destination, dry runs included: a store
-	// that cannot be reached, refuses the credentials or lacks the bucket
-	// stops the run with one error, not one per object, and never passes
-	// as a run with nothing to do.
-	if err := r.abortStaleUploads(ctx); err != nil {
+	if err := r.prepare(ctx); err != nil {
 		return false, err
 	}
 	if !r.opts.DryRun {
@@ -173,6 +163,32 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 		}
 	}
 	return r.scan(ctx)
+}
+
+// prepare is the start of every sync and watch, dry runs included: the
+// journal state must be this job's, and the destination must answer. A
+// store that cannot be reached, refuses the credentials or lacks the bucket
+// stops the run at its first request with one error, not one per object,
+// and never passes as a run with nothing to do.
+func (r *run) prepare(ctx context.Context) error {
+	if err := r.checkTarget(); err != nil {
+		return err
+	}
+	if err := r.checkRetention(ctx); err != nil {
+		return err
+	}
+	return r.abortStaleUploads(ctx)
+}
+
+// probeTolerable reports whether a refusal of the listing of incomplete
+// uploads, the first request to a destination, still lets the work go on:
+// a store without the call (501), or a key allowed to write but not to
+// list uploads (AccessDenied). Only the clean-up of stale uploads is lost.
+// Anything else (an unreachable store, refused credentials, a missing
+// bucket, an untrusted certificate) would fail every object.
+func probeTolerable(err error) bool {
+	var he *backends.HTTPError
+	return errors.As(err, &he) && (he.Code == "AccessDenied" || he.Status == http.StatusNotImplemented)
 }
 
 // checkRetention fails a job with retention whose destination bucket has
@@ -184,22 +200,12 @@ func (r *run) checkRetention(ctx context.Context) error {
 	}
 	on, err := r.job.Dest.ObjectLockEnabled(ctx)
 	if err != nil {
-		if missingBucket(err) {
-			return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
-		}
-		return err
+		return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
 	}
 	if !on {
 		return fmt.Errorf("destination bucket %s has no object lock: retention needs a bucket created with object lock", r.job.Dest.Name())
 	}
 	return nil
-}
-
-// missingBucket reports whether err says the bucket does not exist: no
-// object of the run could succeed.
-func missingBucket(err error) bool {
-	var he *backends.HTTPError
-	return errors.As(err, &he) && he.Code == "NoSuchBucket"
 }
 
 // dispatch hands a queued change to the workers; it blocks while they are
@@ -268,11 +274,8 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 	}
 	for up, err := range r.job.Dest.ListMultipartUploads(ctx, r.job.DestPrefix) {
 		if err != nil {
-			var he *backends.HTTPError
-			if errors.As(err, &he) && he.Status == http.StatusNotImplemented {
-				// A store without the call keeps no stale uploads we
-				// could find; the run goes on.
-				r.log.Warn("the destination cannot list multipart uploads: stale uploads are not cleaned up", "err", err)
+			if probeTolerable(err) {
+				r.log.Warn("the destination does not list multipart uploads: stale uploads are not cleaned up", "err", err)
 				return nil
 			}
 			return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)

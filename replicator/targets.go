@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,17 +154,14 @@ func (b *BucketTarget) Name() string { return b.Bucket.Name() + "/" + b.Prefix }
 // Check implements Target with sync's first request to a destination, a
 // listing of multipart uploads: a missing bucket, refused credentials or an
 // unreachable store fail there once, instead of once per object after each
-// was read and decrypted. A refusal of this call alone (AccessDenied: a
-// key allowed to write need not be allowed to list uploads; or a store
-// without it) is left to the writes.
+// was read and decrypted. A refusal of this call alone (probeTolerable) is
+// left to the writes.
 func (b *BucketTarget) Check(ctx context.Context) error {
 	for _, err := range b.Bucket.ListMultipartUploads(ctx, b.Prefix) {
-		var he *backends.HTTPError
 		switch {
-		case err == nil:
-		case missingBucket(err):
+		case err == nil, probeTolerable(err):
+		case errors.Is(err, backends.ErrNoSuchBucket):
 			return fmt.Errorf("restore target %s: the bucket does not exist (restore does not create it): %w", b.Bucket.Name(), err)
-		case errors.As(err, &he) && (he.Code == "AccessDenied" || he.Status == http.StatusNotImplemented):
 		default:
 			return fmt.Errorf("restore target %s: %w", b.Bucket.Name(), err)
 		}

@@ -86,15 +86,7 @@ func Watch(ctx context.Context, j *journal.Journal, job Job, opts WatchOptions) 
 	}
 	r.kick = w.kick
 	w.r = r
-	if err := r.checkTarget(); err != nil {
-		return err
-	}
-	if err := r.checkRetention(ctx); err != nil {
-		return err
-	}
-	// As for sync: a destination that refuses its first request stops
-	// watch at start rather than failing every change.
-	if err := r.abortStaleUploads(ctx); err != nil {
+	if err := r.prepare(ctx); err != nil {
 		return err
 	}
 	w.reconcileSoon()
