@@ -559,6 +559,19 @@ func (jb *Job) Checkpoints() (map[string]Checkpoint, error) {
 	return out, nil
 }
 
+// UploadCount returns how many checkpoints (unfinished multipart uploads)
+// the job holds, without decoding them.
+func (jb *Job) UploadCount() (n int, err error) {
+	err = jb.view(func(t *jobTx) error {
+		n = t.uploads.Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, jb.errorf("count checkpoints", "", err)
+	}
+	return n, nil
+}
+
 // SetCursor stores a small named value, such as the scan generation. A nil
 // or empty value removes it.
 func (jb *Job) SetCursor(name string, value []byte) error {

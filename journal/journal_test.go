@@ -323,6 +323,9 @@ func TestCheckpoints(t *testing.T) {
 	if err != nil || len(all) != 4 || all["put"].UploadID != "u-put" || !reflect.DeepEqual(all["big"], want) {
 		t.Fatalf("Checkpoints = %+v, %v", all, err)
 	}
+	if n, err := jb.UploadCount(); n != 4 || err != nil {
+		t.Errorf("UploadCount = %d, %v; want 4", n, err)
+	}
 	ch := enqueue(t, jb, put("put"), Change{Key: "del", Op: OpDelete})
 	if err := jb.Complete(ch[0], record("put")); err != nil {
 		t.Fatal(err)
@@ -339,6 +342,9 @@ func TestCheckpoints(t *testing.T) {
 	all, err = jb.Checkpoints()
 	if err != nil || len(all) != 1 || all["big"].UploadID != "up-1" {
 		t.Errorf("Checkpoints after completions = %+v, %v; want only big", all, err)
+	}
+	if n, err := jb.UploadCount(); n != 1 || err != nil {
+		t.Errorf("UploadCount after completions = %d, %v; want 1", n, err)
 	}
 }
 

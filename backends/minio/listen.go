@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7/pkg/notification"
+
+	"github.com/voyageur-ca/voyageur/backends"
 )
 
 // ListenEvent is one object change reported by MinIO's bucket notification
@@ -173,7 +175,7 @@ func listenEvent(rec notification.Event) ListenEvent {
 		Key:       obj.Key,
 		Removed:   strings.HasPrefix(rec.EventName, "s3:ObjectRemoved:"),
 		Size:      obj.Size,
-		ETag:      trimETag(obj.ETag),
+		ETag:      backends.TrimETag(obj.ETag),
 		VersionID: versionOf(obj.VersionID),
 		Sequencer: obj.Sequencer,
 		Time:      t,

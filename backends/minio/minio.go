@@ -12,9 +12,7 @@ import (
 	"io"
 	"iter"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -82,9 +80,9 @@ func New(cfg Config) (*Bucket, error) {
 	if cfg.AccessKey == "" || cfg.SecretKey == "" {
 		return nil, errors.New("minio: access key and secret key are required")
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return nil, fmt.Errorf("minio: endpoint url %q: want http(s)://host[:port]", redactURL(cfg.URL))
+	u, err := backends.ParseEndpoint(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("minio: endpoint url %q: want http(s)://host[:port]", backends.RedactURL(cfg.URL))
 	}
 	tr := cfg.Transport
 	if tr == nil {
@@ -148,7 +146,7 @@ func (b *Bucket) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[
 			info := backends.ObjectInfo{
 				Key:          o.Key,
 				Size:         o.Size,
-				ETag:         trimETag(o.ETag),
+				ETag:         backends.TrimETag(o.ETag),
 				LastModified: o.LastModified,
 			}
 			if opts.Versions {
@@ -179,7 +177,7 @@ func (b *Bucket) Stat(ctx context.Context, key, versionID string) (backends.Obje
 func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) (io.ReadCloser, backends.ObjectInfo, error) {
 	gopts := minio.GetObjectOptions{VersionID: opts.VersionID}
 	if opts.IfMatch != "" {
-		if err := gopts.SetMatchETag(trimETag(opts.IfMatch)); err != nil {
+		if err := gopts.SetMatchETag(backends.TrimETag(opts.IfMatch)); err != nil {
 			return nil, backends.ObjectInfo{}, fmt.Errorf("get %s: %w", key, err)
 		}
 	}
@@ -195,7 +193,7 @@ func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) 
 	}
 	size := o.Size
 	if cr := h.Get("Content-Range"); cr != "" {
-		if size, err = totalSize(cr); err != nil {
+		if size, err = backends.TotalSize(cr); err != nil {
 			body.Close()
 			return nil, backends.ObjectInfo{}, fmt.Errorf("get %s: %w", key, err)
 		}
@@ -215,7 +213,7 @@ func objectInfo(key string, o minio.ObjectInfo, size int64) backends.ObjectInfo 
 	return backends.ObjectInfo{
 		Key:          key,
 		Size:         size,
-		ETag:         trimETag(o.ETag),
+		ETag:         backends.TrimETag(o.ETag),
 		VersionID:    versionOf(o.VersionID),
 		LastModified: o.LastModified,
 		ContentType:  o.ContentType,
@@ -250,7 +248,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	return backends.ObjectInfo{
 		Key:       key,
 		Size:      size,
-		ETag:      trimETag(info.ETag),
+		ETag:      backends.TrimETag(info.ETag),
 		VersionID: versionOf(info.VersionID),
 	}, nil
 }
@@ -301,7 +299,7 @@ func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number in
 	if err != nil {
 		return "", mapError(fmt.Sprintf("upload part %d of", number), key, err)
 	}
-	return trimETag(p.ETag), nil
+	return backends.TrimETag(p.ETag), nil
 }
 
 // ListParts implements backends.Bucket, paging by part number marker.
@@ -314,7 +312,7 @@ func (b *Bucket) ListParts(ctx context.Context, key, uploadID string) ([]backend
 			return nil, mapError("list parts of", key, err)
 		}
 		for _, p := range res.ObjectParts {
-			parts = append(parts, backends.Part{Number: int32(p.PartNumber), ETag: trimETag(p.ETag), Size: p.Size})
+			parts = append(parts, backends.Part{Number: int32(p.PartNumber), ETag: backends.TrimETag(p.ETag), Size: p.Size})
 		}
 		if !res.IsTruncated {
 			break
@@ -333,13 +331,13 @@ func (b *Bucket) ListParts(ctx context.Context, key, uploadID string) ([]backend
 func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, parts []backends.Part) (backends.ObjectInfo, error) {
 	cps := make([]minio.CompletePart, len(parts))
 	for i, p := range parts {
-		cps[i] = minio.CompletePart{PartNumber: int(p.Number), ETag: trimETag(p.ETag)}
+		cps[i] = minio.CompletePart{PartNumber: int(p.Number), ETag: backends.TrimETag(p.ETag)}
 	}
 	info, err := b.core.CompleteMultipartUpload(ctx, b.bucket, key, uploadID, cps, minio.PutObjectOptions{})
 	if err != nil {
 		return backends.ObjectInfo{}, mapError("complete multipart", key, err)
 	}
-	return backends.ObjectInfo{Key: key, ETag: trimETag(info.ETag), VersionID: versionOf(info.VersionID)}, nil
+	return backends.ObjectInfo{Key: key, ETag: backends.TrimETag(info.ETag), VersionID: versionOf(info.VersionID)}, nil
 }
 
 // AbortMultipart implements backends.Bucket. MinIO answers success to
@@ -367,14 +365,11 @@ func (b *Bucket) ListMultipartUploads(ctx context.Context, prefix string) iter.S
 				yield(backends.Upload{}, mapError("list multipart uploads", prefix, err))
 				return
 			}
-			var page []backends.Upload
+			page := make([]backends.Upload, 0, len(res.Uploads))
 			for _, u := range res.Uploads {
-				if strings.HasPrefix(u.Key, prefix) {
-					page = append(page, backends.Upload{Key: u.Key, UploadID: u.UploadID, Initiated: u.Initiated})
-				}
+				page = append(page, backends.Upload{Key: u.Key, UploadID: u.UploadID, Initiated: u.Initiated})
 			}
-			slices.SortStableFunc(page, byKey)
-			for _, up := range page {
+			for _, up := range backends.UploadsUnder(prefix, page) {
 				if !yield(up, nil) {
 					return
 				}
@@ -389,14 +384,6 @@ func (b *Bucket) ListMultipartUploads(ctx context.Context, prefix string) iter.S
 			keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 		}
 	}
-}
-
-// byKey orders uploads by key, then by initiation.
-func byKey(a, b backends.Upload) int {
-	if c := strings.Compare(a.Key, b.Key); c != 0 {
-		return c
-	}
-	return a.Initiated.Compare(b.Initiated)
 }
 
 // Delete implements backends.Bucket; a missing key or version is not an
@@ -478,36 +465,10 @@ func (b *rebased) Seek(offset int64, whence int) (int64, error) {
 	return n - b.base, err
 }
 
-// totalSize returns the complete length from a Content-Range such as
-// "bytes 0-9/100".
-func totalSize(contentRange string) (int64, error) {
-	_, total, ok := strings.Cut(contentRange, "/")
-	if !ok || total == "*" {
-		return 0, fmt.Errorf("content-range %q has no total size", contentRange)
-	}
-	n, err := strconv.ParseInt(total, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("content-range %q: %w", contentRange, err)
-	}
-	return n, nil
-}
-
 // versionOf maps S3's "null" version (unversioned or suspended bucket) to "".
 func versionOf(v string) string {
 	if v == "null" {
 		return ""
 	}
 	return v
-}
-
-func trimETag(etag string) string { return strings.Trim(etag, `"`) }
-
-// redactURL drops user information from an endpoint for error messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	u.User = nil
-	return u.String()
 }

@@ -271,17 +271,20 @@ func TestCAFile(t *testing.T) {
 // TestNew checks configuration errors and the credential-free name.
 func TestNew(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"no bucket":   {URL: "http://127.0.0.1:9000", AccessKey: "a", SecretKey: "s"},
-		"no url":      {Bucket: "b", AccessKey: "a", SecretKey: "s"},
-		"url path":    {Bucket: "b", URL: "https://h/other", AccessKey: "a", SecretKey: "s"},
-		"no keys":     {Bucket: "b", URL: "http://127.0.0.1:9000"},
-		"bad ca file": {Bucket: "b", URL: "https://h", AccessKey: "a", SecretKey: "s", CAFile: "/nonexistent/ca.pem"},
+		"no bucket":    {URL: "http://127.0.0.1:9000", AccessKey: "a", SecretKey: "s"},
+		"no url":       {Bucket: "b", AccessKey: "a", SecretKey: "s"},
+		"url path":     {Bucket: "b", URL: "https://h/other", AccessKey: "a", SecretKey: "s"},
+		"no keys":      {Bucket: "b", URL: "http://127.0.0.1:9000"},
+		"bad ca file":  {Bucket: "b", URL: "https://h", AccessKey: "a", SecretKey: "s", CAFile: "/nonexistent/ca.pem"},
+		"url userinfo": {Bucket: "b", URL: "https://user:topsecret@minio.example.ca:9000", AccessKey: "a", SecretKey: "s"},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
+		} else if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("%s: error shows the url's password: %v", name, err)
 		}
 	}
-	b, err := New(Config{Bucket: "b", URL: "https://user:pw@minio.example.ca:9000", AccessKey: "a", SecretKey: "s"})
+	b, err := New(Config{Bucket: "b", URL: "https://minio.example.ca:9000/", AccessKey: "a", SecretKey: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}

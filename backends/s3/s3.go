@@ -12,9 +12,7 @@ import (
 	"io"
 	"iter"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -79,11 +77,11 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	name := "s3://" + cfg.Bucket
 	var endpoint string
 	if cfg.URL != "" {
-		u, err := url.Parse(cfg.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return nil, fmt.Errorf("s3: endpoint url %q: want http(s)://host[:port]", redactURL(cfg.URL))
+		u, err := backends.ParseEndpoint(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("s3: endpoint url %q: want http(s)://host[:port]", backends.RedactURL(cfg.URL))
 		}
-		endpoint = u.Scheme + "://" + u.Host
+		endpoint = u.String()
 		name = endpoint + "/" + cfg.Bucket
 	}
 	region := cfg.Region
@@ -169,7 +167,7 @@ func (b *Bucket) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[
 				info := backends.ObjectInfo{
 					Key:          aws.ToString(o.Key),
 					Size:         aws.ToInt64(o.Size),
-					ETag:         trimETag(aws.ToString(o.ETag)),
+					ETag:         backends.TrimETag(aws.ToString(o.ETag)),
 					LastModified: aws.ToTime(o.LastModified),
 				}
 				if !yield(info, nil) {
@@ -230,7 +228,7 @@ func versionInfo(v types.ObjectVersion) backends.ObjectInfo {
 	return backends.ObjectInfo{
 		Key:          aws.ToString(v.Key),
 		Size:         aws.ToInt64(v.Size),
-		ETag:         trimETag(aws.ToString(v.ETag)),
+		ETag:         backends.TrimETag(aws.ToString(v.ETag)),
 		VersionID:    versionOf(v.VersionId),
 		LastModified: aws.ToTime(v.LastModified),
 		IsLatest:     aws.ToBool(v.IsLatest),
@@ -275,7 +273,7 @@ func (b *Bucket) Stat(ctx context.Context, key, versionID string) (backends.Obje
 	return backends.ObjectInfo{
 		Key:          key,
 		Size:         aws.ToInt64(out.ContentLength),
-		ETag:         trimETag(aws.ToString(out.ETag)),
+		ETag:         backends.TrimETag(aws.ToString(out.ETag)),
 		VersionID:    versionOf(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
 		ContentType:  aws.ToString(out.ContentType),
@@ -300,7 +298,7 @@ func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) 
 	}
 	size := aws.ToInt64(out.ContentLength)
 	if cr := aws.ToString(out.ContentRange); cr != "" {
-		total, err := totalSize(cr)
+		total, err := backends.TotalSize(cr)
 		if err != nil {
 			out.Body.Close()
 			return nil, backends.ObjectInfo{}, fmt.Errorf("get %s: %w", key, err)
@@ -310,7 +308,7 @@ func (b *Bucket) Get(ctx context.Context, key string, opts backends.GetOptions) 
 	return out.Body, backends.ObjectInfo{
 		Key:          key,
 		Size:         size,
-		ETag:         trimETag(aws.ToString(out.ETag)),
+		ETag:         backends.TrimETag(aws.ToString(out.ETag)),
 		VersionID:    versionOf(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified),
 		ContentType:  aws.ToString(out.ContentType),
@@ -349,7 +347,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.ReadSeeker, size int6
 	return backends.ObjectInfo{
 		Key:       key,
 		Size:      size,
-		ETag:      trimETag(aws.ToString(out.ETag)),
+		ETag:      backends.TrimETag(aws.ToString(out.ETag)),
 		VersionID: versionOf(out.VersionId),
 	}, nil
 }
@@ -396,7 +394,7 @@ func (b *Bucket) UploadPart(ctx context.Context, key, uploadID string, number in
 	if err != nil {
 		return "", mapError(fmt.Sprintf("upload part %d of", number), key, err)
 	}
-	return trimETag(aws.ToString(out.ETag)), nil
+	return backends.TrimETag(aws.ToString(out.ETag)), nil
 }
 
 // ListParts implements backends.Bucket, paging through ListParts.
@@ -411,7 +409,7 @@ func (b *Bucket) ListParts(ctx context.Context, key, uploadID string) ([]backend
 		for _, p := range out.Parts {
 			parts = append(parts, backends.Part{
 				Number: aws.ToInt32(p.PartNumber),
-				ETag:   trimETag(aws.ToString(p.ETag)),
+				ETag:   backends.TrimETag(aws.ToString(p.ETag)),
 				Size:   aws.ToInt64(p.Size),
 			})
 		}
@@ -446,7 +444,7 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 	}
 	return backends.ObjectInfo{
 		Key:       key,
-		ETag:      trimETag(aws.ToString(out.ETag)),
+		ETag:      backends.TrimETag(aws.ToString(out.ETag)),
 		VersionID: versionOf(out.VersionId),
 	}, nil
 }
@@ -482,18 +480,15 @@ func (b *Bucket) ListMultipartUploads(ctx context.Context, prefix string) iter.S
 				yield(backends.Upload{}, mapError("list multipart uploads", prefix, err))
 				return
 			}
-			var page []backends.Upload
+			page := make([]backends.Upload, 0, len(out.Uploads))
 			for _, u := range out.Uploads {
-				if key := aws.ToString(u.Key); strings.HasPrefix(key, prefix) {
-					page = append(page, backends.Upload{
-						Key:       key,
-						UploadID:  aws.ToString(u.UploadId),
-						Initiated: aws.ToTime(u.Initiated),
-					})
-				}
+				page = append(page, backends.Upload{
+					Key:       aws.ToString(u.Key),
+					UploadID:  aws.ToString(u.UploadId),
+					Initiated: aws.ToTime(u.Initiated),
+				})
 			}
-			slices.SortStableFunc(page, byKey)
-			for _, up := range page {
+			for _, up := range backends.UploadsUnder(prefix, page) {
 				if !yield(up, nil) {
 					return
 				}
@@ -509,14 +504,6 @@ func (b *Bucket) ListMultipartUploads(ctx context.Context, prefix string) iter.S
 			in.UploadIdMarker = out.NextUploadIdMarker
 		}
 	}
-}
-
-// byKey orders uploads by key, then by initiation.
-func byKey(a, b backends.Upload) int {
-	if c := strings.Compare(a.Key, b.Key); c != 0 {
-		return c
-	}
-	return a.Initiated.Compare(b.Initiated)
 }
 
 // Delete implements backends.Bucket; a missing key or version is not an
@@ -603,20 +590,6 @@ func byteRange(offset, length int64) string {
 	return ""
 }
 
-// totalSize returns the complete length from a Content-Range such as
-// "bytes 0-9/100".
-func totalSize(contentRange string) (int64, error) {
-	_, total, ok := strings.Cut(contentRange, "/")
-	if !ok || total == "*" {
-		return 0, fmt.Errorf("content-range %q has no total size", contentRange)
-	}
-	n, err := strconv.ParseInt(total, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("content-range %q: %w", contentRange, err)
-	}
-	return n, nil
-}
-
 // versionOf maps S3's "null" version (unversioned or suspended bucket) to "".
 func versionOf(v *string) string {
 	if s := aws.ToString(v); s != "null" {
@@ -624,8 +597,6 @@ func versionOf(v *string) string {
 	}
 	return ""
 }
-
-func trimETag(etag string) string { return strings.Trim(etag, `"`) }
 
 func quoteETag(etag string) string {
 	if strings.HasPrefix(etag, `"`) || strings.HasPrefix(etag, "W/") {
@@ -640,14 +611,4 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-// redactURL drops user information from an endpoint for error messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	u.User = nil
-	return u.String()
 }

@@ -230,17 +230,20 @@ func TestCAFile(t *testing.T) {
 func TestNew(t *testing.T) {
 	ctx := context.Background()
 	for name, cfg := range map[string]Config{
-		"no bucket":   {URL: "http://127.0.0.1:9000"},
-		"bad url":     {Bucket: "b", URL: "127.0.0.1:9000"},
-		"url path":    {Bucket: "b", URL: "https://s3.example.ca/other"},
-		"half keys":   {Bucket: "b", AccessKey: "AKID"},
-		"bad ca file": {Bucket: "b", CAFile: "/nonexistent/ca.pem"},
+		"no bucket":    {URL: "http://127.0.0.1:9000"},
+		"bad url":      {Bucket: "b", URL: "127.0.0.1:9000"},
+		"url path":     {Bucket: "b", URL: "https://s3.example.ca/other"},
+		"half keys":    {Bucket: "b", AccessKey: "AKID"},
+		"bad ca file":  {Bucket: "b", CAFile: "/nonexistent/ca.pem"},
+		"url userinfo": {Bucket: "b", URL: "https://user:topsecret@s3.example.ca"},
 	} {
 		if _, err := New(ctx, cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
+		} else if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("%s: error shows the url's password: %v", name, err)
 		}
 	}
-	b, err := New(ctx, Config{Bucket: "b", URL: "https://user:pw@s3.example.ca", AccessKey: "a", SecretKey: "s"})
+	b, err := New(ctx, Config{Bucket: "b", URL: "https://s3.example.ca/", AccessKey: "a", SecretKey: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}

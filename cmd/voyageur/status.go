@@ -138,11 +138,9 @@ func collectStatus(jb *journal.Job, jc JobConfig) (jobStatus, error) {
 	if st.Queued, err = jb.QueueLen(); err != nil {
 		return st, err
 	}
-	cps, err := jb.Checkpoints()
-	if err != nil {
+	if st.Uploads, err = jb.UploadCount(); err != nil {
 		return st, err
 	}
-	st.Uploads = len(cps)
 	runs, err := jb.Runs(100)
 	if err != nil {
 		return st, err
