@@ -66,7 +66,7 @@ func (l *Listen) Run(ctx context.Context, intake Intake, gap func()) error {
 			failures = 0
 		}
 		failures++
-		d := backoffDelay(base, failures)
+		d := backoffDelay(base, base*listenBackoffCap, failures)
 		log.Warn("listen: stream failed; reconnecting", "source", l.Bucket.Name(), "err", err, "retry_in", d)
 		t := time.NewTimer(d)
 		select {
@@ -78,11 +78,16 @@ func (l *Listen) Run(ctx context.Context, intake Intake, gap func()) error {
 	}
 }
 
-// backoffDelay is the wait before reconnect attempt n (from 1): base
-// doubled n-1 times, capped, less up to half of it at random.
-func backoffDelay(base time.Duration, n int) time.Duration {
-	d := base << min(n-1, 5)
-	d = min(d, base*listenBackoffCap)
+// backoffDelay is the jittered exponential wait before retry n (from 1)
+// after n consecutive failures: base doubled n-1 times but at most maxDelay,
+// less up to half of it at random, so within [d/2, d] for that d. Listen and
+// SQS use it. base must be positive.
+func backoffDelay(base, maxDelay time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
 	return d - rand.N(d/2+1)
 }
 

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -73,8 +71,8 @@ const (
 	sqsMaxMessages  = 10 // the most one ReceiveMessage returns
 	sqsDefaultWait  = 20 // seconds, the longest long poll
 	sqsDeleteTime   = 10 * time.Second
-	sqsBackoffFirst = time.Second
-	sqsBackoffMax   = time.Minute
+	sqsBackoffFirst = time.Second // the wait after one failure, doubling
+	sqsBackoffMax   = time.Minute // with every consecutive one up to this
 )
 
 // Name returns "sqs".
@@ -119,7 +117,7 @@ func (s *SQS) Run(ctx context.Context, intake Intake, gap func()) error {
 			continue
 		}
 		failures++
-		d := sqsBackoff(failures)
+		d := backoffDelay(sqsBackoffFirst, sqsBackoffMax, failures)
 		log.Warn("sqs source failed, retrying", "in", d, "failures", failures, "err", err)
 		select {
 		case <-ctx.Done():
@@ -185,20 +183,10 @@ func (s *SQS) delete(ctx context.Context, client SQSAPI, entries []types.DeleteM
 	}
 }
 
-// sqsBackoff returns the wait after the given number of consecutive failures:
-// doubling from a second up to a minute, with jitter.
-func sqsBackoff(failures int) time.Duration {
-	d := sqsBackoffMax
-	if failures < 7 {
-		d = min(sqsBackoffFirst<<(failures-1), sqsBackoffMax)
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
 // setup checks the configuration and returns the client and long-poll wait.
 func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
-	u, err := url.Parse(s.QueueURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+	u, err := backends.ParseURL(s.QueueURL)
+	if err != nil {
 		return nil, 0, errors.New("sqs: queue url: want http(s)://host/ACCOUNT/NAME")
 	}
 	wait := s.WaitSeconds
@@ -216,11 +204,11 @@ func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
 	}
 	var endpoint string
 	if s.Endpoint != "" {
-		e, err := url.Parse(s.Endpoint)
-		if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" || e.User != nil || (e.Path != "" && e.Path != "/") {
+		e, err := backends.ParseEndpoint(s.Endpoint)
+		if err != nil {
 			return nil, 0, errors.New("sqs: endpoint url: want http(s)://host[:port]")
 		}
-		endpoint = e.Scheme + "://" + e.Host
+		endpoint = e.String()
 	}
 
 	tr, err := backends.NewTransport("", backends.Timeouts{})
