@@ -166,9 +166,11 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 		return fmt.Errorf("complete %s: %d parts cover %d bytes, the source has %d bytes in %d parts", cp.DestKey, len(parts), plain, info.Size, nparts)
 	}
 	obj, err := r.job.Dest.CompleteMultipart(ctx, cp.DestKey, cp.UploadID, parts)
-	if errors.Is(err, backends.ErrNoSuchUpload) && r.completedEarlier(ctx, info, cp) {
-		// An earlier try completed it and its answer was lost.
-		obj, err = r.job.Dest.Stat(ctx, cp.DestKey, "")
+	if errors.Is(err, backends.ErrNoSuchUpload) {
+		// An earlier try may have completed it, its answer lost.
+		if done, ok := r.completedEarlier(ctx, info, cp); ok {
+			obj, err = done, nil
+		}
 	}
 	if err != nil {
 		return err
@@ -217,13 +219,9 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 	}
 	listed, err := r.job.Dest.ListParts(ctx, destKey, cp.UploadID)
 	if errors.Is(err, backends.ErrNoSuchUpload) {
-		if r.completedEarlier(ctx, info, cp) {
+		if obj, ok := r.completedEarlier(ctx, info, cp); ok {
 			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
-			obj, err := r.job.Dest.Stat(ctx, destKey, "")
-			if err == nil {
-				err = r.renewRetention(ctx, cp, obj)
-			}
-			if err != nil {
+			if err := r.renewRetention(ctx, cp, obj); err != nil {
 				return cp, false, false, err
 			}
 			return cp, false, true, r.commit(c, info, destKey, obj, 0)
@@ -255,31 +253,31 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 	return cp, true, false, nil
 }
 
-// completedEarlier reports whether the destination holds exactly the object
-// the checkpoint's parts assemble to: its multipart ETag is the MD5 of the
-// part MD5s, a fingerprint no other content has.
-func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint) bool {
+// completedEarlier returns the destination object when it is exactly the
+// one the checkpoint's parts assemble to: its multipart ETag is the MD5 of
+// the part MD5s, a fingerprint no other content has.
+func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint) (backends.ObjectInfo, bool) {
 	for i, p := range cp.Parts {
 		if p.Number != int32(i+1) {
-			return false
+			return backends.ObjectInfo{}, false
 		}
 	}
 	if len(cp.Parts) == 0 || cp.Parts[len(cp.Parts)-1].End != info.Size {
-		return false
+		return backends.ObjectInfo{}, false
 	}
 	obj, err := r.job.Dest.Stat(ctx, cp.DestKey, "")
 	if err != nil || (cp.Writer == nil && obj.Size != info.Size) {
-		return false
+		return backends.ObjectInfo{}, false
 	}
 	h := md5.New()
 	for _, p := range cp.Parts {
 		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
 		if err != nil {
-			return false
+			return backends.ObjectInfo{}, false
 		}
 		h.Write(b)
 	}
-	return obj.ETag == fmt.Sprintf("%x-%d", h.Sum(nil), len(cp.Parts))
+	return obj, obj.ETag == fmt.Sprintf("%x-%d", h.Sum(nil), len(cp.Parts))
 }
 
 // discardUpload aborts a checkpointed upload and forgets the checkpoint.
