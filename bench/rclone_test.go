@@ -15,6 +15,8 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/voyageur-ca/voyageur/integration/minioserver"
+	"github.com/voyageur-ca/voyageur/integration/testproc"
+	"github.com/voyageur-ca/voyageur/replicator"
 )
 
 var quick = flag.Bool("quick", false, "BenchmarkVsRclone: a smoke run at an eighth of the sizes, not written to the doc")
@@ -73,7 +75,7 @@ func BenchmarkVsRclone(b *testing.B) {
 	rep.finished = time.Now()
 	rep.versions = []string{
 		moduleVersion(r.rclone),
-		moduleVersion(gopathBin(minioserver.MinioBinEnv, "minio")),
+		moduleVersion(minioserver.Binary(b)),
 		firstLine(debianAWS, "--version"),
 	}
 	md := rep.markdown()
@@ -112,13 +114,13 @@ func newRig(tb testing.TB) *rig {
 	r.data = filepath.Join(r.dir, "data")
 	r.rclone = findRclone(tb)
 	if _, err := os.Stat(debianAWS); err != nil {
-		missing(tb, "awscli not found at "+debianAWS+" (apt-get install awscli)")
+		testproc.Unavailable(tb, "awscli not found at "+debianAWS+" (apt-get install awscli)")
 	}
 	r.voyageur = buildVoyageur(tb, r.dir)
 	r.src, r.dst = minioserver.Start(tb), minioserver.Start(tb)
 	r.srcAWS = awsEnv(tb, mkdir(tb, r.dir, "aws-src"), r.src)
 	r.dstAWS = awsEnv(tb, mkdir(tb, r.dir, "aws-dst"), r.dst)
-	r.dstClient = client(tb, r.dst)
+	r.dstClient = r.dst.Client(tb)
 	r.srcBucket = r.src.CreateBucket(tb, false)
 
 	// voyageur's recipient and name secret; rclone crypt gets a password
@@ -215,7 +217,7 @@ func (r *rig) next() int {
 
 // voyageurSync runs `voyageur sync` of the workload into dst and checks
 // that it copied wantCopied objects.
-func (r *rig) voyageurSync(w workload, dst endpoint, journal string, wantCopied int64) (sample, syncSummary) {
+func (r *rig) voyageurSync(w workload, dst endpoint, journal string, wantCopied int64) (sample, replicator.Summary) {
 	r.tb.Helper()
 	enc := ""
 	if w.encrypted {

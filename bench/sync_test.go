@@ -5,13 +5,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"testing"
 
 	"filippo.io/age"
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	vminio "github.com/voyageur-ca/voyageur/backends/minio"
@@ -43,7 +41,7 @@ func BenchmarkSyncLargePlain(b *testing.B) { benchSync(b, 4, 128<<20, false) }
 func benchSync(b *testing.B, n, size int, encrypted bool) {
 	src, dst := minioserver.Start(b), minioserver.Start(b)
 	srcBucket := src.CreateBucket(b, false)
-	seed := client(b, src)
+	seed := src.Client(b)
 	r := rand.NewChaCha8([32]byte{3})
 	data := make([]byte, size)
 	for i := range n {
@@ -97,16 +95,3 @@ func benchSync(b *testing.B, n, size int, encrypted bool) {
 
 // wrap adds the retry layer, as the binary does.
 func wrap(b backends.Bucket) backends.Bucket { return retry.Wrap(b, retry.Policy{}) }
-
-func client(tb testing.TB, srv *minioserver.Server) *minio.Client {
-	tb.Helper()
-	c, err := minio.New(srv.Host, &minio.Options{
-		Creds:     credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),
-		Region:    "us-east-1",
-		Transport: &http.Transport{Proxy: nil},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/integration/minioserver"
+	"github.com/voyageur-ca/voyageur/integration/testproc"
+	"github.com/voyageur-ca/voyageur/replicator"
 )
 
 // RcloneBinEnv names the variable pointing at the rclone binary (make bench
@@ -142,37 +144,19 @@ func buildVoyageur(tb testing.TB, dir string) string {
 // GOPATH/bin/rclone. A missing one skips (fails under CI=true).
 func findRclone(tb testing.TB) string {
 	tb.Helper()
-	p := gopathBin(RcloneBinEnv, "rclone")
-	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-		missing(tb, "rclone not found ($"+RcloneBinEnv+", GOPATH/bin/rclone); make bench installs it")
+	p := os.Getenv(RcloneBinEnv)
+	if p == "" {
+		p = testproc.GopathBin("rclone")
+	}
+	if fi, err := os.Stat(p); p == "" || err != nil || !fi.Mode().IsRegular() {
+		testproc.Unavailable(tb, "rclone not found ($"+RcloneBinEnv+", GOPATH/bin/rclone); make bench installs it")
 	}
 	return p
 }
 
-// gopathBin is the binary the variable env names, or else GOPATH/bin/name,
-// where make installs the pinned builds.
-func gopathBin(env, name string) string {
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		return name
-	}
-	return filepath.Join(filepath.SplitList(strings.TrimSpace(string(out)))[0], "bin", name)
-}
-
-func missing(tb testing.TB, msg string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
-}
-
-// awsEnv is awscli's environment for one server: root credentials, a
-// config file of its own (path style, 16 concurrent requests, 16 MiB
-// parts: voyageur's defaults), nothing from the host's AWS settings.
+// awsEnv is awscli's environment for one server (see
+// minioserver.Server.AWSEnv) with a config file of its own in dir: path
+// style, 16 concurrent requests, 16 MiB parts (voyageur's defaults).
 func awsEnv(tb testing.TB, dir string, srv *minioserver.Server) []string {
 	tb.Helper()
 	config := filepath.Join(dir, "aws-config")
@@ -180,34 +164,14 @@ func awsEnv(tb testing.TB, dir string, srv *minioserver.Server) []string {
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	env := append(baseEnv(),
-		"AWS_ACCESS_KEY_ID="+srv.AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+srv.SecretKey,
-		"AWS_DEFAULT_REGION=us-east-1",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE="+config,
-		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "aws-credentials-none"),
-		"AWS_PAGER=",
-	)
-	if v, ok := os.LookupEnv("AWS_CA_BUNDLE"); ok {
-		env = append(env, "AWS_CA_BUNDLE="+v)
-	}
-	return env
+	return srv.AWSEnv(config)
 }
 
-// syncSummary is the part of `sync --json` the rig checks.
-type syncSummary struct {
-	Copied       int64  `json:"copied"`
-	Skipped      int64  `json:"skipped"`
-	Failed       int64  `json:"failed"`
-	BytesRead    int64  `json:"bytes_read"`
-	BytesWritten int64  `json:"bytes_written"`
-	Error        string `json:"error"`
-}
-
-func parseSummary(tb testing.TB, out []byte) syncSummary {
+// parseSummary decodes the output of a one-job `sync --json` and fails on
+// failed objects or a job error.
+func parseSummary(tb testing.TB, out []byte) replicator.Summary {
 	tb.Helper()
-	var s syncSummary
+	var s replicator.Summary
 	if err := json.Unmarshal(out, &s); err != nil {
 		tb.Fatalf("sync --json printed %q: %v", out, err)
 	}

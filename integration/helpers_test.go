@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/voyageur-ca/voyageur/integration/minioserver"
+	"github.com/voyageur-ca/voyageur/replicator"
 )
 
 // voyageurBin is the binary under test, built once by TestMain.
@@ -152,19 +152,6 @@ type result struct {
 	elapsed        time.Duration
 }
 
-// summary is the --json output of sync.
-type summary struct {
-	Job          string  `json:"job"`
-	Copied       int64   `json:"copied"`
-	Skipped      int64   `json:"skipped"`
-	Deleted      int64   `json:"deleted"`
-	Failed       int64   `json:"failed"`
-	BytesRead    int64   `json:"bytes_read"`
-	BytesWritten int64   `json:"bytes_written"`
-	Seconds      float64 `json:"seconds"`
-	Error        string  `json:"error"`
-}
-
 func runVoyageur(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -188,7 +175,7 @@ func runVoyageur(t testing.TB, args ...string) result {
 }
 
 // syncJSON runs sync --json and insists on the exit code.
-func syncJSON(t testing.TB, wantCode int, args ...string) summary {
+func syncJSON(t testing.TB, wantCode int, args ...string) replicator.Summary {
 	t.Helper()
 	res := runVoyageur(t, append([]string{"sync", "--json"}, args...)...)
 	if res.code != wantCode {
@@ -199,9 +186,10 @@ func syncJSON(t testing.TB, wantCode int, args ...string) summary {
 	return s
 }
 
-func syncSummary(t testing.TB, res result) summary {
+// syncSummary decodes the --json output of a one-job sync (or restore).
+func syncSummary(t testing.TB, res result) replicator.Summary {
 	t.Helper()
-	var s summary
+	var s replicator.Summary
 	if err := json.Unmarshal([]byte(res.stdout), &s); err != nil {
 		t.Fatalf("sync --json printed %q: %v\nstderr: %s", res.stdout, err, res.stderr)
 	}
@@ -238,26 +226,10 @@ func (s side) endpointYAML() string {
 	return fmt.Sprintf(`{type: minio, url: %q, access_key: %q, secret_key: %q%s}`, url, s.srv.AccessKey, secret, extra)
 }
 
-// clients caches one minio-go client per server, so checks reuse
-// connections.
-var clients sync.Map
-
+// client is the server's shared minio-go client.
 func (s side) client(t testing.TB) *minio.Client {
 	t.Helper()
-	if c, ok := clients.Load(s.srv.Host); ok {
-		return c.(*minio.Client)
-	}
-	c, err := minio.New(s.srv.Host, &minio.Options{
-		Creds:     credentials.NewStaticV4(s.srv.AccessKey, s.srv.SecretKey, ""),
-		Secure:    s.srv.CAFile != "",
-		Region:    "us-east-1",
-		Transport: s.srv.Transport(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clients.Store(s.srv.Host, c)
-	return c
+	return s.srv.Client(t)
 }
 
 type jobConfig struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/replicator"
 )
 
 // srcObject is one object of a source state: bytes, content type, metadata.
@@ -123,7 +124,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	srcSrv.AWS(t, "s3", "rb", "--force", "s3://"+src.bucket)
 	srcSrv.Stop()
 
-	restore := func(t *testing.T, want int, args ...string) summary {
+	restore := func(t *testing.T, want int, args ...string) replicator.Summary {
 		t.Helper()
 		res := runVoyageur(t, append([]string{"restore", "--json", "-c", cfg, "--job", "ledgers"}, args...)...)
 		if res.code != want {

@@ -73,6 +73,9 @@ type Server struct {
 	tmp     string // holds Dir, the log and the certs directory
 	logPath string
 	proc    *testproc.Process
+
+	clientMu sync.Mutex
+	client   *minio.Client // made by Client
 }
 
 // Start starts a MinIO server for the test and returns it once it answers
@@ -230,7 +233,7 @@ func (s *Server) CreateLockedBucket(tb testing.TB) string {
 func (s *Server) makeBucket(tb testing.TB, versioned, locked bool) string {
 	tb.Helper()
 	name := fmt.Sprintf("voyageur-%d-%s", bucketSeq.Add(1), randomHex(tb, 6))
-	client := s.client(tb)
+	client := s.Client(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := client.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1", ObjectLocking: locked}); err != nil {
@@ -244,8 +247,16 @@ func (s *Server) makeBucket(tb testing.TB, versioned, locked bool) string {
 	return name
 }
 
-func (s *Server) client(tb testing.TB) *minio.Client {
+// Client returns a minio-go client for the server with its root
+// credentials (region us-east-1, the Transport). It is made once per
+// server and shared, so that checks reuse connections.
+func (s *Server) Client(tb testing.TB) *minio.Client {
 	tb.Helper()
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	if s.client != nil {
+		return s.client
+	}
 	client, err := minio.New(s.Host, &minio.Options{
 		Creds:     credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
 		Secure:    s.CAFile != "",
@@ -255,6 +266,7 @@ func (s *Server) client(tb testing.TB) *minio.Client {
 	if err != nil {
 		tb.Fatalf("minioserver: client for %s: %v", s.URL, err)
 	}
+	s.client = client
 	return client
 }
 
@@ -318,7 +330,23 @@ func (s *Server) TryAWS(tb testing.TB, args ...string) ([]byte, error) {
 		global = append(global, "--ca-bundle", s.CAFile) // wins over $AWS_CA_BUNDLE
 	}
 	cmd := exec.CommandContext(ctx, aws, append(global, args...)...)
-	cmd.Env = append(filterEnv(os.Environ(), "AWS_"),
+	cmd.Env = s.AWSEnv(config)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("aws %s: %w\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// AWSEnv returns the environment of an aws CLI run against the server: the
+// host's without its AWS_ variables, the root credentials, region
+// us-east-1, the config file config, no shared credentials file, no pager,
+// and no proxy for loopback. A CA bundle set for the host (AWS_CA_BUNDLE)
+// stays in effect, as it would for users.
+func (s *Server) AWSEnv(config string) []string {
+	env := append(filterEnv(os.Environ(), "AWS_"),
 		"AWS_ACCESS_KEY_ID="+s.AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+s.SecretKey,
 		"AWS_DEFAULT_REGION=us-east-1",
@@ -329,17 +357,10 @@ func (s *Server) TryAWS(tb testing.TB, args ...string) ([]byte, error) {
 		"NO_PROXY=127.0.0.1,localhost",
 		"no_proxy=127.0.0.1,localhost",
 	)
-	// A CA bundle set for the host stays in effect, as it would for users.
 	if v, ok := os.LookupEnv("AWS_CA_BUNDLE"); ok {
-		cmd.Env = append(cmd.Env, "AWS_CA_BUNDLE="+v)
+		env = append(env, "AWS_CA_BUNDLE="+v)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("aws %s: %w\nstderr:\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.Bytes(), nil
+	return env
 }
 
 // Binary returns the minio server binary: $VOYAGEUR_MINIO_BIN (which must
@@ -353,10 +374,8 @@ func Binary(tb testing.TB) string {
 		}
 		testproc.Unavailable(tb, fmt.Sprintf("minio server binary not found at %s=%s; run make test which installs it", MinioBinEnv, p))
 	}
-	if gp := gopath(); gp != "" {
-		if p := filepath.Join(gp, "bin", "minio"); isExecutable(p) {
-			return p
-		}
+	if p := testproc.GopathBin("minio"); p != "" && isExecutable(p) {
+		return p
 	}
 	if p, err := exec.LookPath("minio"); err == nil {
 		return p
@@ -364,23 +383,6 @@ func Binary(tb testing.TB) string {
 	testproc.Unavailable(tb, "minio server binary not found (looked at $"+MinioBinEnv+", GOPATH/bin/minio, PATH); run make test which installs it")
 	return ""
 }
-
-var gopathOnce = sync.OnceValue(func() string {
-	if gp := os.Getenv("GOPATH"); gp != "" {
-		return filepath.SplitList(gp)[0]
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		if gp := strings.TrimSpace(string(out)); gp != "" {
-			return filepath.SplitList(gp)[0]
-		}
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, "go")
-	}
-	return ""
-})
-
-func gopath() string { return gopathOnce() }
 
 func isExecutable(p string) bool {
 	fi, err := os.Stat(p)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -144,3 +146,30 @@ func NeedTool(tb testing.TB, name string) string {
 	}
 	return p
 }
+
+// GopathBin returns GOPATH/bin/name (the first GOPATH entry; $GOPATH,
+// else `go env GOPATH`, else ~/go), where make installs the pinned builds
+// of the servers and tools, or "" when no GOPATH can be found. It does not
+// check that the file exists.
+func GopathBin(name string) string {
+	gp := gopath()
+	if gp == "" {
+		return ""
+	}
+	return filepath.Join(gp, "bin", name)
+}
+
+var gopath = sync.OnceValue(func() string {
+	if gp := os.Getenv("GOPATH"); gp != "" {
+		return filepath.SplitList(gp)[0]
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		if gp := strings.TrimSpace(string(out)); gp != "" {
+			return filepath.SplitList(gp)[0]
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, "go")
+	}
+	return ""
+})
