@@ -242,3 +242,33 @@ jobs:
 		t.Errorf("the object was copied to the new destination: %v", err)
 	}
 }
+
+// TestStatusWithoutSecrets: status reads the journal from a shell that does
+// not have the service's secrets; commands that contact a store still
+// refuse an unset variable, and status refuses one outside the secrets.
+func TestStatusWithoutSecrets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	writeTestFile(t, path, `journal: `+filepath.Join(dir, "j.db")+`
+endpoints:
+  a: {type: fs, path: `+dir+`}
+  b: {type: minio, url: "https://minio.example.ca", access_key: "${VOYAGEUR_TEST_UNSET_K}", secret_key: "${VOYAGEUR_TEST_UNSET_S}"}
+jobs:
+  - {name: ledgers, source: "a:src", destination: "b:dst", events: [{webhook: "127.0.0.1:0", token: "${VOYAGEUR_TEST_UNSET_T}"}]}
+`)
+	if code, stdout, stderr := runCLI(t, "status", "-c", path); code != 0 || !strings.Contains(stdout, "job ledgers") {
+		t.Errorf("status without the secrets: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, "sync", "-c", path, "--dry-run"); code != exitUsage || !strings.Contains(stderr, "VOYAGEUR_TEST_UNSET_K is not set") {
+		t.Errorf("sync without the secrets: exit %d, %q", code, stderr)
+	}
+	writeTestFile(t, path, `journal: ${VOYAGEUR_TEST_UNSET_J}
+endpoints:
+  a: {type: fs, path: `+dir+`}
+jobs:
+  - {name: ledgers, source: "a:src", destination: "a:dst"}
+`)
+	if code, _, stderr := runCLI(t, "status", "-c", path); code != exitUsage || !strings.Contains(stderr, "VOYAGEUR_TEST_UNSET_J is not set") {
+		t.Errorf("status with an unset journal path: exit %d, %q", code, stderr)
+	}
+}

@@ -293,11 +293,23 @@ func configErrorf(format string, args ...any) error {
 // what deserves a warning: inline secrets in a file others can read, plain
 // http to a host beyond loopback.
 func LoadConfig(path string, log *slog.Logger) (*Config, error) {
+	return loadConfig(path, log, false)
+}
+
+// LoadConfigWithoutSecrets is LoadConfig for commands that contact no store
+// (status): an unset ${VAR} in access_key, secret_key or token is left as
+// written instead of failing, so that an operator's shell without the
+// service's secrets can still read the journal.
+func LoadConfigWithoutSecrets(path string, log *slog.Logger) (*Config, error) {
+	return loadConfig(path, log, true)
+}
+
+func loadConfig(path string, log *slog.Logger, secretsOptional bool) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, configErrorf("read config: %w", err)
 	}
-	cfg, err := ParseConfig(raw)
+	cfg, err := parseConfig(raw, secretsOptional)
 	if err != nil {
 		return nil, configErrorf("config %s: %w", path, err)
 	}
@@ -355,7 +367,13 @@ func plainRemote(raw string) (string, bool) {
 // ParseConfig decodes YAML strictly: unknown fields, bad sizes, unset
 // ${VARS}, unknown endpoints and malformed locations are errors that name
 // the field and its line.
-func ParseConfig(raw []byte) (*Config, error) {
+func ParseConfig(raw []byte) (*Config, error) { return parseConfig(raw, false) }
+
+// secretFields are the fields whose unset ${VAR} LoadConfigWithoutSecrets
+// tolerates.
+var secretFields = map[string]bool{"access_key": true, "secret_key": true, "token": true}
+
+func parseConfig(raw []byte, secretsOptional bool) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(raw, &root); err != nil {
 		return nil, cleanYAMLError(err)
@@ -367,7 +385,7 @@ func ParseConfig(raw []byte) (*Config, error) {
 	if err := checkKnownFields(doc, reflect.TypeFor[Config](), ""); err != nil {
 		return nil, err
 	}
-	if err := expandEnv(doc); err != nil {
+	if err := expandEnv(doc, secretsOptional, ""); err != nil {
 		return nil, err
 	}
 	var cfg Config
@@ -469,13 +487,18 @@ func sortedKeys[V any](m map[string]V) []string {
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${VAR} in scalar values (never in keys). An unset
-// variable is an error; the error never shows values.
-func expandEnv(n *yaml.Node) error {
+// variable is an error, except in a secret field (field names the value's
+// key) when secretsOptional, where the reference stays as written; the
+// error never shows values.
+func expandEnv(n *yaml.Node, secretsOptional bool, field string) error {
 	if n.Kind == yaml.ScalarNode {
 		var missing string
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
 			name := ref[2 : len(ref)-1]
 			v, ok := os.LookupEnv(name)
+			if !ok && secretsOptional && secretFields[field] {
+				return ref
+			}
 			if !ok && missing == "" {
 				missing = name
 			}
@@ -487,10 +510,14 @@ func expandEnv(n *yaml.Node) error {
 		return nil
 	}
 	for i, c := range n.Content {
-		if n.Kind == yaml.MappingNode && i%2 == 0 {
-			continue
+		key := ""
+		if n.Kind == yaml.MappingNode {
+			if i%2 == 0 {
+				continue
+			}
+			key = n.Content[i-1].Value
 		}
-		if err := expandEnv(c); err != nil {
+		if err := expandEnv(c, secretsOptional, key); err != nil {
 			return err
 		}
 	}

@@ -76,7 +76,7 @@ type queuedError struct {
 }
 
 func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
-	cfg, err := LoadConfig(o.config, g.logger(stderr))
+	cfg, err := LoadConfigWithoutSecrets(o.config, g.logger(stderr))
 	if err != nil {
 		return err
 	}
