@@ -118,13 +118,8 @@ func TestLogFormat(t *testing.T) {
 	// A config error is logged before anything touches a server: the
 	// warning about inline secrets in a readable file, as one JSON object.
 	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	writeTestFile(t, path, `journal: `+filepath.Join(dir, "j.db")+`
-endpoints:
-  a: {type: fs, path: `+dir+`}
-  b: {type: minio, url: "http://127.0.0.1:1", access_key: k, secret_key: inline-secret}
-jobs:
-  - {name: j, source: "a:src", destination: "b:dst"}
+	path := fsConfig(t, dir, "", `  b: {type: minio, url: "http://127.0.0.1:1", access_key: k, secret_key: inline-secret}
+`, `  - {name: j, source: "a:src", destination: "b:dst"}
 `)
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
@@ -155,18 +150,30 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	writeTestFile(t, path, `journal: `+filepath.Join(dir, "j.db")+`
-endpoints:
-  a: {type: fs, path: `+dir+`}
-jobs:
-  - {name: ledgers, source: "a:src", destination: "a:dst"}
+	path := fsConfig(t, dir, "", "", `  - {name: ledgers, source: "a:src", destination: "a:dst"}
   - {name: statements, source: "a:src2", destination: "a:dst2"}
 `)
 	code, stdout, _ := runCLI(t, "__complete", "sync", "-c", path, "--job", "")
 	if code != 0 || !strings.Contains(stdout, "ledgers\n") || !strings.Contains(stdout, "statements\n") {
 		t.Errorf("--job completion: exit %d, %q", code, stdout)
 	}
+}
+
+// oneJob is the jobs list of most tests: one job between two directories.
+const oneJob = `  - {name: ledgers, source: "a:src", destination: "a:dst"}
+`
+
+// fsConfig writes dir/c.yaml: the journal (dir/j.db when empty), endpoint
+// a (type fs on dir) and the extra endpoints, then the jobs, each block in
+// YAML lines indented under its key.
+func fsConfig(t *testing.T, dir, journal, endpoints, jobs string) string {
+	t.Helper()
+	if journal == "" {
+		journal = filepath.Join(dir, "j.db")
+	}
+	path := filepath.Join(dir, "c.yaml")
+	writeTestFile(t, path, "journal: "+journal+"\nendpoints:\n  a: {type: fs, path: "+dir+"}\n"+endpoints+"jobs:\n"+jobs)
+	return path
 }
 
 func writeTestFile(t *testing.T, path, content string) {
@@ -180,14 +187,8 @@ func writeTestFile(t *testing.T, path, content string) {
 // so and creates nothing.
 func TestStatusBeforeAnyRun(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
 	journalPath := filepath.Join(dir, "state", "j.db")
-	writeTestFile(t, path, `journal: `+journalPath+`
-endpoints:
-  a: {type: fs, path: `+dir+`}
-jobs:
-  - {name: ledgers, source: "a:src", destination: "a:dst"}
-`)
+	path := fsConfig(t, dir, journalPath, "", oneJob)
 	code, stdout, stderr := runCLI(t, "status", "-c", path)
 	if code != 0 || !strings.Contains(stdout, "no journal at "+journalPath) || !strings.Contains(stdout, "last run: never") {
 		t.Errorf("status before any run: exit %d, stdout %q, stderr %q", code, stdout, stderr)
@@ -248,13 +249,8 @@ jobs:
 // refuse an unset variable, and status refuses one outside the secrets.
 func TestStatusWithoutSecrets(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	writeTestFile(t, path, `journal: `+filepath.Join(dir, "j.db")+`
-endpoints:
-  a: {type: fs, path: `+dir+`}
-  b: {type: minio, url: "https://minio.example.ca", access_key: "${VOYAGEUR_TEST_UNSET_K}", secret_key: "${VOYAGEUR_TEST_UNSET_S}"}
-jobs:
-  - {name: ledgers, source: "a:src", destination: "b:dst", events: [{webhook: "127.0.0.1:0", token: "${VOYAGEUR_TEST_UNSET_T}"}]}
+	path := fsConfig(t, dir, "", `  b: {type: minio, url: "https://minio.example.ca", access_key: "${VOYAGEUR_TEST_UNSET_K}", secret_key: "${VOYAGEUR_TEST_UNSET_S}"}
+`, `  - {name: ledgers, source: "a:src", destination: "b:dst", events: [{webhook: "127.0.0.1:0", token: "${VOYAGEUR_TEST_UNSET_T}"}]}
 `)
 	if code, stdout, stderr := runCLI(t, "status", "-c", path); code != 0 || !strings.Contains(stdout, "job ledgers") {
 		t.Errorf("status without the secrets: exit %d, %q, %q", code, stdout, stderr)

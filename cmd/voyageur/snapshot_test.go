@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +16,7 @@ import (
 // answers from the watch's snapshot; without a fresh one, it exits 3.
 func TestStatusWhileWatching(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	writeTestFile(t, path, `journal: `+filepath.Join(dir, "j.db")+`
-endpoints:
-  a: {type: fs, path: `+dir+`}
-jobs:
-  - {name: ledgers, source: "a:src", destination: "a:dst"}
-`)
+	path := fsConfig(t, dir, "", "", oneJob)
 	cfg, err := LoadConfig(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
