@@ -21,6 +21,22 @@ func (ep Endpoint) backendTimeouts() backends.Timeouts {
 	}
 }
 
+// minioConfig is the minio-go configuration of the endpoint (type minio or
+// ovh, whose url defaults to the region's preset) for one bucket.
+func (ep Endpoint) minioConfig(bucket string) (minio.Config, error) {
+	url := ep.URL
+	if ep.Type == "ovh" && url == "" {
+		var err error
+		if url, err = minio.OVHEndpoint(ep.Region); err != nil {
+			return minio.Config{}, err
+		}
+	}
+	return minio.Config{
+		Bucket: bucket, Region: ep.Region, URL: url,
+		AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: ep.backendTimeouts(),
+	}, nil
+}
+
 // openBucket builds the Bucket a location names, wrapped in the one retry
 // layer. It does not contact the store.
 func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger) (backends.Bucket, error) {
@@ -37,16 +53,11 @@ func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger
 			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: timeouts,
 		})
 	case "minio", "ovh":
-		url := ep.URL
-		if ep.Type == "ovh" && url == "" {
-			if url, err = minio.OVHEndpoint(ep.Region); err != nil {
-				return nil, &ConfigError{fmt.Errorf("endpoint %s: %w", loc.Endpoint, err)}
-			}
+		mc, cerr := ep.minioConfig(loc.Bucket)
+		if cerr != nil {
+			return nil, &ConfigError{fmt.Errorf("endpoint %s: %w", loc.Endpoint, cerr)}
 		}
-		b, err = minio.New(minio.Config{
-			Bucket: loc.Bucket, Region: ep.Region, URL: url,
-			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: timeouts,
-		})
+		b, err = minio.New(mc)
 	case "fs":
 		b, err = fs.New(filepath.Join(ep.Path, loc.Bucket))
 	default:

@@ -99,10 +99,11 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 	for _, ev := range jc.Events {
 		switch {
 		case ev.Listen:
-			b, err := minio.New(minio.Config{
-				Bucket: jc.Source.Bucket, Region: src.Region, URL: src.URL,
-				AccessKey: src.AccessKey, SecretKey: src.SecretKey, CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
-			})
+			mc, err := src.minioConfig(jc.Source.Bucket)
+			if err != nil {
+				return nil, configErrorf("job %s: events listen: %w", jc.Name, err)
+			}
+			b, err := minio.New(mc)
 			if err != nil {
 				return nil, configErrorf("job %s: events listen: %w", jc.Name, err)
 			}
