@@ -183,36 +183,42 @@ func (w *Writer) Start() Boundary {
 // part compressed again after a crash is byte-identical. Safe for concurrent
 // use by many goroutines.
 func (w *Writer) Compress(plain []byte) ([]byte, error) {
-	if w == nil || w.aead == nil {
-		return nil, errors.New("compress: writer not created by NewWriter or ResumeWriter")
-	}
-	if len(plain) == 0 {
-		return appendRawFrame(nil, nil), nil
-	}
 	// Room for the worst case up front: EncodeAll appending frame after
 	// frame to a short slice would copy the output over and over.
-	out := make([]byte, 0, compressedBound(int64(len(plain))))
-	for len(plain) > 0 {
-		n := min(len(plain), FrameSize)
-		if w.enc != nil {
-			out = w.enc.EncodeAll(plain[:n], out)
-		} else {
-			out = appendRawFrame(out, plain[:n])
-		}
-		plain = plain[n:]
-	}
-	if cap(out) > 2*len(out) {
+	out, err := w.CompressTo(make([]byte, 0, CompressedBound(int64(len(plain)))), plain)
+	if err == nil && cap(out) > 2*len(out) {
 		// Compressible data: callers hold the output for a while and
 		// account for its length, so do not keep the unused room.
 		out = slices.Clone(out)
 	}
-	return out, nil
+	return out, err
 }
 
-// compressedBound is the most bytes Compress returns for n source bytes:
+// CompressTo is Compress appending to dst: with cap(dst) ≥
+// CompressedBound(len(plain)), it allocates nothing.
+func (w *Writer) CompressTo(dst, plain []byte) ([]byte, error) {
+	if w == nil || w.aead == nil {
+		return nil, errors.New("compress: writer not created by NewWriter or ResumeWriter")
+	}
+	if len(plain) == 0 {
+		return appendRawFrame(dst, nil), nil
+	}
+	for len(plain) > 0 {
+		n := min(len(plain), FrameSize)
+		if w.enc != nil {
+			dst = w.enc.EncodeAll(plain[:n], dst)
+		} else {
+			dst = appendRawFrame(dst, plain[:n])
+		}
+		plain = plain[n:]
+	}
+	return dst, nil
+}
+
+// CompressedBound is the most bytes Compress returns for n source bytes:
 // zstd's worst-case expansion (ZSTD_compressBound), plus a frame header
 // (≤ 18 bytes) and content checksum (4) per frame and 3 bytes per block.
-func compressedBound(n int64) int64 {
+func CompressedBound(n int64) int64 {
 	frames := max(1, (n+FrameSize-1)/FrameSize)
 	blocks := n/maxBlockSize + frames
 	return n + n>>8 + frames*(18+4) + blocks*3
@@ -238,11 +244,14 @@ func (w *Writer) Seal(dst []byte, start Boundary, plain, compressed []byte, last
 // so that a part of highly compressible data can span many segments (and
 // reach the store's minimum part size) without holding their plaintext.
 type Part struct {
-	w          *Writer
-	start      Boundary
-	h          hash.Hash
-	plain      int64
-	compressed []byte
+	w     *Writer
+	start Boundary
+	h     hash.Hash
+	plain int64
+	// segs are the segments' Compress outputs, kept as they are: sealing
+	// reads them in place.
+	segs       [][]byte
+	compressed int64
 }
 
 // NewPart starts a part at start: Start() for the first part, else the
@@ -262,8 +271,9 @@ func (w *Writer) NewPart(start Boundary) (*Part, error) {
 }
 
 // Add appends the next source segment: its bytes (hashed, not kept) and
-// their Compress output, which the part may keep until Seal: the caller
-// must not change it. Segments must be added in source order.
+// their Compress output, which the part keeps until it is sealed (Seal, or
+// the last read of its Reader): the caller must not change it before.
+// Segments must be added in source order.
 func (p *Part) Add(plain, compressed []byte) error {
 	if err := checkCompressed(compressed, len(plain)); err != nil {
 		return fmt.Errorf("seal: compressed part: %w", err)
@@ -273,77 +283,200 @@ func (p *Part) Add(plain, compressed []byte) error {
 	}
 	p.h.Write(plain)
 	p.plain += int64(len(plain))
-	if p.compressed == nil {
-		// Most parts are one segment: keep it without a copy. The clipped
-		// capacity makes a later Add copy instead of writing past it.
-		p.compressed = slices.Clip(compressed)
-	} else {
-		p.compressed = append(p.compressed, compressed...)
-	}
+	p.segs = append(p.segs, compressed)
+	p.compressed += int64(len(compressed))
 	return nil
 }
 
 // Compressed is the number of compressed bytes added so far: about what
 // the sealed part will weigh.
-func (p *Part) Compressed() int64 { return int64(len(p.compressed)) }
+func (p *Part) Compressed() int64 { return p.compressed }
 
-// Seal produces the part's bytes, appended to dst, and the boundary at its
-// end. The first part (started at Start()) begins with the age header and
-// payload nonce, and its stream begins with META. A non-last part ends on a
-// chunk boundary (PAD) and no chunk has the last flag; the last part ends
-// with TRAILER (whose index is index — the start boundaries of all earlier
+// layout is a part's sealed form before any byte is sealed: the clear
+// prefix (age header and payload nonce, first part only), the stream
+// pieces (META, the segments, PAD or TRAILER) and its chunk numbers.
+type layout struct {
+	prefix  []byte
+	pieces  [][]byte
+	counter uint64
+	chunks  int64
+	stream  int64
+	last    bool
+}
+
+// size is the sealed part's length in bytes.
+func (l *layout) size() int64 {
+	return int64(len(l.prefix)) + l.stream + l.chunks*chacha20poly1305.Overhead
+}
+
+// layout computes where the part's bytes go and its end boundary. The
+// first part (started at Start()) begins with the age header and payload
+// nonce, and its stream begins with META. A non-last part ends on a chunk
+// boundary (PAD) and no chunk has the last flag; the last part ends with
+// TRAILER (whose index is index — the start boundaries of all earlier
 // parts, in order — plus this part's start) and its final chunk carries the
-// last flag. Parts are sealed in order (the hash chains), and the same
-// inputs always give the same bytes.
-func (p *Part) Seal(dst []byte, last bool, index []Boundary) ([]byte, Boundary, error) {
+// last flag.
+func (p *Part) layout(last bool, index []Boundary) (layout, Boundary, error) {
 	w, start := p.w, p.start
 	first := start.Chunk == 0
 	end := Boundary{Plain: start.Plain + p.plain}
-	n := int64(len(p.compressed))
+	n := p.compressed
 	if first {
 		n += w.metaLen
 	}
 	var tail []byte
 	if last {
 		if end.Plain != w.st.Size {
-			return dst, Boundary{}, fmt.Errorf("seal: last part ends at %d source bytes, meta says the object has %d", end.Plain, w.st.Size)
+			return layout{}, Boundary{}, fmt.Errorf("seal: last part ends at %d source bytes, meta says the object has %d", end.Plain, w.st.Size)
 		}
 		t := Trailer{Size: end.Plain}
 		copy(t.SHA256[:], p.h.Sum(nil))
 		var err error
 		if t.Index, err = trailerIndex(index, start); err != nil {
-			return dst, Boundary{}, fmt.Errorf("seal: %w", err)
+			return layout{}, Boundary{}, fmt.Errorf("seal: %w", err)
 		}
 		tail = appendSkippable(nil, marshalTrailer(t))
 	} else if pad := padLen(n); pad > 0 {
 		tail = appendPad(nil, int(pad))
 	}
-
-	var meta []byte
+	l := layout{counter: start.Chunk, last: last, pieces: make([][]byte, 0, len(p.segs)+2)}
 	if first {
-		meta = appendSkippable(nil, w.st.Meta)
+		l.prefix = append(slices.Clip(w.st.Header), w.st.Nonce...)
+		l.pieces = append(l.pieces, appendSkippable(nil, w.st.Meta))
 	}
-	stream := int64(len(meta)+len(p.compressed)) + int64(len(tail))
-	chunks := (stream + ChunkSize - 1) / ChunkSize
-
-	// One allocation of the exact size: appending chunk by chunk to a
-	// short dst would copy a large part many times over as it grows.
-	size := stream + chunks*chacha20poly1305.Overhead
-	if first {
-		size += int64(len(w.st.Header) + len(w.st.Nonce))
+	l.pieces = append(append(l.pieces, p.segs...), tail)
+	for _, pc := range l.pieces {
+		l.stream += int64(len(pc))
 	}
-	dst = slices.Grow(dst, int(size))
-	if first {
-		dst = append(dst, w.st.Header...)
-		dst = append(dst, w.st.Nonce...)
-	}
-	dst = sealChunks(dst, w.aead, start.Chunk, last, meta, p.compressed, tail)
-	end.Chunk = start.Chunk + uint64(chunks)
+	l.chunks = (l.stream + ChunkSize - 1) / ChunkSize
+	end.Chunk = start.Chunk + uint64(l.chunks)
 	var err error
 	if end.Hash, err = p.h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
-		return dst, Boundary{}, fmt.Errorf("seal: %w", err)
+		return layout{}, Boundary{}, fmt.Errorf("seal: %w", err)
 	}
-	return dst, end, nil
+	return l, end, nil
+}
+
+// Seal produces the part's bytes, appended to dst, and the boundary at its
+// end (see layout for what a part holds). Parts are sealed in order (the
+// hash chains), and the same inputs always give the same bytes.
+func (p *Part) Seal(dst []byte, last bool, index []Boundary) ([]byte, Boundary, error) {
+	l, end, err := p.layout(last, index)
+	if err != nil {
+		return dst, Boundary{}, err
+	}
+	// One allocation of the exact size: appending chunk by chunk to a
+	// short dst would copy a large part many times over as it grows.
+	dst = slices.Grow(dst, int(l.size()))
+	dst = append(dst, l.prefix...)
+	return sealChunks(dst, p.w.aead, l.counter, l.last, l.pieces...), end, nil
+}
+
+// Reader is Seal without the sealed copy: it returns the part's bytes as a
+// reader that seals each chunk from the segments as it is read, so a part
+// in flight weighs its compressed bytes only. Reading it again (after a
+// Seek, for a retried request) yields the same bytes. It also returns the
+// boundary at the part's end; the part must not be changed afterwards.
+func (p *Part) Reader(last bool, index []Boundary) (*SealedReader, Boundary, error) {
+	l, end, err := p.layout(last, index)
+	if err != nil {
+		return nil, Boundary{}, err
+	}
+	return &SealedReader{aead: p.w.aead, l: l, size: l.size(), cached: -1}, end, nil
+}
+
+// SealedReader reads a sealed part (Part.Reader). It is an io.ReadSeeker
+// for one goroutine at a time.
+type SealedReader struct {
+	aead   cipher.AEAD
+	l      layout
+	size   int64
+	pos    int64
+	cached int64  // the chunk in sealed, -1: none
+	sealed []byte // one sealed chunk
+	plain  []byte // gathers a chunk that straddles pieces
+}
+
+var _ io.ReadSeeker = (*SealedReader)(nil)
+
+// Size is the sealed part's length in bytes.
+func (r *SealedReader) Size() int64 { return r.size }
+
+// Read implements io.Reader.
+func (r *SealedReader) Read(b []byte) (int, error) {
+	if r.pos >= r.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for len(b) > 0 && r.pos < r.size {
+		var k int
+		if pre := int64(len(r.l.prefix)); r.pos < pre {
+			k = copy(b, r.l.prefix[r.pos:])
+		} else {
+			const sealedChunk = ChunkSize + chacha20poly1305.Overhead
+			c, off := (r.pos-pre)/sealedChunk, (r.pos-pre)%sealedChunk
+			if c != r.cached {
+				r.sealChunk(c)
+			}
+			k = copy(b, r.sealed[off:])
+		}
+		b, n, r.pos = b[k:], n+k, r.pos+int64(k)
+	}
+	return n, nil
+}
+
+// sealChunk seals chunk c of the part's stream into r.sealed.
+func (r *SealedReader) sealChunk(c int64) {
+	from := c * ChunkSize
+	to := min(from+ChunkSize, r.l.stream)
+	// Find the piece holding from; a chunk inside one piece is sealed
+	// from it, one that straddles pieces is gathered first.
+	var chunk []byte
+	r.plain = r.plain[:0]
+	var at int64
+	for _, pc := range r.l.pieces {
+		lo, hi := at, at+int64(len(pc))
+		at = hi
+		if hi <= from || len(pc) == 0 {
+			continue
+		}
+		if lo >= to {
+			break
+		}
+		seg := pc[max(from, lo)-lo : min(to, hi)-lo]
+		if lo <= from && hi >= to {
+			chunk = seg
+			break
+		}
+		if r.plain == nil {
+			r.plain = make([]byte, 0, ChunkSize)
+		}
+		r.plain = append(r.plain, seg...)
+		chunk = r.plain
+	}
+	if r.sealed == nil {
+		r.sealed = make([]byte, 0, ChunkSize+chacha20poly1305.Overhead)
+	}
+	r.sealed = sealChunks(r.sealed[:0], r.aead, r.l.counter+uint64(c), r.l.last && c == r.l.chunks-1, chunk)
+	r.cached = c
+}
+
+// Seek implements io.Seeker.
+func (r *SealedReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.pos
+	case io.SeekEnd:
+		offset += r.size
+	default:
+		return 0, errors.New("sealed part: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("sealed part: negative position")
+	}
+	r.pos = offset
+	return offset, nil
 }
 
 // Encode is the one-part form: the whole object, sealed in one call.
@@ -365,7 +498,7 @@ func (w *Writer) Encode(plain []byte) ([]byte, error) {
 // most 64 KiB and at most 10000 parts.
 func SealedSizeBound(n int64) int64 {
 	n = max(n, 0)
-	compressed := compressedBound(n)
+	compressed := CompressedBound(n)
 	tail := max(padLen(1), int64(skippableHeaderLen+maxSkippable))
 	stream := skippableHeaderLen + maxMetaPayload + compressed + tail
 	chunks := (stream + ChunkSize - 1) / ChunkSize
@@ -426,7 +559,7 @@ func checkCompressed(b []byte, n int) error {
 // frameBufs holds checkCompressed's scratch buffers, each with room for the
 // largest data frame Compress writes.
 var frameBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, compressedBound(FrameSize))
+	b := make([]byte, 0, CompressedBound(FrameSize))
 	return &b
 }}
 

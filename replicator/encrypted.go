@@ -1,7 +1,6 @@
 package replicator
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -120,7 +119,9 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 			if !last && part.Compressed() < segSize {
 				continue
 			}
-			out, end, err := part.Seal(nil, last, starts)
+			// The part is sealed as it is sent: in flight it weighs its
+			// compressed bytes only, which the budget already holds.
+			out, end, err := part.Reader(last, starts)
 			if err != nil {
 				return fmt.Errorf("encrypt %s: %w", c.Key, err)
 			}
@@ -137,15 +138,15 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 			g.Go(func() error {
 				defer r.mem.Release(reserved)
 				defer r.slots.Release(1)
-				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, bytes.NewReader(out), int64(len(out)), backends.PartOptions{Locked: cp.Locked})
+				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, out, out.Size(), backends.PartOptions{Locked: cp.Locked})
 				if err != nil {
 					return err
 				}
-				r.bytesWritten.Add(int64(len(out)))
+				r.bytesWritten.Add(out.Size())
 				mu.Lock()
 				defer mu.Unlock()
 				cp.Parts = insertPart(cp.Parts, journal.PartState{
-					Number: n, ETag: etag, Size: int64(len(out)), End: end.Plain, Chunk: end.Chunk, Hash: end.Hash,
+					Number: n, ETag: etag, Size: out.Size(), End: end.Plain, Chunk: end.Chunk, Hash: end.Hash,
 				})
 				return r.jb.SaveCheckpoint(c.Key, *cp)
 			})
