@@ -7,7 +7,8 @@
 // .cache/azurite/node_modules/.bin/azurite-blob) or PATH. When it is
 // missing the test is skipped, except under CI=true where it fails: `make
 // test` installs it. The emulator is started with --skipApiVersionCheck,
-// since the SDK speaks a newer service version than its baseline.
+// since the SDK speaks a newer service version than its baseline, and with
+// --disableTelemetry: it would otherwise try to reach Microsoft.
 package azuriteserver
 
 import (
@@ -104,7 +105,7 @@ func (s *Server) launch(bin string) error {
 	s.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = "http://" + s.Host + "/" + Account
 	cmd := exec.Command(bin, "--location", s.dir, "--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port),
-		"--skipApiVersionCheck", "--silent")
+		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
 	if s.proc, err = testproc.Start(cmd, s.logPath); err != nil {
 		return err
 	}
