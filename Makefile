@@ -12,9 +12,11 @@ RCLONE_MOD  := github.com/rclone/rclone@v1.76.0
 RCLONE      := $(GOBIN)/rclone
 
 FAUXQS      := .cache/fauxqs/node_modules/.bin/fauxqs
+AZURITE     := .cache/azurite/node_modules/.bin/azurite-blob
 
 export VOYAGEUR_MINIO_BIN := $(MINIO)
 export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
+export VOYAGEUR_AZURITE_BIN := $(CURDIR)/$(AZURITE)
 
 .PHONY: build test unit lint tools tools-apt tools-lint demo bench clean
 
@@ -51,6 +53,11 @@ tools-apt:
 $(FAUXQS):
 	npm install --no-audit --no-fund --prefix .cache/fauxqs fauxqs@1.9.2
 
+# The Azure Blob Storage emulator, from npm: the 3.35 line is the last that
+# runs on Node 20.
+$(AZURITE):
+	npm install --no-audit --no-fund --prefix .cache/azurite azurite@3.35.0
+
 # shellcheck lints scripts/; Debian's docker-compose validates
 # docker-compose.yml (its `config` needs no container engine, and without
 # --no-install-recommends apt would bring in a whole Docker daemon).
@@ -63,7 +70,7 @@ tools-lint:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-tools: $(MINIO) tools-apt $(FAUXQS) tools-lint
+tools: $(MINIO) tools-apt $(FAUXQS) $(AZURITE) tools-lint
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi

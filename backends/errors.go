@@ -166,11 +166,11 @@ func StatusError(op, key string, status int, code, message string) error {
 	switch {
 	case code == "NoSuchUpload":
 		return fmt.Errorf("%s: %w: %w", what, ErrNoSuchUpload, he)
-	case code == "NoSuchBucket":
+	case code == "NoSuchBucket" || code == "ContainerNotFound": // S3, Azure
 		return fmt.Errorf("%s: %w: %w", what, ErrNoSuchBucket, he)
 	case status == 412:
 		return fmt.Errorf("%s: %w: %w", what, ErrPreconditionFailed, he)
-	case status == 404 && (code == "NoSuchKey" || code == "NotFound" || code == "NoSuchVersion" || code == ""):
+	case status == 404 && (code == "NoSuchKey" || code == "NotFound" || code == "NoSuchVersion" || code == "" || code == "BlobNotFound"):
 		return fmt.Errorf("%s: %w: %w", what, ErrNotExist, he)
 	}
 	return fmt.Errorf("%s: %w", what, he)

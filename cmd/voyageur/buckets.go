@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/backends/azure"
 	"github.com/voyageur-ca/voyageur/backends/fs"
 	"github.com/voyageur-ca/voyageur/backends/minio"
 	"github.com/voyageur-ca/voyageur/backends/retry"
@@ -60,6 +61,11 @@ func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger
 		b, err = minio.New(mc)
 	case "fs":
 		b, err = fs.New(filepath.Join(ep.Path, loc.Bucket))
+	case "azure":
+		b, err = azure.New(azure.Config{
+			Account: ep.Account, Key: ep.Key, SAS: ep.SAS, URL: ep.URL, Container: loc.Bucket,
+			CAFile: ep.CAFile, Timeouts: timeouts,
+		})
 	default:
 		err = fmt.Errorf("unknown endpoint type %q", ep.Type)
 	}

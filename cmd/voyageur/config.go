@@ -29,7 +29,7 @@ type Config struct {
 
 // Endpoint is one object store account.
 type Endpoint struct {
-	Type      string `yaml:"type"` // aws | s3 | minio | ovh | fs
+	Type      string `yaml:"type"` // aws | s3 | minio | ovh | fs | azure
 	Region    string `yaml:"region"`
 	URL       string `yaml:"url"`
 	PathStyle bool   `yaml:"path_style"`
@@ -37,6 +37,12 @@ type Endpoint struct {
 	SecretKey string `yaml:"secret_key"`
 	CAFile    string `yaml:"ca_file"`
 	Path      string `yaml:"path"` // type fs: the directory holding the buckets
+	// Type azure: the storage account and one of its shared key or a SAS
+	// (neither: the Azure default credential chain). Buckets are
+	// containers.
+	Account string `yaml:"account"`
+	Key     string `yaml:"key"`
+	SAS     string `yaml:"sas"`
 
 	Timeouts EndpointTimeouts `yaml:"timeouts"`
 
@@ -324,8 +330,11 @@ func loadConfig(path string, log *slog.Logger, secretsOptional bool) (*Config, e
 	return cfg, nil
 }
 
-// inlineSecrets reports whether some secret_key is written in the file
-// rather than taken from the environment.
+// inlineSecretFields are the fields inlineSecrets looks at.
+var inlineSecretFields = map[string]bool{"secret_key": true, "key": true, "sas": true}
+
+// inlineSecrets reports whether some secret_key (or an Azure key or SAS) is
+// written in the file rather than taken from the environment.
 func inlineSecrets(raw []byte) bool {
 	var root yaml.Node
 	if yaml.Unmarshal(raw, &root) != nil {
@@ -334,7 +343,7 @@ func inlineSecrets(raw []byte) bool {
 	var walk func(n *yaml.Node) bool
 	walk = func(n *yaml.Node) bool {
 		for i, c := range n.Content {
-			if n.Kind == yaml.MappingNode && i%2 == 1 && n.Content[i-1].Value == "secret_key" &&
+			if n.Kind == yaml.MappingNode && i%2 == 1 && inlineSecretFields[n.Content[i-1].Value] &&
 				c.Value != "" && !envRef.MatchString(c.Value) {
 				return true
 			}
@@ -371,7 +380,7 @@ func ParseConfig(raw []byte) (*Config, error) { return parseConfig(raw, false) }
 
 // secretFields are the fields whose unset ${VAR} LoadConfigWithoutSecrets
 // tolerates.
-var secretFields = map[string]bool{"access_key": true, "secret_key": true, "token": true}
+var secretFields = map[string]bool{"access_key": true, "secret_key": true, "token": true, "key": true, "sas": true}
 
 func parseConfig(raw []byte, secretsOptional bool) (*Config, error) {
 	var root yaml.Node
@@ -599,10 +608,30 @@ func (ep *Endpoint) validate() error {
 		if ep.Path == "" {
 			return errors.New("type fs needs path")
 		}
+	case "azure":
+		if ep.Account == "" {
+			return errors.New("type azure needs account (the storage account name)")
+		}
+		if ep.Key != "" && ep.SAS != "" {
+			return errors.New("type azure takes key or sas, not both (neither: the Azure default credential chain)")
+		}
+		switch ep.Region {
+		case "", "canadacentral", "canadaeast":
+		default:
+			// The region is informational (the account's endpoint does not
+			// depend on it): only the Canadian ones have presets.
+			return fmt.Errorf("region %q: type azure takes region canadacentral (Toronto) or canadaeast (Québec City), or none", ep.Region)
+		}
+		if ep.AccessKey != "" || ep.SecretKey != "" || ep.PathStyle {
+			return errors.New("type azure takes account with key or sas, not access_key, secret_key or path_style")
+		}
 	case "":
-		return errors.New("type: missing (aws, s3, minio, ovh or fs)")
+		return errors.New("type: missing (aws, s3, minio, ovh, fs or azure)")
 	default:
-		return fmt.Errorf("type %q: unknown (aws, s3, minio, ovh or fs)", ep.Type)
+		return fmt.Errorf("type %q: unknown (aws, s3, minio, ovh, fs or azure)", ep.Type)
+	}
+	if ep.Type != "azure" && (ep.Account != "" || ep.Key != "" || ep.SAS != "") {
+		return fmt.Errorf("account, key and sas are for type azure, not type %s", ep.Type)
 	}
 	if ep.URL != "" && !strings.HasPrefix(ep.URL, "http://") && !strings.HasPrefix(ep.URL, "https://") {
 		return fmt.Errorf("url %q: must start with http:// or https://", ep.URL)

@@ -179,3 +179,44 @@ func TestConfigWarnings(t *testing.T) {
 		}
 	}
 }
+
+func TestAzureEndpoints(t *testing.T) {
+	t.Setenv("VOY_TEST_AZ_KEY", "QVpVUkVTRUNSRVRLRVk=")
+	t.Setenv("VOY_TEST_AZ_SAS", "sv=2024&sig=AZSASSECRET")
+	cfg := func(ep string) string {
+		return "journal: j.db\nendpoints:\n  src: {type: minio, url: \"http://127.0.0.1:9000\"}\n  az: " + ep + "\njobs:\n  - {name: x, source: src:ledgers, destination: az:replica/prefix/}\n"
+	}
+	for _, ep := range []string{
+		`{type: azure, account: fintechca, key: "${VOY_TEST_AZ_KEY}", region: canadacentral}`,
+		`{type: azure, account: fintechca, sas: "${VOY_TEST_AZ_SAS}", region: canadaeast}`,
+		`{type: azure, account: fintechca}`,
+		`{type: azure, account: devstoreaccount1, key: "${VOY_TEST_AZ_KEY}", url: "http://127.0.0.1:10000/devstoreaccount1"}`,
+	} {
+		c, err := ParseConfig([]byte(cfg(ep)))
+		if err != nil {
+			t.Errorf("%s: %v", ep, err)
+			continue
+		}
+		if got := c.Jobs[0].Destination; !strings.Contains(fmt.Sprint(got), "replica") {
+			t.Errorf("%s: destination %+v, want container replica", ep, got)
+		}
+	}
+	for ep, want := range map[string]string{
+		`{type: azure, key: "${VOY_TEST_AZ_KEY}"}`:                                        "needs account",
+		`{type: azure, account: a, key: "${VOY_TEST_AZ_KEY}", sas: "${VOY_TEST_AZ_SAS}"}`: "not both",
+		`{type: azure, account: a, region: eastus}`:                                       "canadacentral",
+		`{type: azure, account: a, secret_key: "${VOY_TEST_AZ_KEY}"}`:                     "not access_key",
+		`{type: minio, url: "http://127.0.0.1:1", sas: "${VOY_TEST_AZ_SAS}"}`:             "for type azure",
+	} {
+		_, err := ParseConfig([]byte(cfg(ep)))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", ep, err, want)
+			continue
+		}
+		for _, secret := range []string{"QVpVUkVTRUNSRVRLRVk=", "AZSASSECRET"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: error %q shows a secret", ep, err)
+			}
+		}
+	}
+}
