@@ -107,8 +107,8 @@ func (r *run) readSource(ctx context.Context, info backends.ObjectInfo, off int6
 	}
 	defer rc.Close()
 	var src io.Reader = rc
-	if r.limiter != nil {
-		src = &limitedReader{ctx: ctx, r: rc, lim: r.limiter}
+	if r.readLimit != nil {
+		src = &limitedReader{ctx: ctx, r: rc, lim: r.readLimit}
 	}
 	n, err := io.ReadFull(src, buf)
 	r.bytesRead.Add(int64(n))
@@ -118,18 +118,35 @@ func (r *run) readSource(ctx context.Context, info backends.ObjectInfo, off int6
 	return full, nil
 }
 
-// acquire takes n bytes of the memory budget (clamped to it) and one
-// transfer slot, always in that order so waiting cannot deadlock.
-func (r *run) acquire(ctx context.Context, n int64) (release func(), err error) {
+// reserve takes n bytes of the memory budget (clamped to it). Reads hold
+// memory, never a transfer slot: an upload then never waits behind the
+// read of a later part.
+func (r *run) reserve(ctx context.Context, n int64) (release func(), err error) {
 	n = min(max(n, 1), r.job.Transfer.Memory)
 	if err := r.mem.Acquire(ctx, n); err != nil {
 		return nil, err
 	}
+	return func() { r.mem.Release(n) }, nil
+}
+
+// slot takes the wire limit's tokens for n bytes about to be sent, then one
+// transfer slot: the wait for bandwidth holds no slot, and requests go out
+// in the order they got their tokens. A retried request's bytes are not
+// counted again.
+func (r *run) slot(ctx context.Context, n int64) (release func(), err error) {
+	if r.wire != nil {
+		for n > 0 {
+			k := min(n, int64(r.wire.Burst()))
+			if err := r.wire.WaitN(ctx, int(k)); err != nil {
+				return nil, err
+			}
+			n -= k
+		}
+	}
 	if err := r.slots.Acquire(ctx, 1); err != nil {
-		r.mem.Release(n)
 		return nil, err
 	}
-	return func() { r.slots.Release(1); r.mem.Release(n) }, nil
+	return func() { r.slots.Release(1) }, nil
 }
 
 // single copies an object in one GET and one PUT.
@@ -138,7 +155,7 @@ func (r *run) single(ctx context.Context, c journal.Change, info backends.Object
 	if r.job.Encryption != nil {
 		need += crypto.SealedSizeBound(info.Size)
 	}
-	release, err := r.acquire(ctx, need)
+	release, err := r.reserve(ctx, need)
 	if err != nil {
 		return err
 	}
@@ -163,7 +180,12 @@ func (r *run) single(ctx context.Context, c journal.Change, info backends.Object
 			return fmt.Errorf("encrypt %s: %w", c.Key, err)
 		}
 	}
+	free, err := r.slot(ctx, int64(len(out)))
+	if err != nil {
+		return err
+	}
 	obj, err := r.job.Dest.Put(ctx, destKey, bytes.NewReader(out), int64(len(out)), r.destOptions(full))
+	free()
 	if err != nil {
 		return err
 	}

@@ -237,3 +237,44 @@ func TestEncryptedObjectsShareAScarceBudget(t *testing.T) {
 		}
 	}
 }
+
+// transfer.bandwidth paces the bytes sent to the destination, after
+// compression: a ledger that compresses to a small fraction goes through
+// the limit in about the time of its compressed size, not of its source
+// size; read_bandwidth paces the source side instead.
+func TestBandwidthIsOnTheWire(t *testing.T) {
+	var b strings.Builder
+	for i := 0; b.Len() < 12<<20; i++ {
+		fmt.Fprintf(&b, "2026-11-%02d,CA%08d,%d.%02d,CAD,Interac e-Transfer\n", 1+i%28, i%99991, i%5000, i%100)
+	}
+	data := []byte(b.String())
+	const rate = 2 << 20
+	for _, side := range []string{"wire", "read"} {
+		t.Run(side, func(t *testing.T) {
+			e := newEnv(t)
+			encrypted(t, e, false)
+			if side == "wire" {
+				e.job.Transfer.Bandwidth = rate
+			} else {
+				e.job.Transfer.ReadBandwidth = rate
+			}
+			put(t, e.src, "in/ledger.csv", data, backends.PutOptions{})
+			start := time.Now()
+			s := e.sync(t, Options{})
+			took := time.Since(start).Seconds()
+			if s.Copied != 1 || s.BytesWritten > int64(len(data))/4 {
+				t.Fatalf("summary %+v", s)
+			}
+			// The limiter's first burst (256 KiB) goes out at once.
+			paced := float64(s.BytesWritten-256<<10) / rate
+			srcTime := float64(len(data)) / rate
+			t.Logf("%s limit: %d source bytes, %d sent, %.2f s (source at the limit: %.1f s)", side, len(data), s.BytesWritten, took, srcTime)
+			if side == "wire" && (took < paced || took > srcTime/2) {
+				t.Errorf("took %.2f s: the wire limit should take about %.2f s, far less than the %.1f s of the source bytes", took, paced, srcTime)
+			}
+			if side == "read" && took < srcTime*0.9 {
+				t.Errorf("took %.2f s: reading %d bytes at %d B/s takes at least %.1f s", took, len(data), rate, srcTime*0.9)
+			}
+		})
+	}
+}

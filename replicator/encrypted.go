@@ -131,13 +131,14 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 			// The slot is taken here, in part order, so that parts go out
 			// in order as far as concurrency allows: the checkpoint's
 			// leading run, all a resume keeps, is then as long as it can be.
-			if err := r.slots.Acquire(gctx, 1); err != nil {
+			free, err := r.slot(gctx, out.Size())
+			if err != nil {
 				r.mem.Release(reserved)
 				return err
 			}
 			g.Go(func() error {
 				defer r.mem.Release(reserved)
-				defer r.slots.Release(1)
+				defer free()
 				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, out, out.Size(), backends.PartOptions{Locked: cp.Locked})
 				if err != nil {
 					return err
@@ -173,16 +174,11 @@ func MinMemory(partSize, segSize int64, encrypted bool) int64 {
 	return partSize + segSize + 2*crypto.SealedSizeBound(segSize)
 }
 
-// readSegment reads and compresses one source segment, holding a transfer
-// slot while it reads.
+// readSegment reads and compresses one source segment. It holds its
+// memory, not a transfer slot: those are for the destination.
 func (r *run) readSegment(ctx context.Context, info backends.ObjectInfo, w *crypto.Writer, off, length int64) (segment, error) {
-	if err := r.slots.Acquire(ctx, 1); err != nil {
-		return segment{}, err
-	}
 	buf := r.bufs.get(length)
-	_, err := r.readSource(ctx, info, off, buf)
-	r.slots.Release(1)
-	if err != nil {
+	if _, err := r.readSource(ctx, info, off, buf); err != nil {
 		r.bufs.put(buf)
 		return segment{}, err
 	}

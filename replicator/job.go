@@ -46,8 +46,15 @@ type Transfer struct {
 	// Memory bounds the bytes buffered in flight; it must be at least
 	// PartSize.
 	Memory int64
-	// Bandwidth limits bytes read from the source per second; 0 = no limit.
+	// Bandwidth limits the bytes per second sent to the destination, as
+	// they go on the wire (after compression and encryption): the link to
+	// the replica is the constrained, paid one, and compressed bytes are
+	// what it carries. Restore limits its reads of the replica with it.
+	// 0 = no limit.
 	Bandwidth int64
+	// ReadBandwidth limits the bytes per second read from the source; 0 =
+	// no limit.
+	ReadBandwidth int64
 }
 
 // Job is one replication job.

@@ -99,23 +99,44 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 	}
 	var mu sync.Mutex // guards cp while parts finish concurrently
 	g, gctx := errgroup.WithContext(ctx)
+	// Parts are read as memory allows but take their transfer slot in part
+	// order, so they go out in order as far as concurrency allows: a later
+	// part that was read first never holds the slot an earlier one needs.
+	turn := make(chan struct{})
+	close(turn)
 	for n := int32(1); n <= nparts; n++ {
 		if have[n] {
 			continue
 		}
 		off := int64(n-1) * partSize
 		length := min(partSize, info.Size-off)
-		release, err := r.acquire(gctx, length)
+		release, err := r.reserve(gctx, length)
 		if err != nil {
 			break // gctx is done: g.Wait reports why
 		}
+		mine, next := turn, make(chan struct{})
+		turn = next
 		g.Go(func() error {
 			defer release()
 			buf := r.bufs.get(length)
 			defer r.bufs.put(buf)
-			if _, err := r.readSource(gctx, info, off, buf); err != nil {
+			_, err := r.readSource(gctx, info, off, buf)
+			if err == nil {
+				select {
+				case <-mine:
+				case <-gctx.Done():
+					err = gctx.Err()
+				}
+			}
+			var free func()
+			if err == nil {
+				free, err = r.slot(gctx, length)
+			}
+			close(next)
+			if err != nil {
 				return err
 			}
+			defer free()
 			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length, backends.PartOptions{Locked: cp.Locked})
 			if err != nil {
 				return err

@@ -61,7 +61,7 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	}
 	r := &run{
 		job: job, opts: Options{DryRun: opts.DryRun, Progress: opts.Progress}, log: opts.Logger.With("job", job.Name),
-		limiter: newLimiter(job.Transfer.Bandwidth),
+		readLimit: newLimiter(job.Transfer.Bandwidth),
 	}
 	started := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -135,8 +135,8 @@ func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []
 		}
 		defer rc.Close()
 		var src io.Reader = &countingReader{r: rc, n: &r.bytesRead}
-		if r.limiter != nil {
-			src = &limitedReader{ctx: ctx, r: src, lim: r.limiter}
+		if r.readLimit != nil {
+			src = &limitedReader{ctx: ctx, r: src, lim: r.readLimit}
 		}
 		if r.job.Encryption == nil {
 			m := rep.Meta

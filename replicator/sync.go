@@ -40,7 +40,10 @@ type run struct {
 	// needs to make progress (MinMemory) fits in the budget together.
 	pipelines *semaphore.Weighted
 	slots     *semaphore.Weighted
-	limiter   *rate.Limiter
+	// readLimit paces source reads (restore: replica reads); wire paces
+	// the bytes sent to the destination. nil: no limit.
+	readLimit *rate.Limiter
+	wire      *rate.Limiter
 	bufs      *bufferPool
 
 	work    chan journal.Change
@@ -143,7 +146,8 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 		mem:        semaphore.NewWeighted(job.Transfer.Memory),
 		pipelines:  semaphore.NewWeighted(job.Transfer.Memory),
 		slots:      semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
-		limiter:    newLimiter(job.Transfer.Bandwidth),
+		readLimit:  newLimiter(job.Transfer.ReadBandwidth),
+		wire:       newLimiter(job.Transfer.Bandwidth),
 		bufs:       newBufferPool(job.Transfer.PartSize),
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
 		failedKeys: map[string]bool{},
@@ -381,7 +385,7 @@ func (job *Job) destKey(key string) string {
 // Normalize fills in the defaults (part size 16 MiB, concurrency 16, memory
 // the larger of 512 MiB and the part size) and checks the settings. An error
 // starts with the name of the setting it is about, as the configuration
-// spells it (part_size, concurrency, memory, bandwidth).
+// spells it (part_size, concurrency, memory, bandwidth, read_bandwidth).
 func (t *Transfer) Normalize(encrypted bool) error {
 	if t.PartSize == 0 {
 		t.PartSize = 16 << 20
@@ -403,6 +407,9 @@ func (t *Transfer) Normalize(encrypted bool) error {
 	}
 	if t.Bandwidth < 0 {
 		return errors.New("bandwidth: negative")
+	}
+	if t.ReadBandwidth < 0 {
+		return errors.New("read_bandwidth: negative")
 	}
 	return nil
 }

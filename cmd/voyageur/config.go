@@ -198,7 +198,11 @@ type TransferConfig struct {
 	PartSize    Size `yaml:"part_size"`
 	Concurrency int  `yaml:"concurrency"`
 	Memory      Size `yaml:"memory"`
-	Bandwidth   Size `yaml:"bandwidth"` // bytes per second, 0 = unlimited
+	// Bandwidth is bytes per second sent to the destination (restore: read
+	// from the replica); ReadBandwidth bytes per second read from the
+	// source. 0 = unlimited.
+	Bandwidth     Size `yaml:"bandwidth"`
+	ReadBandwidth Size `yaml:"read_bandwidth"`
 }
 
 // Location is "ENDPOINT:BUCKET[/PREFIX]".
@@ -699,7 +703,7 @@ func (j *JobConfig) validate(c *Config, field string) error {
 	// The replicator owns the defaults and the limits; the config names the
 	// field and the line.
 	t := &j.Transfer
-	rt := replicator.Transfer{PartSize: int64(t.PartSize), Concurrency: t.Concurrency, Memory: int64(t.Memory), Bandwidth: int64(t.Bandwidth)}
+	rt := replicator.Transfer{PartSize: int64(t.PartSize), Concurrency: t.Concurrency, Memory: int64(t.Memory), Bandwidth: int64(t.Bandwidth), ReadBandwidth: int64(t.ReadBandwidth)}
 	if err := rt.Normalize(j.Encryption.Enabled()); err != nil {
 		return fmt.Errorf("line %d: %s.transfer.%w", j.line, field, err)
 	}

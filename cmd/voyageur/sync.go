@@ -156,6 +156,7 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, 
 		Transfer: replicator.Transfer{
 			PartSize: int64(jc.Transfer.PartSize), Concurrency: jc.Transfer.Concurrency,
 			Memory: int64(jc.Transfer.Memory), Bandwidth: int64(jc.Transfer.Bandwidth),
+			ReadBandwidth: int64(jc.Transfer.ReadBandwidth),
 		},
 	}
 	if jc.Deletes == "propagate" {
