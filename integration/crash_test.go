@@ -29,14 +29,7 @@ func TestCrashResume(t *testing.T) {
 
 	// 8 MiB/s makes the copy last about 6 s: the kill lands mid-object.
 	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, Concurrency: 2, Bandwidth: "8MiB"})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, voyageurBin, "sync", "-c", cfg)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := startSync(t, cfg)
 
 	// While it runs, a second sync on the same journal exits 3 promptly.
 	waitFor(t, 30*time.Second, "the first sync to start uploading", func() bool {
@@ -48,7 +41,7 @@ func TestCrashResume(t *testing.T) {
 	}
 
 	// Kill once at least 6 of the 10 parts are stored.
-	killAfterParts(t, cmd, dst, 6, &stderr)
+	killAfterParts(t, cmd, dst, 6, stderr)
 	if len(listObjects(t, dst, "")) != 0 {
 		t.Fatal("the object completed before the kill: the test did not interrupt anything")
 	}
@@ -71,6 +64,21 @@ func TestCrashResume(t *testing.T) {
 	if up := incompleteUploads(t, dst); len(up) != 0 {
 		t.Errorf("incomplete uploads left: %v", up)
 	}
+}
+
+// startSync starts `voyageur sync -c cfg` in the background, to be killed;
+// it is stopped at the latest two minutes later or when the test ends.
+func startSync(t testing.TB, cfg string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, voyageurBin, "sync", "-c", cfg)
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stderr
 }
 
 // killAfterParts SIGKILLs a running sync once the destination holds at

@@ -327,15 +327,8 @@ func encryptedCrashResume(t testing.TB, pq bool) {
 	srcSrv.AWS(t, "s3", "cp", "--only-show-errors", filepath.Join(dir, "archive.tar"), "s3://"+src.bucket+"/archive/2026.tar")
 	extra := k.encryptionYAML("hashed", "zstd")
 	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, Concurrency: 2, Bandwidth: "8MiB", ExtraJobLines: extra})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, voyageurBin, "sync", "-c", cfg)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killAfterParts(t, cmd, dst, 6, &stderr)
+	cmd, stderr := startSync(t, cfg)
+	killAfterParts(t, cmd, dst, 6, stderr)
 
 	cfg = writeConfig(t, dir, jobConfig{Src: src, Dst: dst, Concurrency: 2, ExtraJobLines: extra})
 	res := runVoyageur(t, "sync", "--json", "-c", cfg)

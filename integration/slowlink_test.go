@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -11,12 +10,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/time/rate"
@@ -109,15 +106,8 @@ func TestResumeOverSlowLink(t *testing.T) {
 				}
 				cfg := writeConfig(t, run, jobConfig{Src: src, Dst: side{srv: dstSrv, bucket: dst.bucket, kind: "minio", url: linkURL},
 					PartSize: "8MiB", Concurrency: concurrency, Journal: filepath.Join(run, "journal.db"), ExtraJobLines: extra})
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				cmd := exec.CommandContext(ctx, voyageurBin, "sync", "-c", cfg)
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				killAfterParts(t, cmd, dst, int(at*size/partSize), &stderr)
+				cmd, stderr := startSync(t, cfg)
+				killAfterParts(t, cmd, dst, int(at*size/partSize), stderr)
 				ups := incompleteUploads(t, dst)
 				if len(ups) != 1 {
 					t.Fatalf("uploads after the kill: %v", ups)
