@@ -199,6 +199,7 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 	if err := r.renewRetention(ctx, cp, obj); err != nil {
 		return err
 	}
+	r.abortOthers(ctx, cp.DestKey, cp.UploadID)
 	// The part bytes were already counted in the progress.
 	return r.commit(c, info, cp.DestKey, obj, 0)
 }
@@ -299,6 +300,24 @@ func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp
 		h.Write(b)
 	}
 	return obj, obj.ETag == fmt.Sprintf("%x-%d", h.Sum(nil), len(cp.Parts))
+}
+
+// abortOthers aborts the incomplete uploads of destKey other than keep,
+// once keep completed: a CreateMultipart whose answer was lost, then
+// retried, left one that no checkpoint knows, and it should not wait for the
+// next run's clean-up (or cost storage until then). One worker at a time
+// works on a key and the journal lock keeps other processes out, so no such
+// upload is in use. A failed listing leaves them to that clean-up.
+func (r *run) abortOthers(ctx context.Context, destKey, keep string) {
+	for up, err := range r.job.Dest.ListMultipartUploads(ctx, destKey) {
+		if err != nil {
+			return
+		}
+		if up.Key == destKey && up.UploadID != keep {
+			r.log.Info("aborting a leftover multipart upload of the same object", "key", destKey, "upload", up.UploadID)
+			r.abort(ctx, up.Key, up.UploadID)
+		}
+	}
 }
 
 // discardUpload aborts a checkpointed upload and forgets the checkpoint.
