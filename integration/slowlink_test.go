@@ -34,14 +34,14 @@ func newSlowLink(t testing.TB, target string, bytesPerSecond int) (*slowLink, st
 		t.Fatal(err)
 	}
 	l := &slowLink{lim: rate.NewLimiter(rate.Limit(bytesPerSecond), 256<<10)}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	inner := proxy.Director
-	proxy.Director = func(r *http.Request) {
-		inner(r)
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &paced{ctx: r.Context(), r: r.Body, l: l}
+	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		// The signature covers the Host the client dialled: keep it.
+		pr.Out.Host = pr.In.Host
+		if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+			pr.Out.Body = &paced{ctx: pr.Out.Context(), r: pr.Out.Body, l: l}
 		}
-	}
+	}}
 	srv := httptest.NewServer(proxy)
 	t.Cleanup(srv.Close)
 	return l, srv.URL
