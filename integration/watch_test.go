@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -137,8 +138,18 @@ func webhookSource(t testing.TB, hook, token string, queued bool) side {
 	q.AddEvents(notification.ObjectCreatedAll, notification.ObjectRemovedAll)
 	var cfg notification.Configuration
 	cfg.AddQueue(q)
-	if err := src.client(t).SetBucketNotification(context.Background(), src.bucket, cfg); err != nil {
-		t.Fatalf("set bucket notification: %v", err)
+	// MinIO loads a new notification target in the background: under load
+	// the ARN may be unknown for a moment.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := src.client(t).SetBucketNotification(context.Background(), src.bucket, cfg)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "destination ARN") || time.Now().After(deadline) {
+			t.Fatalf("set bucket notification: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	return src
 }
