@@ -34,14 +34,6 @@ func restoreTo(t *testing.T, e *env, opts RestoreOptions) (string, Summary, erro
 	return dir, s, err
 }
 
-func failedKeys(s Summary) []string {
-	var keys []string
-	for _, f := range s.Failures {
-		keys = append(keys, f.Key)
-	}
-	return keys
-}
-
 // TestRestoreRefusesMisnamedReplica: with plain names, a replica whose name
 // is not the one its META key maps to (a copy of an old replica under
 // another name, or one replica copied over another) is refused, without any
