@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,18 @@ import (
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
-var quick = flag.Bool("quick", false, "BenchmarkVsRclone: a smoke run at an eighth of the sizes, not written to the doc")
+var (
+	quick = flag.Bool("quick", false, "BenchmarkVsRclone: a smoke run at an eighth of the sizes, not written to the doc")
+	only  = flag.String("only", "", "BenchmarkVsRclone: run only these workloads (comma-separated names: L,S,C,Cbw,Lplain,Splain), not written to the doc")
+)
+
+// wants reports whether -only selects the workload named name.
+func wants(name string) bool {
+	if *only == "" {
+		return true
+	}
+	return slices.Contains(strings.Split(*only, ","), strings.ReplaceAll(name, " ", ""))
+}
 
 const (
 	// trials is how many times each tool runs a workload; the median counts.
@@ -59,18 +71,30 @@ func BenchmarkVsRclone(b *testing.B) {
 	}
 	wan := startWAN(b, r.dst.Host, wanRate)
 
-	rep.raw = append(rep.raw,
-		r.raw("L", "4 × 128 MiB random", r.dst.URL, n),
-		r.raw("S", "2,000 × 16 KiB random", r.dst.URL, 1),
-		r.raw("C", "256 MiB CSV, 50 MB/s link", wan.URL(), 1),
-	)
-	lEnc := r.compare(workload{name: "L", what: "4 × 128 MiB random, encrypted", prefix: "L", files: 4, encrypted: true, flags: largeFlags, target: 1.00}, r.dst.URL, n)
-	sEnc, noop := r.compareWithRerun(workload{name: "S", what: "2,000 × 16 KiB random, encrypted", prefix: "S", files: nSmall, encrypted: true, flags: smallFlags, target: 0.67},
-		workload{name: "N", what: "no-op re-run over S", target: 0.50}, r.dst.URL, n)
-	cEnc := r.compare(workload{name: "C", what: "256 MiB CSV ledger over a 50 MB/s link, encrypted", prefix: "C", files: 1, encrypted: true, flags: largeFlags, target: 0.50}, wan.URL(), n)
-	lPlain := r.compare(workload{name: "L plain", what: "4 × 128 MiB random, no encryption", prefix: "L", files: 4, flags: largeFlags}, r.dst.URL, n)
-	sPlain := r.compare(workload{name: "S plain", what: "2,000 × 16 KiB random, no encryption", prefix: "S", files: nSmall, flags: smallFlags}, r.dst.URL, n)
-	rep.results = []result{lEnc, sEnc, cEnc, noop, lPlain, sPlain}
+	if *only == "" {
+		rep.raw = append(rep.raw,
+			r.raw("L", "4 × 128 MiB random", r.dst.URL, n),
+			r.raw("S", "2,000 × 16 KiB random", r.dst.URL, 1),
+			r.raw("C", "256 MiB CSV, 50 MB/s link", wan.URL(), 1),
+		)
+	}
+	add := func(w workload, dstURL string) {
+		if wants(w.name) {
+			rep.results = append(rep.results, r.compare(w, dstURL, n))
+		}
+	}
+	add(workload{name: "L", what: "4 × 128 MiB random, encrypted", prefix: "L", files: 4, encrypted: true, flags: largeFlags, target: 1.00}, r.dst.URL)
+	small := workload{name: "S", what: "2,000 × 16 KiB random, encrypted", prefix: "S", files: nSmall, encrypted: true, flags: smallFlags, target: 0.67}
+	if wants("S") {
+		sEnc, noop := r.compareWithRerun(small, workload{name: "N", what: "no-op re-run over S", target: 0.50}, r.dst.URL, n)
+		rep.results = append(rep.results, sEnc, noop)
+		rep.floor = r.floor(small, n)
+	}
+	add(workload{name: "C", what: "256 MiB CSV ledger over a 50 MB/s link, encrypted", prefix: "C", files: 1, encrypted: true, flags: largeFlags, target: 0.50}, wan.URL())
+	add(workload{name: "C bw", what: "256 MiB CSV ledger, `bandwidth: 50MB` against `--bwlimit 50M`, encrypted", prefix: "C", files: 1, encrypted: true,
+		transfer: "bandwidth: 50MB", flags: append(slices.Clone(largeFlags), "--bwlimit", "50M"), target: 0.50}, r.dst.URL)
+	add(workload{name: "L plain", what: "4 × 128 MiB random, no encryption", prefix: "L", files: 4, flags: largeFlags}, r.dst.URL)
+	add(workload{name: "S plain", what: "2,000 × 16 KiB random, no encryption", prefix: "S", files: nSmall, flags: smallFlags}, r.dst.URL)
 	rep.loadAfter = loadavg()
 	rep.finished = time.Now()
 	rep.versions = []string{
@@ -85,7 +109,7 @@ func BenchmarkVsRclone(b *testing.B) {
 			b.ReportMetric(res.ratio(), strings.ReplaceAll(res.name, " ", "-")+"-ratio")
 		}
 	}
-	if *quick {
+	if *quick || *only != "" {
 		return
 	}
 	if err := replaceSection(docPath, "vs-rclone", md); err != nil {
@@ -159,6 +183,7 @@ type workload struct {
 	files      int64
 	encrypted  bool
 	flags      []string // rclone's tuning
+	transfer   string   // voyageur's transfer settings, YAML flow mapping body
 	target     float64  // voyageur / rclone ratio to meet; 0 = none
 }
 
@@ -222,6 +247,9 @@ func (r *rig) voyageurSync(w workload, dst endpoint, journal string, wantCopied 
 	enc := ""
 	if w.encrypted {
 		enc = fmt.Sprintf("    encryption: {recipients: [%q], compression: zstd, names: hashed, name_secret_file: %q}\n", r.recipient, r.nameSecret)
+	}
+	if w.transfer != "" {
+		enc += "    transfer: {" + w.transfer + "}\n"
 	}
 	cfg := fmt.Sprintf(`journal: %s
 endpoints:

@@ -20,6 +20,8 @@ type report struct {
 	versions              []string
 	raw                   []rawResult
 	results               []result
+	// floor is the floor client's runs on workload S (floor_test.go).
+	floor []sample
 }
 
 func median(ss []sample) time.Duration {
@@ -94,6 +96,9 @@ func (rep *report) markdown() string {
 	for _, r := range rep.results {
 		switch r.name {
 		case "L":
+			if len(rep.raw) == 0 {
+				continue
+			}
 			put := median(rep.raw[0].put)
 			ratio := median(r.voy).Seconds() / put.Seconds()
 			verdict := "met"
@@ -103,6 +108,21 @@ func (rep *report) markdown() string {
 			fmt.Fprintf(&b, "\nL against the raw PUT: voyageur %s / awscli PUT %s = %.2f (target ≤ 1.15: %s).\n", secs(median(r.voy)), secs(put), ratio, verdict)
 		case "C":
 			fmt.Fprintf(&b, "\nC on the wire: voyageur wrote %s for the 256 MiB ledger (zstd + age); rclone crypt sends all of it and a little more.\n", mib(r.wire))
+		case "S", "S plain":
+			if len(rep.floor) == 0 {
+				continue
+			}
+			fl := median(rep.floor)
+			ratio := median(r.voy).Seconds() / fl.Seconds()
+			line := fmt.Sprintf("\n%s against the floor client (one GET and one PUT per object, 16 at once, plain bytes): voyageur %s / floor %s = %.2f", r.name, secs(median(r.voy)), secs(fl), ratio)
+			if r.name == "S" {
+				verdict := "met"
+				if ratio > 1.10 {
+					verdict = "**not met**"
+				}
+				line += fmt.Sprintf(" (target ≤ 1.10: %s)", verdict)
+			}
+			fmt.Fprintf(&b, "%s; floor runs %s s, peak RSS %s.\n", line, all(rep.floor), mib(peak(rep.floor)))
 		}
 	}
 	return b.String()
