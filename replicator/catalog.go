@@ -165,10 +165,12 @@ func describe(ctx context.Context, job Job, obj backends.ObjectInfo, opts Catalo
 			return described{rep: rep, err: err}
 		}
 		rep.Meta = m
-		if hashed && job.Encryption.NameSecret != nil && obj.Key != job.destKey(m.Key) {
-			// Anyone may encrypt to a public recipient: a replica whose
-			// name is not the hash of its META key was not written by
-			// this job.
+		// Anyone may encrypt to a public recipient, and a replica copied to
+		// another name keeps its META: a replica whose name is not the one
+		// its META key maps to (the key itself with plain names, its hash
+		// with hashed ones) was not written there by this job. Plain names
+		// are checked without any secret.
+		if (!hashed || job.Encryption.NameSecret != nil) && obj.Key != job.destKey(m.Key) {
 			return described{rep: rep, err: fmt.Errorf("replica %s: its name does not match the key in its META (%q): not written by this job, refusing it", obj.Key, m.Key)}
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +86,12 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 	var fatal error
 	copts := opts.Catalog
 	copts.Concurrency = job.Transfer.Concurrency
-	for rep, err := range Catalog(ctx, job, copts) {
+	replicas := Catalog(ctx, job, copts)
+	if job.Encryption != nil && job.Encryption.HashedNames && job.Encryption.NameSecret == nil {
+		r.log.Warn("names are not being checked: without a readable name_secret_file, a replica's name cannot be matched to the key in its META; two replicas claiming one key are both refused")
+		replicas = withoutConflicts(replicas, r)
+	}
+	for rep, err := range replicas {
 		if err != nil && rep.DestKey == "" {
 			fatal = err
 			break
@@ -112,6 +119,43 @@ func Restore(ctx context.Context, job Job, target Target, opts RestoreOptions) (
 		s.Error = fatal.Error()
 	}
 	return s, fatal
+}
+
+// withoutConflicts reads the whole catalog, then yields it without the keys
+// that more than one replica claims: each of those is one failure naming
+// all its replicas. Only names the job cannot check (hashed, without the
+// name secret) can conflict; with checked names one key has one name. Two
+// writers on one key would splice their bytes into one file, and nothing
+// tells which replica this job wrote, so neither is restored.
+func withoutConflicts(replicas iter.Seq2[Replica, error], r *run) iter.Seq2[Replica, error] {
+	return func(yield func(Replica, error) bool) {
+		type entry struct {
+			rep Replica
+			err error
+		}
+		var all []entry
+		claims := map[string][]string{}
+		for rep, err := range replicas {
+			all = append(all, entry{rep, err})
+			if err == nil {
+				claims[rep.Meta.Key] = append(claims[rep.Meta.Key], rep.DestKey)
+			}
+			if err != nil && rep.DestKey == "" {
+				break
+			}
+		}
+		for _, e := range all {
+			if c := claims[e.rep.Meta.Key]; e.err == nil && len(c) > 1 {
+				if c[0] == e.rep.DestKey {
+					r.noteFailure(e.rep.Meta.Key, "restore", fmt.Errorf("conflict: replicas %s all claim %q and names are not checked without name_secret_file; restoring none (give the job's name_secret_file to tell which one it wrote)", strings.Join(c, ", "), e.rep.Meta.Key))
+				}
+				continue
+			}
+			if !yield(e.rep, e.err) {
+				return
+			}
+		}
+	}
 }
 
 // restoreOne restores one replica unless the target has it already.
