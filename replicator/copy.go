@@ -118,50 +118,21 @@ func (r *run) readSource(ctx context.Context, info backends.ObjectInfo, off int6
 	return full, nil
 }
 
-// reserve takes n bytes of the memory budget (clamped to it). Reads hold
-// memory, never a transfer slot: an upload then never waits behind the
-// read of a later part.
-func (r *run) reserve(ctx context.Context, n int64) (release func(), err error) {
-	n = min(max(n, 1), r.job.Transfer.Memory)
-	if err := r.mem.Acquire(ctx, n); err != nil {
-		return nil, err
-	}
-	return func() { r.mem.Release(n) }, nil
-}
-
-// slot takes the wire limit's tokens for n bytes about to be sent, then one
-// transfer slot: the wait for bandwidth holds no slot, and requests go out
-// in the order they got their tokens. A retried request's bytes are not
-// counted again.
-func (r *run) slot(ctx context.Context, n int64) (release func(), err error) {
-	if r.wire != nil {
-		for n > 0 {
-			k := min(n, int64(r.wire.Burst()))
-			if err := r.wire.WaitN(ctx, int(k)); err != nil {
-				return nil, err
-			}
-			n -= k
-		}
-	}
-	if err := r.slots.Acquire(ctx, 1); err != nil {
-		return nil, err
-	}
-	return func() { r.slots.Release(1) }, nil
-}
-
-// single copies an object in one GET and one PUT.
+// single copies an object in one GET and one PUT. Encrypted, the object
+// is compressed into a second buffer and sealed as it is sent.
 func (r *run) single(ctx context.Context, c journal.Change, info backends.ObjectInfo, destKey string) error {
-	need := info.Size
+	sizes := []int64{info.Size}
 	if r.job.Encryption != nil {
-		need += crypto.SealedSizeBound(info.Size)
+		sizes = append(sizes, crypto.CompressedBound(info.Size))
 	}
-	release, err := r.reserve(ctx, need)
+	bufs, err := r.limits.Alloc(ctx, sizes...)
 	if err != nil {
 		return err
 	}
-	defer release()
-	buf := r.bufs.get(info.Size)
-	defer r.bufs.put(buf)
+	for _, b := range bufs {
+		defer r.limits.Free(b)
+	}
+	buf := bufs[0]
 	full, err := r.readSource(ctx, info, 0, buf)
 	if err != nil {
 		return err
@@ -169,28 +140,49 @@ func (r *run) single(ctx context.Context, c journal.Change, info backends.Object
 	if full.Size != info.Size {
 		return fmt.Errorf("read %s: %w (size %d, expected %d)", c.Key, errSourceChanged, full.Size, info.Size)
 	}
-	out := buf
+	var out io.ReadSeeker = bytes.NewReader(buf)
+	size := info.Size
 	if enc := r.job.Encryption; enc != nil {
 		// A fresh file key per attempt: nothing sealed is ever re-sealed.
 		w, err := crypto.NewWriter(enc.Options, metaOf(full))
 		if err != nil {
 			return fmt.Errorf("encrypt %s: %w", c.Key, err)
 		}
-		if out, err = w.Encode(buf); err != nil {
+		sealed, err := sealWhole(w, buf, bufs[1])
+		if err != nil {
 			return fmt.Errorf("encrypt %s: %w", c.Key, err)
 		}
+		out, size = sealed, sealed.Size()
 	}
-	free, err := r.slot(ctx, int64(len(out)))
+	free, err := r.limits.Slot(ctx, size)
 	if err != nil {
 		return err
 	}
-	obj, err := r.job.Dest.Put(ctx, destKey, bytes.NewReader(out), int64(len(out)), r.destOptions(full))
+	obj, err := r.job.Dest.Put(ctx, destKey, out, size, r.destOptions(full))
 	free()
 	if err != nil {
 		return err
 	}
-	r.bytesWritten.Add(int64(len(out)))
+	r.bytesWritten.Add(size)
 	return r.commit(c, full, destKey, obj, info.Size)
+}
+
+// sealWhole compresses plain into scratch and returns the object's one
+// sealed part, sealed as it is read.
+func sealWhole(w *crypto.Writer, plain, scratch []byte) (*crypto.SealedReader, error) {
+	compressed, err := w.CompressTo(scratch[:0], plain)
+	if err != nil {
+		return nil, err
+	}
+	part, err := w.NewPart(w.Start())
+	if err != nil {
+		return nil, err
+	}
+	if err := part.Add(plain, compressed); err != nil {
+		return nil, err
+	}
+	out, _, err := part.Reader(true, nil)
+	return out, err
 }
 
 // destOptions is what the destination stores beside a replica: the

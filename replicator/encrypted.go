@@ -3,37 +3,144 @@ package replicator
 import (
 	"context"
 	"fmt"
-	"sync"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
+	"github.com/voyageur-ca/voyageur/replicator/multipart"
 )
 
-// segment is one compressed source segment waiting for its part.
+// segment is one source segment read and compressed, waiting to be
+// gathered into its part.
 type segment struct {
 	plain, compressed []byte
-	reserved          int64 // bytes of the memory budget it holds
+}
+
+// sealedSource is the multipart.Source of an encrypted object: the source
+// is read in segments of segSize bytes, concurrently, and each is
+// compressed on its own. Segments are gathered in order into parts of at
+// least segSize compressed bytes (S3 refuses parts under 5 MiB but the
+// last, and compressible data shrinks), each sealed as it is sent (in
+// order: the STREAM counter and the SHA-256 chain through the parts).
+// Compression is deterministic, so the parts and their bytes are a pure
+// function of the writer state and the source: a resumed run re-produces
+// exactly the parts a killed one sent.
+type sealedSource struct {
+	r       *run
+	info    backends.ObjectInfo
+	w       *crypto.Writer
+	from    int64 // source offset of the first segment
+	segSize int64
+	nseg    int
+
+	// Gather's state, touched by Gather only.
+	part   *crypto.Part
+	held   [][]byte // compressed buffers of part
+	start  crypto.Boundary
+	starts []crypto.Boundary // boundaries of the parts before part
+}
+
+var _ multipart.Source[segment] = (*sealedSource)(nil)
+
+func (s *sealedSource) Reads() int { return s.nseg }
+
+func (s *sealedSource) bounds(i int) (off, length int64) {
+	off = s.from + int64(i)*s.segSize
+	return off, min(s.segSize, s.info.Size-off)
+}
+
+// Need is a segment's bytes and room for their worst-case compression.
+func (s *sealedSource) Need(i int) []int64 {
+	_, length := s.bounds(i)
+	return []int64{length, crypto.CompressedBound(length)}
+}
+
+// Read reads and compresses one segment. It holds memory, never a
+// transfer slot: those are for the destination.
+func (s *sealedSource) Read(ctx context.Context, i int, bufs [][]byte) (segment, error) {
+	off, _ := s.bounds(i)
+	plain, scratch := bufs[0], bufs[1]
+	seg, err := s.read(ctx, off, plain, scratch)
+	if err != nil {
+		s.r.limits.Free(plain)
+		s.r.limits.Free(scratch)
+	}
+	return seg, err
+}
+
+func (s *sealedSource) read(ctx context.Context, off int64, plain, scratch []byte) (segment, error) {
+	if _, err := s.r.readSource(ctx, s.info, off, plain); err != nil {
+		return segment{}, err
+	}
+	compressed, err := s.w.CompressTo(scratch[:0], plain)
+	if err != nil {
+		return segment{}, fmt.Errorf("compress %s at %d: %w", s.info.Key, off, err)
+	}
+	return segment{plain: plain, compressed: compressed}, nil
+}
+
+func (s *sealedSource) Drop(seg segment) {
+	s.r.limits.Free(seg.plain)
+	s.r.limits.Free(seg.compressed)
+}
+
+// Gather adds segment i to the part being gathered and returns the part
+// once it holds segSize compressed bytes (segSize is in the checkpoint, so
+// a resumed run closes parts at the same places) or the object ends.
+func (s *sealedSource) Gather(i int, seg segment) ([]multipart.Part, error) {
+	r := s.r
+	if s.part == nil {
+		part, err := s.w.NewPart(s.start)
+		if err != nil {
+			r.limits.Free(seg.plain)
+			r.limits.Free(seg.compressed)
+			return nil, err
+		}
+		s.part = part
+	}
+	compressed := seg.compressed
+	if len(compressed) < cap(compressed)/2 {
+		// Compressible data: keep the bytes, not the room a worst case
+		// needed, while the part is gathered and sent.
+		compressed = r.limits.Shrink(compressed)
+	}
+	err := s.part.Add(seg.plain, compressed)
+	r.limits.Free(seg.plain)
+	s.held = append(s.held, compressed)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt %s: %w", s.info.Key, err)
+	}
+	if p := r.opts.Progress; p != nil {
+		p.BytesDone.Add(int64(len(seg.plain)))
+	}
+	last := i == s.nseg-1
+	if !last && s.part.Compressed() < s.segSize {
+		return nil, nil
+	}
+	out, end, err := s.part.Reader(last, s.starts)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt %s: %w", s.info.Key, err)
+	}
+	held := s.held
+	s.starts = append(s.starts, s.start)
+	s.start, s.part, s.held = end, nil, nil
+	return []multipart.Part{{
+		Body: out, Size: out.Size(),
+		State: journal.PartState{End: end.Plain, Chunk: end.Chunk, Hash: end.Hash},
+		Done: func() {
+			for _, b := range held {
+				r.limits.Free(b)
+			}
+		},
+	}}, nil
 }
 
 // uploadEncrypted sends the parts of an encrypted object after the ones cp
 // already holds, and returns the number of parts in all.
-//
-// The source is read in segments of segSize bytes, concurrently, and each is
-// compressed on its own. Segments are then gathered in order into parts of
-// at least segSize compressed bytes (S3 refuses parts under 5 MiB but the
-// last, and compressible data shrinks), each part is sealed
-// (in order: the STREAM counter and the SHA-256 chain through the parts) and
-// uploaded concurrently. Since compression is deterministic, the parts and
-// their bytes are a pure function of the writer state and the source: a
-// resumed run re-produces exactly the parts a killed one sent.
 func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backends.ObjectInfo, cp *journal.Checkpoint, w *crypto.Writer, segSize int64) (int32, error) {
-	// The compressed bytes of the part being gathered (under one segment
-	// plus one compressed segment) and the next segment with its
-	// compression must fit in the budget together, or the pipeline could
-	// wait forever; pipelines are admitted so that all of theirs fit.
+	// The part being gathered and the next segment with its compression
+	// must fit in the budget together, or the pipeline could wait forever;
+	// pipelines are admitted so that all of theirs fit.
 	need := MinMemory(segSize, segSize, true)
 	if need > r.job.Transfer.Memory {
 		return 0, fmt.Errorf("encrypt %s: parts of %d bytes need transfer.memory of at least %d bytes", c.Key, segSize, need)
@@ -42,125 +149,36 @@ func (r *run) uploadEncrypted(ctx context.Context, c journal.Change, info backen
 		return 0, err
 	}
 	defer r.pipelines.Release(need)
-	start, starts := w.Start(), []crypto.Boundary(nil)
+	src := &sealedSource{r: r, info: info, w: w, segSize: segSize, start: w.Start()}
 	for _, p := range cp.Parts {
-		starts = append(starts, start)
-		start = crypto.Boundary{Plain: p.End, Chunk: p.Chunk, Hash: p.Hash}
+		src.starts = append(src.starts, src.start)
+		src.start = crypto.Boundary{Plain: p.End, Chunk: p.Chunk, Hash: p.Hash}
 	}
-	next, from := int32(len(cp.Parts))+1, start.Plain
-	nseg := int((info.Size - from + segSize - 1) / segSize)
-	results := make([]chan segment, nseg)
-	for i := range results {
-		results[i] = make(chan segment, 1)
-	}
-	// Whatever a failure leaves in flight goes back to the budget.
-	defer func() {
-		for _, ch := range results {
-			select {
-			case s := <-ch:
-				r.mem.Release(s.reserved)
-				r.bufs.put(s.plain)
-			default:
-			}
+	src.from = src.start.Plain
+	src.nseg = int((info.Size - src.from + segSize - 1) / segSize)
+	first := int32(len(cp.Parts)) + 1
+	sent, err := multipart.Send(ctx, r.upload(c, cp, first), src)
+	if src.part != nil {
+		for _, b := range src.held {
+			r.limits.Free(b)
 		}
-	}()
+	}
+	return first - 1 + int32(len(sent)), err
+}
 
-	var mu sync.Mutex // guards cp while parts finish concurrently
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		for i := range nseg {
-			off := from + int64(i)*segSize
-			length := min(segSize, info.Size-off)
-			need := length + crypto.SealedSizeBound(length)
-			if err := r.mem.Acquire(gctx, need); err != nil {
-				return err
-			}
-			g.Go(func() error {
-				s, err := r.readSegment(gctx, info, w, off, length)
-				if err != nil {
-					r.mem.Release(need)
-					return err
-				}
-				s.reserved = need
-				results[i] <- s
-				return nil
-			})
-		}
-		return nil
-	})
-	g.Go(func() error {
-		part, err := w.NewPart(start)
-		if err != nil {
-			return err
-		}
-		var held int64 // budget held by the compressed bytes of part
-		defer func() { r.mem.Release(held) }()
-		for i := range nseg {
-			var s segment
-			select {
-			case s = <-results[i]:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			keep := int64(len(s.compressed))
-			r.mem.Release(s.reserved - keep)
-			held += keep
-			err := part.Add(s.plain, s.compressed)
-			r.bufs.put(s.plain)
-			if err != nil {
-				return fmt.Errorf("encrypt %s: %w", c.Key, err)
-			}
-			if p := r.opts.Progress; p != nil {
-				p.BytesDone.Add(int64(len(s.plain)))
-			}
-			last := i == nseg-1
-			// Parts close at segSize compressed bytes: segSize is in the
-			// checkpoint, so a resumed run closes them at the same places.
-			if !last && part.Compressed() < segSize {
-				continue
-			}
-			// The part is sealed as it is sent: in flight it weighs its
-			// compressed bytes only, which the budget already holds.
-			out, end, err := part.Reader(last, starts)
-			if err != nil {
-				return fmt.Errorf("encrypt %s: %w", c.Key, err)
-			}
-			starts = append(starts, start)
-			n, reserved := next, held
-			next, start, held = next+1, end, 0
-			// The slot is taken here, in part order, so that parts go out
-			// in order as far as concurrency allows: the checkpoint's
-			// leading run, all a resume keeps, is then as long as it can be.
-			free, err := r.slot(gctx, out.Size())
-			if err != nil {
-				r.mem.Release(reserved)
-				return err
-			}
-			g.Go(func() error {
-				defer r.mem.Release(reserved)
-				defer free()
-				etag, err := r.job.Dest.UploadPart(gctx, cp.DestKey, cp.UploadID, n, out, out.Size(), backends.PartOptions{Locked: cp.Locked})
-				if err != nil {
-					return err
-				}
-				r.bytesWritten.Add(out.Size())
-				mu.Lock()
-				defer mu.Unlock()
-				cp.Parts = insertPart(cp.Parts, journal.PartState{
-					Number: n, ETag: etag, Size: out.Size(), End: end.Plain, Chunk: end.Chunk, Hash: end.Hash,
-				})
-				return r.jb.SaveCheckpoint(c.Key, *cp)
-			})
-			if !last {
-				if part, err = w.NewPart(end); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	err := g.Wait()
-	return next - 1, err
+// upload is the multipart.Upload of cp, checkpointing every part the
+// destination acknowledged.
+func (r *run) upload(c journal.Change, cp *journal.Checkpoint, first int32) multipart.Upload {
+	return multipart.Upload{
+		Bucket: r.job.Dest, Key: cp.DestKey, ID: cp.UploadID,
+		Options: backends.PartOptions{Locked: cp.Locked},
+		Budget:  r.limits, Window: r.job.Transfer.Concurrency, First: first,
+		Progress: func(n int64) { r.bytesWritten.Add(n) },
+		Saved: func(p journal.PartState) error {
+			cp.Parts = insertPart(cp.Parts, p)
+			return r.jb.SaveCheckpoint(c.Key, *cp)
+		},
+	}
 }
 
 // MinMemory is the smallest memory budget that lets an object read in
@@ -171,21 +189,5 @@ func MinMemory(partSize, segSize int64, encrypted bool) int64 {
 	if !encrypted {
 		return segSize
 	}
-	return partSize + segSize + 2*crypto.SealedSizeBound(segSize)
-}
-
-// readSegment reads and compresses one source segment. It holds its
-// memory, not a transfer slot: those are for the destination.
-func (r *run) readSegment(ctx context.Context, info backends.ObjectInfo, w *crypto.Writer, off, length int64) (segment, error) {
-	buf := r.bufs.get(length)
-	if _, err := r.readSource(ctx, info, off, buf); err != nil {
-		r.bufs.put(buf)
-		return segment{}, err
-	}
-	compressed, err := w.Compress(buf)
-	if err != nil {
-		r.bufs.put(buf)
-		return segment{}, fmt.Errorf("compress %s at %d: %w", info.Key, off, err)
-	}
-	return segment{plain: buf, compressed: compressed}, nil
+	return partSize + segSize + 2*crypto.CompressedBound(segSize)
 }

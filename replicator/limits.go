@@ -3,40 +3,23 @@ package replicator
 import (
 	"context"
 	"io"
-	"sync"
+
+	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/replicator/multipart"
 
 	"golang.org/x/time/rate"
 )
 
-// bufferPool recycles part buffers of the job's standard part size, so a
-// long run does not allocate a fresh buffer per part. Other sizes (grown
-// parts of huge objects, small objects) are allocated as needed.
-type bufferPool struct {
-	size int64
-	pool sync.Pool
-}
-
-func newBufferPool(size int64) *bufferPool {
-	return &bufferPool{size: size}
-}
-
-func (p *bufferPool) get(n int64) []byte {
-	// Only buffers near the part size come from the pool: when it is empty
-	// it allocates a whole part, which a small object would pay for by
-	// clearing megabytes to use kilobytes.
-	if n > p.size/2 && n <= p.size {
-		if b, ok := p.pool.Get().(*[]byte); ok {
-			return (*b)[:n]
-		}
-		return make([]byte, n, p.size)
+// newLimits returns the run's memory budget, transfer slots and wire
+// limit. The buffer classes are the job's part size and, encrypted, its
+// compressed bound: the sizes a long run allocates over and over.
+func newLimits(job Job) *multipart.Limits {
+	t := job.Transfer
+	classes := []int64{t.PartSize}
+	if job.Encryption != nil {
+		classes = append(classes, crypto.CompressedBound(t.PartSize))
 	}
-	return make([]byte, n)
-}
-
-func (p *bufferPool) put(b []byte) {
-	if int64(cap(b)) == p.size {
-		p.pool.Put(&b)
-	}
+	return multipart.NewLimits(t.Memory, t.Concurrency, newLimiter(t.Bandwidth), classes...)
 }
 
 // limitedReader throttles reads to the run's bandwidth limiter.

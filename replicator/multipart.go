@@ -3,20 +3,15 @@ package replicator
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
+	"github.com/voyageur-ca/voyageur/replicator/multipart"
 )
 
 // partSizeFor grows the part size so that an object needs at most MaxParts
@@ -97,61 +92,20 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 	for _, p := range cp.Parts {
 		have[p.Number] = true
 	}
-	var mu sync.Mutex // guards cp while parts finish concurrently
-	g, gctx := errgroup.WithContext(ctx)
-	// Parts are read as memory allows but take their transfer slot in part
-	// order, so they go out in order as far as concurrency allows: a later
-	// part that was read first never holds the slot an earlier one needs.
-	turn := make(chan struct{})
-	close(turn)
+	src := &rangeSource{r: r, info: info, partSize: partSize}
 	for n := int32(1); n <= nparts; n++ {
-		if have[n] {
-			continue
+		if !have[n] {
+			src.todo = append(src.todo, n)
 		}
-		off := int64(n-1) * partSize
-		length := min(partSize, info.Size-off)
-		release, err := r.reserve(gctx, length)
-		if err != nil {
-			break // gctx is done: g.Wait reports why
-		}
-		mine, next := turn, make(chan struct{})
-		turn = next
-		g.Go(func() error {
-			defer release()
-			buf := r.bufs.get(length)
-			defer r.bufs.put(buf)
-			_, err := r.readSource(gctx, info, off, buf)
-			if err == nil {
-				select {
-				case <-mine:
-				case <-gctx.Done():
-					err = gctx.Err()
-				}
-			}
-			var free func()
-			if err == nil {
-				free, err = r.slot(gctx, length)
-			}
-			close(next)
-			if err != nil {
-				return err
-			}
-			defer free()
-			etag, err := r.job.Dest.UploadPart(gctx, destKey, cp.UploadID, n, bytes.NewReader(buf), length, backends.PartOptions{Locked: cp.Locked})
-			if err != nil {
-				return err
-			}
-			r.bytesWritten.Add(length)
-			if p := r.opts.Progress; p != nil {
-				p.BytesDone.Add(length)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			cp.Parts = insertPart(cp.Parts, journal.PartState{Number: n, ETag: etag, Size: length, End: off + length})
-			return r.jb.SaveCheckpoint(c.Key, cp)
-		})
 	}
-	if err := g.Wait(); err != nil {
+	up := r.upload(c, &cp, 0)
+	up.Progress = func(n int64) {
+		r.bytesWritten.Add(n)
+		if p := r.opts.Progress; p != nil {
+			p.BytesDone.Add(n)
+		}
+	}
+	if _, err := multipart.Send(ctx, up, src); err != nil {
 		if errors.Is(err, errSourceChanged) {
 			r.discardUpload(ctx, c.Key, cp)
 		}
@@ -159,6 +113,50 @@ func (r *run) multipart(ctx context.Context, c journal.Change, info backends.Obj
 	}
 	return r.complete(ctx, c, info, cp, nparts)
 }
+
+// rangeSource is the multipart.Source of a plain object: one ranged source
+// read per part still missing, into a buffer of the budget, sent as read.
+type rangeSource struct {
+	r        *run
+	info     backends.ObjectInfo
+	partSize int64
+	todo     []int32 // the parts to send, ascending
+}
+
+var _ multipart.Source[[]byte] = (*rangeSource)(nil)
+
+func (s *rangeSource) Reads() int { return len(s.todo) }
+
+func (s *rangeSource) bounds(i int) (off, length int64) {
+	off = int64(s.todo[i]-1) * s.partSize
+	return off, min(s.partSize, s.info.Size-off)
+}
+
+func (s *rangeSource) Need(i int) []int64 {
+	_, length := s.bounds(i)
+	return []int64{length}
+}
+
+func (s *rangeSource) Read(ctx context.Context, i int, bufs [][]byte) ([]byte, error) {
+	off, _ := s.bounds(i)
+	buf := bufs[0]
+	if _, err := s.r.readSource(ctx, s.info, off, buf); err != nil {
+		s.r.limits.Free(buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (s *rangeSource) Gather(i int, buf []byte) ([]multipart.Part, error) {
+	off, length := s.bounds(i)
+	return []multipart.Part{{
+		Number: s.todo[i], Body: bytes.NewReader(buf), Size: length,
+		State: journal.PartState{End: off + length},
+		Done:  func() { s.r.limits.Free(buf) },
+	}}, nil
+}
+
+func (s *rangeSource) Drop(buf []byte) { s.r.limits.Free(buf) }
 
 func insertPart(parts []journal.PartState, p journal.PartState) []journal.PartState {
 	i, found := slices.BinarySearchFunc(parts, p.Number, func(a journal.PartState, n int32) int { return int(a.Number - n) })
@@ -172,7 +170,6 @@ func insertPart(parts []journal.PartState, p journal.PartState) []journal.PartSt
 // complete checks that the parts cover the source exactly and assembles
 // the upload.
 func (r *run) complete(ctx context.Context, c journal.Change, info backends.ObjectInfo, cp journal.Checkpoint, nparts int32) error {
-	parts := make([]backends.Part, len(cp.Parts))
 	var plain int64
 	for i, p := range cp.Parts {
 		if p.Number != int32(i+1) || p.End <= plain {
@@ -180,19 +177,12 @@ func (r *run) complete(ctx context.Context, c journal.Change, info backends.Obje
 			return fmt.Errorf("complete %s: part %d does not follow part %d", cp.DestKey, p.Number, i)
 		}
 		plain = p.End
-		parts[i] = backends.Part{Number: p.Number, ETag: p.ETag, Size: p.Size}
 	}
-	if int32(len(parts)) != nparts || plain != info.Size {
+	if int32(len(cp.Parts)) != nparts || plain != info.Size {
 		r.discardUpload(ctx, c.Key, cp)
-		return fmt.Errorf("complete %s: %d parts cover %d bytes, the source has %d bytes in %d parts", cp.DestKey, len(parts), plain, info.Size, nparts)
+		return fmt.Errorf("complete %s: %d parts cover %d bytes, the source has %d bytes in %d parts", cp.DestKey, len(cp.Parts), plain, info.Size, nparts)
 	}
-	obj, err := r.job.Dest.CompleteMultipart(ctx, cp.DestKey, cp.UploadID, parts)
-	if errors.Is(err, backends.ErrNoSuchUpload) {
-		// An earlier try may have completed it, its answer lost.
-		if done, ok := r.completedEarlier(ctx, info, cp); ok {
-			obj, err = done, nil
-		}
-	}
+	obj, err := multipart.Complete(ctx, r.job.Dest, cp.DestKey, cp.UploadID, cp.Parts)
 	if err != nil {
 		return err
 	}
@@ -239,7 +229,7 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 		r.discardUpload(ctx, c.Key, cp)
 		return journal.Checkpoint{}, false, false, nil
 	}
-	listed, err := r.job.Dest.ListParts(ctx, destKey, cp.UploadID)
+	kept, err := multipart.Resume(ctx, r.job.Dest, destKey, cp.UploadID, cp.Parts, cp.Writer != nil)
 	if errors.Is(err, backends.ErrNoSuchUpload) {
 		if obj, ok := r.completedEarlier(ctx, info, cp); ok {
 			r.log.Info("upload was completed before the crash, recording it", "key", c.Key)
@@ -256,50 +246,18 @@ func (r *run) resume(ctx context.Context, c journal.Change, info backends.Object
 	if err != nil {
 		return cp, false, false, err
 	}
-	confirmed := make(map[int32]backends.Part, len(listed))
-	for _, p := range listed {
-		confirmed[p.Number] = p
-	}
-	kept := cp.Parts[:0]
-	for _, p := range cp.Parts {
-		l, ok := confirmed[p.Number]
-		ok = ok && strings.Trim(l.ETag, `"`) == strings.Trim(p.ETag, `"`) && l.Size == p.Size
-		if ok && (cp.Writer == nil || p.Number == int32(len(kept)+1)) {
-			kept = append(kept, p)
-		} else if cp.Writer != nil {
-			break
-		}
-	}
 	cp.Parts = kept
 	r.log.Info("resuming multipart upload", "key", c.Key, "parts_done", len(kept))
 	return cp, true, false, nil
 }
 
 // completedEarlier returns the destination object when it is exactly the
-// one the checkpoint's parts assemble to: its multipart ETag is the MD5 of
-// the part MD5s, a fingerprint no other content has.
+// one the checkpoint's parts assemble to, covering the whole source.
 func (r *run) completedEarlier(ctx context.Context, info backends.ObjectInfo, cp journal.Checkpoint) (backends.ObjectInfo, bool) {
-	for i, p := range cp.Parts {
-		if p.Number != int32(i+1) {
-			return backends.ObjectInfo{}, false
-		}
-	}
 	if len(cp.Parts) == 0 || cp.Parts[len(cp.Parts)-1].End != info.Size {
 		return backends.ObjectInfo{}, false
 	}
-	obj, err := r.job.Dest.Stat(ctx, cp.DestKey, "")
-	if err != nil || (cp.Writer == nil && obj.Size != info.Size) {
-		return backends.ObjectInfo{}, false
-	}
-	h := md5.New()
-	for _, p := range cp.Parts {
-		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
-		if err != nil {
-			return backends.ObjectInfo{}, false
-		}
-		h.Write(b)
-	}
-	return obj, obj.ETag == fmt.Sprintf("%x-%d", h.Sum(nil), len(cp.Parts))
+	return multipart.Completed(ctx, r.job.Dest, cp.DestKey, cp.Parts)
 }
 
 // abortOthers aborts the incomplete uploads of destKey other than keep,
@@ -329,7 +287,7 @@ func (r *run) discardUpload(ctx context.Context, key string, cp journal.Checkpoi
 }
 
 func (r *run) abort(ctx context.Context, destKey, uploadID string) {
-	if err := r.job.Dest.AbortMultipart(context.WithoutCancel(ctx), destKey, uploadID); err != nil && !errors.Is(err, backends.ErrNoSuchUpload) {
+	if err := multipart.Abort(ctx, r.job.Dest, destKey, uploadID); err != nil {
 		r.log.Warn("could not abort multipart upload; the next run retries", "key", destKey, "err", err)
 	}
 }

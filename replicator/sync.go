@@ -18,6 +18,7 @@ import (
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
+	"github.com/voyageur-ca/voyageur/replicator/multipart"
 )
 
 // ErrTooManyDeletes is returned (wrapped) when a run would delete more
@@ -35,16 +36,14 @@ type run struct {
 	opts Options
 	log  *slog.Logger
 
-	mem *semaphore.Weighted
+	// limits holds the memory budget, the transfer slots and the pace of
+	// the bytes sent to the destination.
+	limits *multipart.Limits
 	// pipelines admits encrypted multipart objects so that the memory each
 	// needs to make progress (MinMemory) fits in the budget together.
 	pipelines *semaphore.Weighted
-	slots     *semaphore.Weighted
-	// readLimit paces source reads (restore: replica reads); wire paces
-	// the bytes sent to the destination. nil: no limit.
+	// readLimit paces source reads; nil: no limit.
 	readLimit *rate.Limiter
-	wire      *rate.Limiter
-	bufs      *bufferPool
 
 	work    chan journal.Change
 	pending sync.WaitGroup
@@ -143,12 +142,9 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 		jb:         j.Job(job.Name),
 		opts:       opts,
 		log:        opts.Logger.With("job", job.Name),
-		mem:        semaphore.NewWeighted(job.Transfer.Memory),
+		limits:     newLimits(job),
 		pipelines:  semaphore.NewWeighted(job.Transfer.Memory),
-		slots:      semaphore.NewWeighted(int64(job.Transfer.Concurrency)),
 		readLimit:  newLimiter(job.Transfer.ReadBandwidth),
-		wire:       newLimiter(job.Transfer.Bandwidth),
-		bufs:       newBufferPool(job.Transfer.PartSize),
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
 		failedKeys: map[string]bool{},
 		fpKey:      fpKey,
