@@ -47,7 +47,7 @@ type Part struct {
 	// part's (Upload.First for the first).
 	Number int32
 	Body   io.ReadSeeker // Size bytes, read again from the start on a retry
-	Size int64
+	Size   int64
 	// State is what the checkpoint keeps about the part besides its number,
 	// ETag and size, which Send fills in: where it ends in the source, and
 	// for sealed parts the stream counter and hash chain.
