@@ -378,13 +378,14 @@ func (job *Job) destKey(key string) string {
 	return job.DestPrefix + strings.TrimPrefix(key, job.SourcePrefix)
 }
 
-// Normalize fills in the defaults (part size 16 MiB, concurrency 16, memory
-// the larger of 512 MiB and the part size) and checks the settings. An error
+// Normalize fills in the defaults (part size 8 MiB, concurrency 16, memory
+// the larger of 64 MiB and what the part size needs) and checks the
+// settings. An error
 // starts with the name of the setting it is about, as the configuration
 // spells it (part_size, concurrency, memory, bandwidth, read_bandwidth).
 func (t *Transfer) Normalize(encrypted bool) error {
 	if t.PartSize == 0 {
-		t.PartSize = 16 << 20
+		t.PartSize = 8 << 20
 	}
 	if t.PartSize < MinPartSize || t.PartSize > MaxPartSize {
 		return fmt.Errorf("part_size: %d bytes is outside 5MiB..5GiB", t.PartSize)
@@ -396,7 +397,7 @@ func (t *Transfer) Normalize(encrypted bool) error {
 		return fmt.Errorf("concurrency: %d is outside 1..256", t.Concurrency)
 	}
 	if t.Memory == 0 {
-		t.Memory = max(512<<20, t.PartSize)
+		t.Memory = max(64<<20, MinMemory(t.PartSize, t.PartSize, encrypted))
 	}
 	if need := MinMemory(t.PartSize, t.PartSize, encrypted); t.Memory < need {
 		return fmt.Errorf("memory: %d bytes is less than the %d this part_size needs", t.Memory, need)

@@ -9,14 +9,15 @@ import (
 
 // memoryHeadroom is what a run holds besides its jobs' transfer buffers:
 // zstd encoders, HTTP connections, listing pages, journal transactions.
-const memoryHeadroom = 192 << 20
+// The buffers are counted by the budget, recycled and freed as parts are
+// acknowledged, so the collector needs little room beyond them.
+const memoryHeadroom = 32 << 20
 
 // limitMemory sets the Go runtime's soft memory limit from the jobs'
 // transfer.memory budgets: the sum for jobs that run together (watch), the
 // largest for jobs that run one after the other (sync). The budget bounds
 // the live buffers; without a limit the collector lets the heap grow to
-// twice them, so a 512 MiB budget would cost about 1 GiB of RSS. An
-// explicit GOMEMLIMIT wins.
+// twice them. An explicit GOMEMLIMIT wins.
 func limitMemory(jobs []replicator.Job, together bool) {
 	if os.Getenv("GOMEMLIMIT") != "" || len(jobs) == 0 {
 		return
@@ -33,5 +34,5 @@ func limitMemory(jobs []replicator.Job, together bool) {
 			budget = max(budget, t.Memory)
 		}
 	}
-	debug.SetMemoryLimit(budget + budget/4 + memoryHeadroom)
+	debug.SetMemoryLimit(budget + memoryHeadroom)
 }

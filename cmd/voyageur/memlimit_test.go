@@ -17,16 +17,16 @@ func TestLimitMemory(t *testing.T) {
 		{Transfer: replicator.Transfer{Memory: 200 * mib}},
 	}
 	limitMemory(jobs, false)
-	if got, want := debug.SetMemoryLimit(-1), int64(200*mib+50*mib+memoryHeadroom); got != want {
+	if got, want := debug.SetMemoryLimit(-1), int64(200*mib+memoryHeadroom); got != want {
 		t.Errorf("one after the other: limit %d, want %d", got, want)
 	}
 	limitMemory(jobs, true)
-	if got, want := debug.SetMemoryLimit(-1), int64(300*mib+75*mib+memoryHeadroom); got != want {
+	if got, want := debug.SetMemoryLimit(-1), int64(300*mib+memoryHeadroom); got != want {
 		t.Errorf("together: limit %d, want %d", got, want)
 	}
-	// Defaults count as what the run will use: 512 MiB.
+	// Defaults count as what the run will use: 64 MiB.
 	limitMemory([]replicator.Job{{}}, false)
-	if got, want := debug.SetMemoryLimit(-1), int64(512*mib+128*mib+memoryHeadroom); got != want {
+	if got, want := debug.SetMemoryLimit(-1), int64(64*mib+memoryHeadroom); got != want {
 		t.Errorf("defaults: limit %d, want %d", got, want)
 	}
 
