@@ -25,7 +25,6 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
-	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
@@ -39,11 +38,8 @@ const (
 )
 
 // sourceListLimit bounds the source listing that looks for changes not yet
-// replicated, and pendingLimit the journal queue items read for it.
-const (
-	sourceListLimit = 1000
-	pendingLimit    = 100
-)
+// replicated.
+const sourceListLimit = 1000
 
 // Options are one drill's settings.
 type Options struct {
@@ -60,12 +56,10 @@ type Options struct {
 	// TempDir is where the sample is restored; it is removed afterwards
 	// ("" = os.TempDir()).
 	TempDir string
-	// Journal, when not nil, is the job's journal, read to compare only
-	// (its queue, index and run history); JournalNote says why it is nil.
-	Journal     *journal.Job
+	// Journal, when not nil, is what the job's journal says (ReadJournal),
+	// to compare only; JournalNote says why it is nil.
+	Journal     *JournalFacts
 	JournalNote string
-	// Watch marks a job replicated by watch: its lag histogram is reported.
-	Watch bool
 	// Endpoint is the destination's configuration, for residency.
 	Endpoint Endpoint
 	// Objectives are the job's targets; zero fields are not checked.
@@ -178,7 +172,15 @@ func Run(ctx context.Context, job replicator.Job, opts Options) (res Result, err
 			return res, fmt.Errorf("drill %s: %w", job.Name, err)
 		}
 		if err != nil {
-			res.Failed = append(res.Failed, Failure{Key: rep.DestKey, Reason: err.Error()})
+			// Every replica's META is read: one that fails there counts as
+			// sampled, and is named by its original key when the journal
+			// knows it.
+			key := rep.DestKey
+			if opts.Journal != nil && opts.Journal.Keys[key] != "" {
+				key = opts.Journal.Keys[key]
+			}
+			res.Sampled++
+			res.Failed = append(res.Failed, Failure{Key: key, Reason: err.Error()})
 			continue
 		}
 		if firstReplica == 0 {
@@ -191,7 +193,7 @@ func Run(ctx context.Context, job replicator.Job, opts Options) (res Result, err
 	res.CatalogSeconds = round(time.Since(t0).Seconds())
 
 	sample := pick(reps, opts)
-	res.Sampled = len(sample)
+	res.Sampled += len(sample)
 	for _, rep := range sample {
 		res.SampledBytes += rep.Meta.Size
 	}
@@ -199,18 +201,9 @@ func Run(ctx context.Context, job replicator.Job, opts Options) (res Result, err
 		return res, err
 	}
 	res.estimateRTO()
-	if err := measureRPO(ctx, job, reps, opts, &res); err != nil {
-		return res, err
-	}
-	if opts.Journal != nil {
-		if res.LagHistory, err = lagHistory(opts.Journal); err != nil {
-			return res, fmt.Errorf("drill %s: %w", job.Name, err)
-		}
-		if opts.Watch {
-			if res.LagHistogram, res.LagObjects, err = lagHistogram(opts.Journal); err != nil {
-				return res, fmt.Errorf("drill %s: %w", job.Name, err)
-			}
-		}
+	measureRPO(ctx, job, reps, opts, &res)
+	if jf := opts.Journal; jf != nil {
+		res.LagHistory, res.LagHistogram, res.LagObjects = jf.History, jf.Histogram, jf.HistogramObjects
 	}
 	slices.SortFunc(res.Failed, func(a, b Failure) int { return strings.Compare(a.Key, b.Key) })
 	return res, nil
@@ -242,7 +235,7 @@ func (r *Result) finish(obj Objectives) {
 	if n := len(r.Failed); n > 0 {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d objects did not restore or verify", n))
 	}
-	if r.Error == "" && r.Verified != r.Sampled {
+	if r.Error == "" && len(r.Failed) == 0 && r.Verified != r.Sampled {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d sampled objects verified", r.Verified, r.Sampled))
 	}
 	if obj.RPO > 0 || obj.RTO > 0 {
@@ -504,7 +497,7 @@ func againstSource(ctx context.Context, job replicator.Job, o restored) (string,
 // measureRPO finds the oldest change not yet replicated: queued in the
 // journal, or (in a bounded listing of the source) an object newer than its
 // replica or without one. Its age is the data a disaster now would lose.
-func measureRPO(ctx context.Context, job replicator.Job, reps []replicator.Replica, opts Options, res *Result) error {
+func measureRPO(ctx context.Context, job replicator.Job, reps []replicator.Replica, opts Options, res *Result) {
 	now := time.Now()
 	var oldest time.Time
 	note := func(t time.Time) {
@@ -515,11 +508,8 @@ func measureRPO(ctx context.Context, job replicator.Job, reps []replicator.Repli
 	}
 	measured := false
 	var basis []string
-	if jb := opts.Journal; jb != nil {
-		pending, err := jb.Pending(0, pendingLimit)
-		if err != nil {
-			return fmt.Errorf("drill %s: %w", job.Name, err)
-		}
+	if jf := opts.Journal; jf != nil {
+		pending := jf.Pending
 		for _, c := range pending {
 			t := c.EventTime
 			if t.IsZero() && job.Source != nil {
@@ -576,5 +566,4 @@ func measureRPO(ctx context.Context, job replicator.Job, reps []replicator.Repli
 		res.RPOSeconds = &v
 		res.RPOBasis = "age of the oldest change not yet replicated, from: " + strings.Join(basis, "; ")
 	}
-	return nil
 }

@@ -30,16 +30,86 @@ type LagPoint struct {
 	Failed  int64     `json:"failed"`
 }
 
-// indexLagLimit bounds the index entries read for the histogram.
-const indexLagLimit = 100_000
+// indexLagLimit bounds the index entries read for the histogram, and
+// pendingLimit the journal queue items read for the RPO.
+const (
+	indexLagLimit = 100_000
+	pendingLimit  = 100
+)
 
-// lagHistory turns the journal's run history into lag points, oldest first.
-func lagHistory(jb *journal.Job) ([]LagPoint, error) {
+// JournalFacts is what a drill reads from the job's journal: the oldest
+// queued changes, the run history as lag points, for watch jobs the lag
+// histogram, and the original key of each replica (to name a replica
+// whose META does not decrypt). It is read up front, so that the journal
+// is not held (and a scheduled sync not locked out) while the sample is
+// restored.
+type JournalFacts struct {
+	Pending          []journal.Change
+	History          []LagPoint
+	Histogram        []LagBucket
+	HistogramObjects int
+	Keys             map[string]string // destination key → source key
+}
+
+// ReadJournal reads a job's journal for a drill; watch asks for the lag
+// histogram. It reads at most indexLagLimit index entries.
+func ReadJournal(jb *journal.Job, watch bool) (*JournalFacts, error) {
+	f := JournalFacts{Keys: map[string]string{}}
+	var err error
+	if f.Pending, err = jb.Pending(0, pendingLimit); err != nil {
+		return nil, err
+	}
 	runs, err := jb.Runs(0)
 	if err != nil {
 		return nil, err
 	}
 	slices.Reverse(runs) // oldest first
+	f.History = lagHistory(runs)
+	// Lag counts only objects modified since the oldest run kept: older
+	// ones were copied by a first sync, which is backfill, not lag.
+	var since time.Time
+	counts := make([]int, len(LagBuckets)+1)
+	if watch && len(runs) > 0 {
+		since = runs[0].Started
+	}
+	after := ""
+	for read := 0; read < indexLagLimit; {
+		page, err := jb.IndexRange("", after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			read++
+			if e.DestKey != "" {
+				f.Keys[e.DestKey] = e.Key
+			}
+			if since.IsZero() || e.MTime.IsZero() || e.ReplicatedAt.IsZero() || e.MTime.Before(since) {
+				continue
+			}
+			lag := max(e.ReplicatedAt.Sub(e.MTime).Seconds(), 0)
+			i, _ := slices.BinarySearch(LagBuckets, lag)
+			counts[i]++
+			f.HistogramObjects++
+		}
+		after = page[len(page)-1].Key
+	}
+	if !since.IsZero() {
+		f.Histogram = make([]LagBucket, len(counts))
+		for i, c := range counts {
+			f.Histogram[i].Count = c
+			if i < len(LagBuckets) {
+				f.Histogram[i].LESeconds = &LagBuckets[i]
+			}
+		}
+	}
+	return &f, nil
+}
+
+// lagHistory turns the run history (oldest first) into lag points.
+func lagHistory(runs []journal.Run) []LagPoint {
 	out := []LagPoint{}
 	var prev time.Time
 	for _, r := range runs {
@@ -47,53 +117,11 @@ func lagHistory(jb *journal.Job) ([]LagPoint, error) {
 			continue
 		}
 		if !prev.IsZero() {
-			out = append(out, LagPoint{Time: r.Finished.UTC(), Seconds: r.Finished.Sub(prev).Seconds(), Failed: r.Failed})
+			out = append(out, LagPoint{Time: r.Finished.UTC(), Seconds: round(r.Finished.Sub(prev).Seconds()), Failed: r.Failed})
 		}
 		prev = r.Started
 	}
-	return out, nil
-}
-
-// lagHistogram counts, from the journal's index, the lag of each replica
-// (from its source modification to its replication) for the objects
-// modified since the oldest run the journal keeps: older ones were copied
-// by a first sync, which is backfill, not lag.
-func lagHistogram(jb *journal.Job) ([]LagBucket, int, error) {
-	runs, err := jb.Runs(0)
-	if err != nil || len(runs) == 0 {
-		return nil, 0, err
-	}
-	since := runs[len(runs)-1].Started
-	counts := make([]int, len(LagBuckets)+1)
-	n, read, after := 0, 0, ""
-	for read < indexLagLimit {
-		page, err := jb.IndexRange("", after, 1000)
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, e := range page {
-			read++
-			if e.MTime.IsZero() || e.ReplicatedAt.IsZero() || e.MTime.Before(since) {
-				continue
-			}
-			lag := max(e.ReplicatedAt.Sub(e.MTime).Seconds(), 0)
-			i, _ := slices.BinarySearch(LagBuckets, lag)
-			counts[i]++
-			n++
-		}
-		after = page[len(page)-1].Key
-	}
-	out := make([]LagBucket, len(counts))
-	for i, c := range counts {
-		out[i].Count = c
-		if i < len(LagBuckets) {
-			out[i].LESeconds = &LagBuckets[i]
-		}
-	}
-	return out, n, nil
+	return out
 }
 
 // round keeps reports readable: figures to the millisecond.

@@ -62,6 +62,9 @@ func (r *Report) WriteFiles(dir string) (jsonPath, htmlPath string, err error) {
 		return "", "", fmt.Errorf("encode report: %w", err)
 	}
 	jsonPath = filepath.Join(dir, r.FileName())
+	if _, err := os.Lstat(jsonPath); err == nil {
+		return "", "", fmt.Errorf("write %s: a drill report of that second exists already", jsonPath)
+	}
 	if err := writeFile(jsonPath, append(b, '\n')); err != nil {
 		return "", "", err
 	}
@@ -159,6 +162,9 @@ func Store(ctx context.Context, job replicator.Job, r Report, res Result) (strin
 	}
 	if rt := job.Retention; rt != nil {
 		opts.LockMode, opts.LockUntil = rt.Mode, time.Now().UTC().AddDate(0, 0, rt.Days)
+	}
+	if _, err := job.Dest.Stat(ctx, key, ""); err == nil {
+		return "", fmt.Errorf("store report %s at %s: a drill report of that second exists already", key, job.Dest.Name())
 	}
 	if _, err := job.Dest.Put(ctx, key, bytes.NewReader(b), int64(len(b)), opts); err != nil {
 		return "", fmt.Errorf("store report %s at %s: %w", key, job.Dest.Name(), err)

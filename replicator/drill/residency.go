@@ -92,8 +92,14 @@ func preset(ep Endpoint) Destination {
 		host = strings.ToLower(u.Hostname())
 	}
 	switch {
-	case ep.Type == "ovh" && ep.URL == "":
-		return ovh(ep.Region, "type ovh, region "+ep.Region)
+	case ep.Type == "ovh":
+		// The operator names the provider and the region; a url only
+		// replaces the preset address (a private endpoint, a proxy).
+		basis := "type ovh, region " + ep.Region
+		if ep.URL != "" {
+			basis += " (url " + host + " replaces the preset address)"
+		}
+		return ovh(ep.Region, basis)
 	case ovhHost.MatchString(host):
 		return ovh(ovhHost.FindStringSubmatch(host)[1], "endpoint host "+host)
 	case ep.Type == "aws" && ep.URL == "":
