@@ -253,6 +253,20 @@ func TestDrill(t *testing.T) {
 		t.Errorf("verify with a stored drill report: %+v", r)
 	}
 
+	// A recovery host has no journal: the drill needs none, creates none,
+	// and measures the RPO from the source alone.
+	recovery := t.TempDir()
+	noJournal := writeConfig(t, recovery, jobConfig{Journal: filepath.Join(recovery, "journal.db"), Src: s.src, Dst: s.dst, ExtraJobLines: s.jobLines})
+	nextSecond()
+	r, _ = runDrill(t, 0, "-c", noJournal, "--identity", s.k.identity, "--sample-bytes", "1KiB")
+	j = r.Jobs[0]
+	if j.RPOSeconds == nil || *j.RPOSeconds != 0 || !strings.Contains(j.RPOBasis, "no journal at") || j.Verified != j.Sampled || j.Sampled < 1 {
+		t.Errorf("drill without a journal: rpo %v (%s), verified %d of %d", j.RPOSeconds, j.RPOBasis, j.Verified, j.Sampled)
+	}
+	if _, err := os.Stat(filepath.Join(recovery, "journal.db")); err == nil {
+		t.Error("the drill created a journal")
+	}
+
 	// A missed objective fails the drill: a change not replicated for
 	// over a second against an RPO of one second, and an RTO of 1ms.
 	putSource(t, s.src, "a/late.csv", srcObject{data: []byte("late\n")})
@@ -303,7 +317,7 @@ func TestDrill(t *testing.T) {
 	// the page of the last drill charts the three found in the directory.
 	hist := runVoyageur(t, "drill", "-c", s.cfg, "--identity", s.k.identity, "--history")
 	lines := strings.Split(strings.TrimSpace(hist.stdout), "\n")
-	if hist.code != 0 || len(lines) != 4 || !strings.Contains(lines[0], "ledgers  FAILED") || !strings.Contains(lines[3], "ledgers  passed") {
+	if hist.code != 0 || len(lines) != 5 || !strings.Contains(lines[0], "ledgers  FAILED") || !strings.Contains(lines[4], "ledgers  passed") {
 		t.Errorf("drill --history: exit %d\n%s\n%s", hist.code, hist.stdout, hist.stderr)
 	}
 	pages, _ := filepath.Glob(filepath.Join(reports, "drill-*.html"))
