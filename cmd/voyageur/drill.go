@@ -314,8 +314,9 @@ func writeDrillSummary(w io.Writer, r drill.Report) {
 		fmt.Fprintf(w, "%s: %s: sampled %d, verified %d, failed %d; RTO estimate %s (restore %s/s, first byte %s, catalog %s); RPO %s\n",
 			j.Job, verdict, j.Sampled, j.Verified, len(j.Failed), humanSeconds(j.RTOSecondsEstimate),
 			humanBytes(int64(j.RestoreBytesPerSecond)), humanSeconds(j.FirstByteSeconds), humanSeconds(j.CatalogSeconds), rpo)
-		fmt.Fprintf(w, "  destination %s %s, in Canada: %s; %d recipients; identities on this host besides --identity: %d; retention %s\n",
-			j.Destination.Provider, j.Destination.Region, in, len(j.Recipients), len(j.Custody.HostIdentities), j.Custody.Retention)
+		where := strings.TrimSpace(j.Destination.Provider + " " + j.Destination.Region)
+		fmt.Fprintf(w, "  destination %s, in Canada: %s; %d recipients; identities on this host besides --identity: %d; retention %s\n",
+			where, in, len(j.Recipients), len(j.Custody.HostIdentities), j.Custody.Retention)
 		for _, f := range j.Failed {
 			fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Reason)
 		}

@@ -345,6 +345,7 @@ func restoreSample(ctx context.Context, job replicator.Job, sample []replicator.
 		failed[f.Key] = true
 		res.Failed = append(res.Failed, Failure{Key: f.Key, Reason: f.Error})
 	}
+	src := job.Source
 	for _, r := range sample {
 		key := r.Meta.Key
 		done, ok := st.done[key]
@@ -353,7 +354,10 @@ func restoreSample(ctx context.Context, job replicator.Job, sample []replicator.
 		case !ok:
 			res.Failed = append(res.Failed, Failure{Key: key, Reason: "sampled but not restored (the replica changed during the drill?)"})
 		default:
-			against, err := againstSource(ctx, job, done)
+			against, reachable, err := againstSource(ctx, src, done)
+			if !reachable {
+				src = nil // one unreachable source is enough: no retries per object
+			}
 			if err != nil {
 				res.Failed = append(res.Failed, Failure{Key: key, Reason: err.Error()})
 				continue
@@ -474,24 +478,26 @@ func (f *firstByte) Write(p []byte) (int, error) {
 // still holds the version replicated (by ETag): "source" when it matched,
 // "replica" when the source could not witness (gone, changed, unreachable,
 // or a plain replica, which records no source ETag), and an error when the
-// bytes differ.
-func againstSource(ctx context.Context, job replicator.Job, o restored) (string, error) {
-	if job.Source == nil || o.meta.ETag == "" {
-		return "replica", nil
+// bytes differ. reachable is false when the source did not answer.
+func againstSource(ctx context.Context, src backends.Bucket, o restored) (against string, reachable bool, err error) {
+	if src == nil || o.meta.ETag == "" {
+		return "replica", src != nil, nil
 	}
-	rc, _, err := job.Source.Get(ctx, o.meta.Key, backends.GetOptions{IfMatch: o.meta.ETag})
+	rc, _, err := src.Get(ctx, o.meta.Key, backends.GetOptions{IfMatch: o.meta.ETag})
 	if err != nil {
-		return "replica", nil // gone, changed or unreachable: the replica's digest stands
+		// Gone or changed: the replica's digest stands.
+		answered := backends.IsNotExist(err) || errors.Is(err, backends.ErrPreconditionFailed)
+		return "replica", answered, nil
 	}
 	defer rc.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, rc); err != nil {
-		return "replica", nil
+		return "replica", false, nil
 	}
 	if !bytes.Equal(h.Sum(nil), o.sum) {
-		return "", errors.New("the restored bytes differ from the source's (SHA-256), though the source still holds the version replicated")
+		return "", true, errors.New("the restored bytes differ from the source's (SHA-256), though the source still holds the version replicated")
 	}
-	return "source", nil
+	return "source", true, nil
 }
 
 // measureRPO finds the oldest change not yet replicated: queued in the
