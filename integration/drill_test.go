@@ -425,6 +425,7 @@ func TestDrillConfigErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"drill", "-c", unknown, "--identity", k.identity},
 		{"sync", "-c", unknown},
+		{"watch", "-c", unknown},
 	} {
 		res := runVoyageur(t, args...)
 		if res.code != 2 || !strings.Contains(res.stderr, "residency: ca") || !strings.Contains(res.stderr, "not known to be in Canada") {
@@ -445,6 +446,19 @@ func TestDrillConfigErrors(t *testing.T) {
 	r, _ := runDrill(t, 0, "-c", cfg, "--identity", k.identity)
 	if d := r.Jobs[0].Destination; d.Provider != "ovhcloud" || d.Region != "bhs" || d.InCanada == nil || !*d.InCanada || r.Jobs[0].Verified != 1 {
 		t.Errorf("ovh bhs: %+v, verified %d", d, r.Jobs[0].Verified)
+	}
+
+	// A plain job needs no identity; its stored report is plain JSON.
+	plainDir := t.TempDir()
+	plain := writeConfig(t, plainDir, jobConfig{Src: src, Dst: dst, DstPrefix: "plain/"})
+	syncJSON(t, 0, "-c", plain)
+	r, _ = runDrill(t, 0, "-c", plain)
+	if j := r.Jobs[0]; j.Verified != 1 || len(j.Recipients) != 0 || j.VerifiedAgainst["replica"] != 1 {
+		t.Errorf("plain job: verified %d (%v), recipients %v", j.Verified, j.VerifiedAgainst, j.Recipients)
+	}
+	stored := listObjects(t, dst, "plain/.voyageur/drills/")
+	if len(stored) != 1 || !strings.HasSuffix(sortedKeys(stored)[0], "-ledgers.json") {
+		t.Errorf("plain job's stored report: %v", sortedKeys(stored))
 	}
 
 	good := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, ExtraJobLines: enc})
