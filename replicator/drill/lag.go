@@ -70,7 +70,8 @@ func ReadJournal(jb *journal.Job, watch bool) (*JournalFacts, error) {
 	var since time.Time
 	counts := make([]int, len(LagBuckets)+1)
 	if watch && len(runs) > 0 {
-		since = runs[0].Started
+		// Stores give modification times to the second.
+		since = runs[0].Started.Truncate(time.Second)
 	}
 	after := ""
 	for read := 0; read < indexLagLimit; {
