@@ -466,6 +466,14 @@ func TestDrillConfigErrors(t *testing.T) {
 		t.Errorf("plain job's stored report: %v", sortedKeys(stored))
 	}
 
+	// Another identity opens nothing: the drill could not be carried out,
+	// which fails it (exit 1), and the report says why.
+	other := newKeys(t, t.TempDir(), false)
+	r, _ = runDrill(t, 1, "-c", cfg, "--identity", other.identity)
+	if j := r.Jobs[0]; j.Passed || !slices.ContainsFunc(j.Problems, func(p string) bool { return strings.Contains(p, "does not match the replica's recipients") }) {
+		t.Errorf("wrong identity: %+v", j.Problems)
+	}
+
 	good := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, ExtraJobLines: enc})
 	for _, c := range []struct {
 		name string

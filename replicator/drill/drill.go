@@ -439,10 +439,8 @@ func (t *sampleTarget) Write(ctx context.Context, key string, fill func(io.Write
 	t.mu.Unlock()
 	h := sha256.New()
 	var meta crypto.Meta
-	fb := &firstByte{w: h, start: start, t: t}
 	err := t.DirTarget.Write(ctx, key, func(w io.Writer) (crypto.Meta, error) {
-		fb.w = io.MultiWriter(w, h)
-		m, err := fill(fb)
+		m, err := fill(&firstByte{w: io.MultiWriter(w, h), start: start, t: t})
 		meta = m
 		return m, err
 	})
