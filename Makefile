@@ -38,11 +38,12 @@ $(RCLONE):
 
 # Debian's awscli seeds and inspects buckets; age and zstd prove replicas
 # are recoverable without voyageur; the demo shows bytes with xxd and
-# computes a hashed name with openssl.
+# computes a hashed name with openssl; the drill tests open the report page
+# in Debian's headless chromium.
 tools-apt:
 	@missing=""; \
 	[ -x /usr/bin/aws ] || missing="awscli"; \
-	for t in age zstd xxd openssl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	for t in age zstd xxd openssl chromium; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

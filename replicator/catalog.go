@@ -81,6 +81,9 @@ func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replic
 		go func() {
 			defer close(queue)
 			for obj, err := range latestAt(ctx, job.Dest, job.DestPrefix, opts.AsOf) {
+				if err == nil && job.reserved(obj.Key) {
+					continue
+				}
 				ch := make(chan described, 1)
 				if err != nil {
 					ch <- described{err: fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)}

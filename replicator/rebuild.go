@@ -77,9 +77,12 @@ func (r *run) rebuilding(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	found := false
-	for _, err := range r.job.Dest.List(ctx, backends.ListOptions{Prefix: r.job.DestPrefix}) {
+	for obj, err := range r.job.Dest.List(ctx, backends.ListOptions{Prefix: r.job.DestPrefix}) {
 		if err != nil {
 			return false, fmt.Errorf("list destination %s/%s: %w", r.job.Dest.Name(), r.job.DestPrefix, err)
+		}
+		if r.job.reserved(obj.Key) {
+			continue
 		}
 		found = true
 		break // one replica is enough to know

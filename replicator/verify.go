@@ -164,6 +164,9 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 			if err != nil {
 				return nil, nil, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)
 			}
+			if job.reserved(o.Key) {
+				continue
+			}
 			out[o.Key] = replicaFacts{destKey: o.Key}
 		}
 		return out, unreadable, nil

@@ -45,6 +45,9 @@ type Endpoint struct {
 	SAS     string `yaml:"sas"`
 
 	Timeouts EndpointTimeouts `yaml:"timeouts"`
+	// Location declares where a store no provider preset knows is (a
+	// self-hosted MinIO); see drill.go.
+	Location *EndpointLocation `yaml:"location"`
 
 	line int
 }
@@ -78,6 +81,10 @@ type JobConfig struct {
 	Retention   *Retention     `yaml:"retention"`
 	Events      []EventConfig  `yaml:"events"`
 	Rescan      Duration       `yaml:"rescan"`
+	// Residency and Objectives are checked by drill (and residency by sync
+	// and watch too); see drill.go.
+	Residency  string            `yaml:"residency"`
+	Objectives *ObjectivesConfig `yaml:"objectives"`
 
 	line int
 }
@@ -643,6 +650,9 @@ func (ep *Endpoint) validate() error {
 	if (ep.AccessKey == "") != (ep.SecretKey == "") {
 		return errors.New("access_key and secret_key go together")
 	}
+	if err := ep.Location.validate(); err != nil {
+		return err
+	}
 	for _, t := range []struct {
 		name string
 		d    Duration
@@ -694,6 +704,9 @@ func (j *JobConfig) validate(c *Config, field string) error {
 	}
 	if j.Rescan != 0 && time.Duration(j.Rescan) < time.Minute {
 		return fmt.Errorf("line %d: %s.rescan: %s is shorter than a minute", j.line, field, time.Duration(j.Rescan))
+	}
+	if err := j.validateDrill(c, field); err != nil {
+		return err
 	}
 	if j.MaxDelete != "" {
 		if _, _, err := parseMaxDelete(j.MaxDelete); err != nil {

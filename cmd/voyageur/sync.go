@@ -82,8 +82,11 @@ func loadJobs(ctx context.Context, config, name string, needSecret bool, log *sl
 // runSync runs the selected jobs one after the other and reports them.
 func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.Writer) error {
 	log := g.logger(stderr)
-	cfg, _, specs, err := loadJobs(ctx, o.config, o.job, true, log)
+	cfg, jobs, specs, err := loadJobs(ctx, o.config, o.job, true, log)
 	if err != nil {
+		return err
+	}
+	if err := checkResidency(cfg, jobs); err != nil {
 		return err
 	}
 	limitMemory(specs, false)

@@ -51,6 +51,9 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	if err := checkResidency(cfg, jobs); err != nil {
+		return err
+	}
 	sources := make([][]replicator.EventSource, len(jobs))
 	names := make([]string, len(jobs))
 	for i, jc := range jobs {
