@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/backends/fs"
 	"github.com/voyageur-ca/voyageur/journal"
@@ -270,4 +272,88 @@ func TestLimits(t *testing.T) {
 	if _, err := lim.Alloc(ctx, 1<<20, 1<<20, 1<<20); err != nil {
 		t.Fatalf("the budget is not whole again: %v", err)
 	}
+}
+
+// gatedSource holds every read but the first until released, so that a
+// part can only go out while later reads are still running.
+type gatedSource struct {
+	memSource
+	gate chan struct{}
+}
+
+func (s *gatedSource) Read(ctx context.Context, i int, bufs [][]byte) ([]byte, error) {
+	if i > 0 {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			s.free(bufs[0])
+			return nil, ctx.Err()
+		}
+	}
+	return s.memSource.Read(ctx, i, bufs)
+}
+
+// TestFirstPartLeavesWhileReading: from the first finished read on, bytes
+// leave for the destination while later reads are still in flight; the
+// upload of part 1 waits for none of them.
+func TestFirstPartLeavesWhileReading(t *testing.T) {
+	ctx := context.Background()
+	b := newBucket(t)
+	lim := NewLimits(16*partSize, 4, nil, partSize)
+	src := &gatedSource{memSource{data: randomData(t, 6*partSize), budget: lim, failAt: -1}, make(chan struct{})}
+	id, err := b.CreateMultipart(ctx, "obj", backends.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Send(ctx, Upload{Bucket: b, Key: "obj", ID: id, Budget: lim, Window: 4, First: 1}, src)
+		errc <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		parts, err := b.ListParts(ctx, "obj", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(parts) == 1 && parts[0].Number == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("part 1 was not uploaded while the later reads were held (parts %v)", parts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(src.gate)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBandwidthWaitHoldsNoSlot: a request waiting for the wire limit's
+// tokens holds no transfer slot, so a small request behind it gets the
+// only slot first.
+func TestBandwidthWaitHoldsNoSlot(t *testing.T) {
+	ctx := context.Background()
+	lim := NewLimits(1<<20, 1, rate.NewLimiter(rate.Limit(1<<20), 64<<10))
+	big := make(chan struct{})
+	go func() {
+		release, err := lim.Slot(ctx, 4<<20) // four seconds of tokens
+		if err == nil {
+			release()
+		}
+		close(big)
+	}()
+	time.Sleep(100 * time.Millisecond) // let the big request start waiting
+	release, err := lim.Slot(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-big:
+		t.Error("the small request got its slot only after the big one was done")
+	default:
+	}
+	release()
+	<-big
 }
