@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -38,14 +39,30 @@ func BenchmarkSyncLarge(b *testing.B) { benchSync(b, 4, 128<<20, true) }
 // BenchmarkSyncLargePlain copies workload L without encryption.
 func BenchmarkSyncLargePlain(b *testing.B) { benchSync(b, 4, 128<<20, false) }
 
+// BenchmarkSyncLedger copies the 256 MiB CSV ledger of workload C,
+// encrypted, without the link limit: compression's share of the CPU.
+func BenchmarkSyncLedger(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "ledger.csv")
+	writeLedger(b, path, 256<<20)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchSyncData(b, 1, len(data), true, func([]byte) {}, data)
+}
+
 func benchSync(b *testing.B, n, size int, encrypted bool) {
+	r := rand.NewChaCha8([32]byte{3})
+	benchSyncData(b, n, size, encrypted, func(p []byte) { r.Read(p) }, make([]byte, size))
+}
+
+// benchSyncData seeds n objects of size bytes, each filled by fill.
+func benchSyncData(b *testing.B, n, size int, encrypted bool, fill func([]byte), data []byte) {
 	src, dst := minioserver.Start(b), minioserver.Start(b)
 	srcBucket := src.CreateBucket(b, false)
 	seed := src.Client(b)
-	r := rand.NewChaCha8([32]byte{3})
-	data := make([]byte, size)
 	for i := range n {
-		r.Read(data)
+		fill(data)
 		if _, err := seed.PutObject(context.Background(), srcBucket, fmt.Sprintf("in/%05d", i), bytes.NewReader(data), int64(size), minio.PutObjectOptions{}); err != nil {
 			b.Fatal(err)
 		}
