@@ -3,9 +3,12 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -422,5 +425,109 @@ func TestAzureCrashResume(t *testing.T) {
 				t.Error("age -d | zstd -d of the resumed blob differs from the source")
 			}
 		})
+	}
+}
+
+// TestAzureBadInput: a missing container (as source and as destination),
+// refused credentials (a wrong key, a wrong SAS, the default chain with
+// nothing to give a token) and an unreachable account each end the run
+// with one error line naming the problem and exit 1, asked once where no
+// retry can help; bad azure fields are configuration errors (exit 2). No
+// output shows the key or the SAS.
+func TestAzureBadInput(t *testing.T) {
+	src := startServer(t)
+	az := startAzurite(t)
+	bucket := src.CreateBucket(t, false)
+	cont := az.CreateContainer(t)
+	if _, err := src.Client(t).PutObject(context.Background(), bucket, "a.csv", strings.NewReader("a,b\n"), 4, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wrongKey := base64.StdEncoding.EncodeToString(randomData(64, 9))
+	wrongSAS := "sv=2024-08-04&ss=b&srt=co&sp=rwdl&se=2030-01-01T00:00:00Z&sig=" + url.QueryEscape(base64.StdEncoding.EncodeToString(randomData(32, 10)))
+	addSecret(wrongKey)
+	addSecret(wrongSAS)
+	addSecret(strings.SplitN(wrongSAS, "sig=", 2)[1])
+	closed := freeAddr(t)
+	withKey := func(key, u string) string {
+		return fmt.Sprintf(`{type: azure, account: %s, key: %q, url: %q}`, azuriteserver.Account, key, u)
+	}
+	cases := []struct {
+		name, srcEP, srcLoc, dstEP, dstLoc string
+		code                               int
+		want                               []string
+		once                               bool
+	}{
+		{name: "missing destination container", srcEP: minioEndpoint(src), srcLoc: bucket + "/", dstEP: azureEndpoint(az), dstLoc: "no-such-container/",
+			code: 1, want: []string{"no-such-container", "ContainerNotFound"}, once: true},
+		{name: "missing source container", srcEP: azureEndpoint(az), srcLoc: "no-such-source/", dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/",
+			code: 1, want: []string{"list source", "no-such-source", "ContainerNotFound"}, once: true},
+		{name: "wrong key", srcEP: withKey(wrongKey, az.URL), srcLoc: cont + "/", dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/",
+			code: 1, want: []string{"list source", "403"}, once: true},
+		{name: "wrong sas", srcEP: fmt.Sprintf(`{type: azure, account: %s, sas: %q, url: %q}`, azuriteserver.Account, wrongSAS, az.URL), srcLoc: cont + "/",
+			dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/", code: 1, want: []string{"list source", "403"}, once: true},
+		{name: "default credential chain without a credential", srcEP: fmt.Sprintf(`{type: azure, account: %s, url: "https://%s/%s"}`, azuriteserver.Account, closed, azuriteserver.Account),
+			srcLoc: cont + "/", dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/", code: 1, want: []string{"list source", "azure credential"}, once: true},
+		{name: "unreachable account", srcEP: withKey(azuriteserver.Key, "http://"+closed+"/"+azuriteserver.Account), srcLoc: cont + "/",
+			dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/", code: 1, want: []string{"list source", "connection refused"}},
+		{name: "key and sas", srcEP: fmt.Sprintf(`{type: azure, account: %s, key: %q, sas: %q}`, azuriteserver.Account, wrongKey, wrongSAS), srcLoc: cont + "/",
+			dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/", code: 2, want: []string{"endpoints.source", "key or sas, not both"}},
+		{name: "key that is not base64", srcEP: withKey("not base64 at all!", az.URL), srcLoc: cont + "/",
+			dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/", code: 2, want: []string{"azure key", "not a base64 account key"}},
+		{name: "no account", srcEP: fmt.Sprintf(`{type: azure, key: %q}`, wrongKey), srcLoc: cont + "/",
+			dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/", code: 2, want: []string{"endpoints.source", "needs account"}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
+			os.MkdirAll(dir, 0o700)
+			cfg := azureConfig(t, dir, c.srcEP, c.srcLoc, c.dstEP, c.dstLoc, "", "")
+			cmd := exec.Command(voyageurBin, "sync", "-c", cfg)
+			// The default chain must find nothing of this machine's.
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "AZURE_") && !strings.HasPrefix(kv, "IDENTITY_") && !strings.HasPrefix(kv, "MSI_") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, "PATH=/nonexistent") // no az CLI either
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			start := time.Now()
+			err := cmd.Run()
+			elapsed := time.Since(start)
+			checkOutput(t, "sync", stdout.String()+stderr.String())
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != c.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, c.code, stdout.String(), stderr.String())
+			}
+			var errs []string
+			for line := range strings.Lines(stderr.String()) {
+				if strings.HasPrefix(line, "voyageur: ") || strings.Contains(line, "level=ERROR") {
+					errs = append(errs, strings.TrimSpace(line))
+				}
+			}
+			if len(errs) != 1 {
+				t.Fatalf("%d error lines, want 1:\n%s", len(errs), stderr.String())
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs[0], w) {
+					t.Errorf("error lacks %q: %s", w, errs[0])
+				}
+			}
+			if strings.Contains(errs[0], `\n`) || strings.Contains(errs[0], "RESPONSE") {
+				t.Errorf("the error shows the SDK's layers: %s", errs[0])
+			}
+			if n := strings.Count(stderr.String(), "retrying storage request"); c.once && n > 0 {
+				t.Errorf("retried %d times, want no retry:\n%s", n, stderr.String())
+			}
+			t.Logf("exit %d after %s: %s", code, elapsed.Round(time.Millisecond), errs[0])
+		})
+	}
+	if names := blobNames(t, az, cont, ""); len(names) != 0 {
+		t.Errorf("bad runs left blobs: %v", names)
 	}
 }
