@@ -436,8 +436,9 @@ func TestAzureCrashResume(t *testing.T) {
 // refused credentials (a wrong key, a wrong SAS, the default chain with
 // nothing to give a token) and an unreachable account each end the run
 // with one error line naming the problem and exit 1, asked once where no
-// retry can help; bad azure fields are configuration errors (exit 2). No
-// output shows the key or the SAS.
+// retry can help; retention on an Azure destination and bad azure fields
+// are configuration errors (exit 2).
+// No output shows the key or the SAS.
 func TestAzureBadInput(t *testing.T) {
 	src := startServer(t)
 	az := startAzurite(t)
@@ -457,10 +458,13 @@ func TestAzureBadInput(t *testing.T) {
 	}
 	cases := []struct {
 		name, srcEP, srcLoc, dstEP, dstLoc string
+		extra                              string // job lines
 		code                               int
 		want                               []string
 		once                               bool
 	}{
+		{name: "retention on an azure destination", srcEP: minioEndpoint(src), srcLoc: bucket + "/", dstEP: azureEndpoint(az), dstLoc: cont + "/",
+			extra: "    retention: {mode: governance, days: 30}\n", code: 2, want: []string{"jobs[0].retention", "not supported on a type azure destination"}},
 		{name: "missing destination container", srcEP: minioEndpoint(src), srcLoc: bucket + "/", dstEP: azureEndpoint(az), dstLoc: "no-such-container/",
 			code: 1, want: []string{"no-such-container", "ContainerNotFound"}, once: true},
 		{name: "missing source container", srcEP: azureEndpoint(az), srcLoc: "no-such-source/", dstEP: minioEndpoint(src), dstLoc: bucket + "/copy/",
@@ -484,7 +488,7 @@ func TestAzureBadInput(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
 			os.MkdirAll(dir, 0o700)
-			cfg := azureConfig(t, dir, c.srcEP, c.srcLoc, c.dstEP, c.dstLoc, "", "")
+			cfg := azureConfig(t, dir, c.srcEP, c.srcLoc, c.dstEP, c.dstLoc, "", c.extra)
 			cmd := exec.Command(voyageurBin, "sync", "-c", cfg)
 			// The default chain must find nothing of this machine's.
 			for _, kv := range os.Environ() {
