@@ -231,12 +231,12 @@ func blobURL(s string) (container, key string, err error) {
 	return container, key, nil
 }
 
-// answerEventGridValidation answers a request with the header
+// answerEventGridValidation answers a POST with the header
 // "aeg-event-type: SubscriptionValidation": the body holds a
 // SubscriptionValidationEvent whose code is echoed back. It reports whether
 // r was one.
 func answerEventGridValidation(rw http.ResponseWriter, r *http.Request, log *slog.Logger) bool {
-	if r.Method != http.MethodPost || !strings.EqualFold(r.Header.Get("aeg-event-type"), "SubscriptionValidation") {
+	if !strings.EqualFold(r.Header.Get("aeg-event-type"), "SubscriptionValidation") {
 		return false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, egMaxValidation))
