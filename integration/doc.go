@@ -29,7 +29,7 @@
 // | TestWatchSQS                  | watch via SQS: S3, SNS-wrapped and EventBridge messages, TestEvent, encoded keys |
 // | TestWatchListen               | watch via MinIO's listen stream: aws s3 cp → encrypted replica, deletes follow, from events |
 // | TestMinioToAzurePlain         | MinIO → Azurite: bytes, content type, metadata (encoded names) read with the azblob SDK; verify from Azure |
-// | TestMinioToAzureEncrypted     | MinIO → Azurite encrypted, hashed names: every blob opens with age -d | zstd -d; verify and restore from Azure |
+// | TestMinioToAzureEncrypted     | MinIO → Azurite encrypted, hashed names: every blob opens with `age -d` then `zstd -d`; verify and restore from Azure |
 // | TestAzureToMinio              | Azurite source (a blob with an MD5, one staged in blocks) → MinIO, plain and encrypted; a rerun copies nothing |
 // | TestAzureCrashResume          | SIGKILL mid-upload into Azurite (plain, encrypted): the resume sends only the blocks not staged, no marker left |
 // | TestAzureBadInput             | missing container, wrong key or SAS, no default credential, unreachable account, bad azure fields: one line, exit 1 or 2, no secret |
