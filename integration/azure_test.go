@@ -3,7 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,13 +30,15 @@ import (
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/integration/azuriteserver"
 	"github.com/voyageur-ca/voyageur/integration/minioserver"
+	"github.com/voyageur-ca/voyageur/integration/testproc"
 )
 
 // TestMinioToAzurePlain: the real binary replicates MinIO objects (one in
 // one request, one in parts) into an Azurite container; the bytes, content
 // type and metadata are checked with the azblob SDK directly, not with
-// voyageur's backend; then verify, from the Azure destination, finds
-// nothing wrong.
+// voyageur's backend, and with the npm @azure/storage-blob package, which
+// shares no code with voyageur; then verify, from the Azure destination,
+// finds nothing wrong.
 func TestMinioToAzurePlain(t *testing.T) {
 	src := startServer(t)
 	az := startAzurite(t)
@@ -88,6 +92,17 @@ jobs:
 		}
 		if ct := *dl.ContentType; ct != "text/csv" || meta["vx_ledger_2ddate"] != "date-"+key || meta["vx_voyageur_2dfp"] == "" || meta["owner"] != "ledgers" {
 			t.Errorf("%s: content type %q metadata %v, want text/csv, ledger-date (as vx_ledger_2ddate), owner, and voyageur-fp (as vx_voyageur_2dfp)", key, ct, meta)
+		}
+	}
+	// And with a client that shares no code with voyageur: the npm one.
+	for key, data := range objs {
+		got := jsBlob(t, az, cont, "replica/"+key)
+		sum := sha256.Sum256(data)
+		if got.Size != int64(len(data)) || got.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s read with @azure/storage-blob: %d bytes, sha256 %s; want %d bytes, %x", key, got.Size, got.SHA256, len(data), sum)
+		}
+		if got.ContentType != "text/csv" || got.Metadata["vx_ledger_2ddate"] != "date-"+key || got.Metadata["owner"] != "ledgers" {
+			t.Errorf("%s read with @azure/storage-blob: content type %q metadata %v", key, got.ContentType, got.Metadata)
 		}
 	}
 	if res := runVoyageur(t, "verify", "-c", cfg, "--job", "ledgers"); res.code != 0 {
@@ -713,4 +728,43 @@ func TestWatchEventGrid(t *testing.T) {
 		t.Errorf("event without the token: status %d, want 401", status)
 	}
 	w.stop(t)
+}
+
+// jsBlobEnv names the directory where make installs the npm
+// @azure/storage-blob package (its node_modules is NODE_PATH).
+const jsBlobEnv = "VOYAGEUR_AZBLOB_JS"
+
+// jsInfo is what integration/testdata/azblob-get.js prints.
+type jsInfo struct {
+	Size        int64             `json:"size"`
+	SHA256      string            `json:"sha256"`
+	ContentType string            `json:"contentType"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+// jsBlob reads a blob with the npm @azure/storage-blob package.
+func jsBlob(t testing.TB, az *azuriteserver.Server, cont, name string) jsInfo {
+	t.Helper()
+	node := testproc.NeedTool(t, "node")
+	dir := os.Getenv(jsBlobEnv)
+	if dir == "" {
+		testproc.Unavailable(t, jsBlobEnv+" is not set; `make tools` installs @azure/storage-blob")
+	}
+	modules := filepath.Join(dir, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "@azure", "storage-blob")); err != nil {
+		testproc.Unavailable(t, "@azure/storage-blob is not under "+modules+"; `make tools` installs it")
+	}
+	cmd := exec.Command(node, filepath.Join("testdata", "azblob-get.js"), az.URL, azuriteserver.Account, cont, name)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "AZURE_STORAGE_KEY="+azuriteserver.Key)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node azblob-get.js %s: %v\n%s", name, err, stderr.String())
+	}
+	var info jsInfo
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatalf("azblob-get.js printed %q: %v", out, err)
+	}
+	return info
 }
