@@ -217,10 +217,11 @@ func subjectOf(op, key string) string {
 // below them.
 func oneLine(s string) string {
 	lines := strings.Split(s, "\n")
-	out := []string{strings.TrimSuffix(strings.TrimSpace(lines[0]), ".")}
+	clean := func(l string) string { return strings.TrimSuffix(strings.TrimSpace(l), ".") }
+	out := []string{clean(lines[0])}
 	for _, l := range lines[1:] {
 		if strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "\t\t") {
-			out = append(out, strings.TrimSpace(l))
+			out = append(out, clean(l))
 		}
 	}
 	return strings.Join(out, "; ")
