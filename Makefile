@@ -13,10 +13,12 @@ RCLONE      := $(GOBIN)/rclone
 
 FAUXQS      := .cache/fauxqs/node_modules/.bin/fauxqs
 AZURITE     := .cache/azurite/node_modules/.bin/azurite-blob
+AZBLOB_JS   := .cache/azblob-js/node_modules/@azure/storage-blob
 
 export VOYAGEUR_MINIO_BIN := $(MINIO)
 export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
 export VOYAGEUR_AZURITE_BIN := $(CURDIR)/$(AZURITE)
+export VOYAGEUR_AZBLOB_JS := $(CURDIR)/.cache/azblob-js
 
 .PHONY: build test unit lint tools tools-apt tools-lint demo bench clean
 
@@ -59,6 +61,12 @@ $(FAUXQS):
 $(AZURITE):
 	npm install --no-audit --no-fund --prefix .cache/azurite azurite@3.35.0
 
+# The npm Azure Blob client, an outside client that reads what voyageur
+# wrote into Azurite (integration/testdata/azblob-get.js); 12.32 is the last
+# line that runs on Node 20.
+$(AZBLOB_JS):
+	npm install --no-audit --no-fund --prefix .cache/azblob-js @azure/storage-blob@12.32.0
+
 # shellcheck lints scripts/; Debian's docker-compose validates
 # docker-compose.yml (its `config` needs no container engine, and without
 # --no-install-recommends apt would bring in a whole Docker daemon).
@@ -71,7 +79,7 @@ tools-lint:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-tools: $(MINIO) tools-apt $(FAUXQS) $(AZURITE) tools-lint
+tools: $(MINIO) tools-apt $(FAUXQS) $(AZURITE) $(AZBLOB_JS) tools-lint
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi

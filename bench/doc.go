@@ -1,6 +1,7 @@
 // Package bench holds the benchmarks behind docs/BENCHMARKS.md that need
 // more than one package: voyageur against rclone on two real MinIO servers
-// (BenchmarkVsRclone), the no-op scan over a million keys (BenchmarkScale),
+// (BenchmarkVsRclone) and from MinIO into the Azurite emulator
+// (BenchmarkAzureVsRclone), the no-op scan over a million keys (BenchmarkScale),
 // and in-process runs of replicator.Sync to profile (BenchmarkSync*).
 //
 // They are Go benchmarks so that they can start MinIO servers through

@@ -1,6 +1,7 @@
 // Package integration holds end-to-end tests of the voyageur binary against
-// real MinIO servers (and an SQS emulator) started by the harnesses in
-// integration/minioserver and integration/sqsserver. Product code never
+// real MinIO servers (and an SQS emulator, and the Azurite emulator) started
+// by the harnesses in integration/minioserver, integration/sqsserver and
+// integration/azuriteserver. Product code never
 // imports it.
 //
 // | test                          | proves                                                                 |
@@ -27,6 +28,12 @@
 // | TestWatchWebhook              | watch via MinIO's webhook target: replicas within seconds, deletes, metrics, SIGTERM, restart |
 // | TestWatchSQS                  | watch via SQS: S3, SNS-wrapped and EventBridge messages, TestEvent, encoded keys |
 // | TestWatchListen               | watch via MinIO's listen stream: aws s3 cp → encrypted replica, deletes follow, from events |
+// | TestMinioToAzurePlain         | MinIO → Azurite: bytes, content type, metadata (encoded names) read with the azblob SDK; verify from Azure |
+// | TestMinioToAzureEncrypted     | MinIO → Azurite encrypted, hashed names: every blob opens with `age -d` then `zstd -d`; verify and restore from Azure |
+// | TestAzureToMinio              | Azurite source (a blob with an MD5, one staged in blocks) → MinIO, plain and encrypted; a rerun copies nothing |
+// | TestAzureCrashResume          | SIGKILL mid-upload into Azurite (plain, encrypted): the resume sends only the blocks not staged, no marker left |
+// | TestAzureBadInput             | missing container, wrong key or SAS, no default credential, unreachable account, bad azure fields: one line, exit 1 or 2, no secret |
+// | TestWatchEventGrid            | watch on an Azurite source via Event Grid events on the webhook: both handshakes, both schemas, 40 events (lag p99 logged), hints checked, deletes, 401 |
 // | TestDemo                      | scripts/demo.sh (make demo) with a small archive: exit 0, the verified restore, nothing left running |
 // | TestComposeFile               | docker-compose.yml passes Debian's docker-compose config; pinned images, the five services |
 // | TestDockerfile                | two stages, CGO_ENABLED=0, distroless final stage, a non-root USER    |

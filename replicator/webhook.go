@@ -16,7 +16,8 @@ import (
 
 // Webhook is an EventSource that receives S3 event messages over HTTP, as
 // MinIO's webhook notification target posts them (any shape ParseS3Events
-// accepts, on any path).
+// accepts, on any path), and Azure Event Grid deliveries (see
+// ParseEventGridEvents; its handshakes are answered as eventgrid.go says).
 //
 // A POST is answered 200 only after Intake returned nil for its events, so a
 // sender that retries until it gets a 2xx never loses an event: 401 when
@@ -155,10 +156,16 @@ func (h *webhookHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(rw, "ok\n")
 		return
+	case http.MethodOptions:
+		answerWebhookOptions(rw, r)
+		return
 	case http.MethodPost:
 	default:
-		rw.Header().Set("Allow", "GET, HEAD, POST")
+		rw.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
 		http.Error(rw, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if answerEventGridValidation(rw, r, h.log) {
 		return
 	}
 	if !h.authorized(r) {
@@ -185,7 +192,7 @@ func (h *webhookHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "could not read the request body", http.StatusBadRequest)
 		return
 	}
-	events, err := ParseS3Events(body)
+	events, err := parseWebhookBody(body)
 	if err != nil {
 		h.log.Warn("webhook refused a malformed event message", "remote", r.RemoteAddr, "bytes", len(body), "err", err)
 		h.gap()

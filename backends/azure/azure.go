@@ -177,6 +177,12 @@ func fail(op, key string, err error) error {
 	if errors.As(err, &re) {
 		return backends.StatusError(op, key, re.StatusCode, re.ErrorCode, message(re))
 	}
+	// The SDK marks a request its credential could not authorize (no token
+	// from the chain, a token policy on plain http) as not retriable;
+	// such an error may hold the credentials' own failed requests.
+	if errors.As(err, new(interface{ NonRetriable() })) {
+		return &credentialError{msg: subjectOf(op, key) + ": azure credential: " + oneLine(err.Error()), err: err}
+	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		if u, perr := url.Parse(ue.URL); perr == nil {
@@ -185,6 +191,40 @@ func fail(op, key string, err error) error {
 		}
 	}
 	return backends.TransportError(op, key, err)
+}
+
+// credentialError is a request the credential refused to authorize: no
+// retry changes it.
+type credentialError struct {
+	msg string
+	err error
+}
+
+func (e *credentialError) Error() string   { return e.msg }
+func (e *credentialError) Unwrap() error   { return e.err }
+func (e *credentialError) Retryable() bool { return false }
+
+func subjectOf(op, key string) string {
+	if key == "" {
+		return op
+	}
+	return op + " " + key
+}
+
+// oneLine shortens azidentity's report to one line: its first line and
+// the one line per credential of a chain ("EnvironmentCredential: missing
+// environment variable AZURE_TENANT_ID"), not the HTTP exchanges dumped
+// below them.
+func oneLine(s string) string {
+	lines := strings.Split(s, "\n")
+	clean := func(l string) string { return strings.TrimSuffix(strings.TrimSpace(l), ".") }
+	out := []string{clean(lines[0])}
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "\t\t") {
+			out = append(out, clean(l))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // message is the first line of the Message in Azure's error body.

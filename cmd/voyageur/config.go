@@ -696,6 +696,10 @@ func (j *JobConfig) validate(c *Config, field string) error {
 		if err := j.Retention.validate(); err != nil {
 			return fmt.Errorf("line %d: %s.retention.%w", j.Retention.line, field, err)
 		}
+		// No Azure container can ever take it (see backends/azure).
+		if c.Endpoints[j.Destination.Endpoint].Type == "azure" {
+			return fmt.Errorf("line %d: %s.retention: not supported on a type azure destination (azure immutability policies are not mapped to s3 object lock)", j.Retention.line, field)
+		}
 	}
 	for i, ev := range j.Events {
 		if err := ev.validate(c.Endpoints[j.Source.Endpoint]); err != nil {

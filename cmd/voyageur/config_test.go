@@ -219,4 +219,8 @@ func TestAzureEndpoints(t *testing.T) {
 			}
 		}
 	}
+	locked := strings.Replace(cfg(`{type: azure, account: a}`), "replica/prefix/}", "replica/prefix/, retention: {mode: compliance, days: 7}}", 1)
+	if _, err := ParseConfig([]byte(locked)); err == nil || !strings.Contains(err.Error(), "jobs[0].retention: not supported on a type azure destination") {
+		t.Errorf("retention on an azure destination: %v", err)
+	}
 }
