@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends/minio"
+	"github.com/voyageur-ca/voyageur/backends/retry"
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
@@ -66,7 +66,7 @@ func (l *Listen) Run(ctx context.Context, intake Intake, gap func()) error {
 			failures = 0
 		}
 		failures++
-		d := backoffDelay(base, base*listenBackoffCap, failures)
+		d := retry.Backoff(base, base*listenBackoffCap, failures)
 		log.Warn("listen: stream failed; reconnecting", "source", l.Bucket.Name(), "err", err, "retry_in", d)
 		t := time.NewTimer(d)
 		select {
@@ -76,19 +76,6 @@ func (l *Listen) Run(ctx context.Context, intake Intake, gap func()) error {
 		case <-t.C:
 		}
 	}
-}
-
-// backoffDelay is the jittered exponential wait before retry n (from 1)
-// after n consecutive failures: base doubled n-1 times but at most maxDelay,
-// less up to half of it at random, so within [d/2, d] for that d. Listen and
-// SQS use it. base must be positive.
-func backoffDelay(base, maxDelay time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < maxDelay; i++ {
-		d *= 2
-	}
-	d = min(d, maxDelay)
-	return d - rand.N(d/2+1)
 }
 
 // listenItem is one item of a stream: an event, the stream's error, or

@@ -231,21 +231,3 @@ func TestListenNoBucket(t *testing.T) {
 		t.Error("Run without a bucket returned nil")
 	}
 }
-
-func TestBackoffDelay(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		base, max time.Duration
-		doublings int // after which the cap holds
-	}{
-		{"listen", time.Second, 32 * time.Second, 5},
-		{"sqs", sqsBackoffFirst, sqsBackoffMax, 6},
-	} {
-		for n := 1; n < 100; n++ {
-			want := min(tc.base<<min(n-1, tc.doublings), tc.max)
-			if d := backoffDelay(tc.base, tc.max, n); d < want/2 || d > want {
-				t.Errorf("%s attempt %d: %v, want between %v and %v", tc.name, n, d, want/2, want)
-			}
-		}
-	}
-}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/backends/retry"
 )
 
 // SQSAPI is the part of the SQS API the SQS source calls; *sqs.Client
@@ -117,7 +118,7 @@ func (s *SQS) Run(ctx context.Context, intake Intake, gap func()) error {
 			continue
 		}
 		failures++
-		d := backoffDelay(sqsBackoffFirst, sqsBackoffMax, failures)
+		d := retry.Backoff(sqsBackoffFirst, sqsBackoffMax, failures)
 		log.Warn("sqs source failed, retrying", "in", d, "failures", failures, "err", err)
 		select {
 		case <-ctx.Done():

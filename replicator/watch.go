@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/backends/retry"
 	"github.com/voyageur-ca/voyageur/journal"
 )
 
@@ -237,7 +238,7 @@ func (w *watcher) worker(ctx context.Context) {
 		delete(w.busy, c.Key)
 		delete(w.retry, c.Key)
 		if err != nil {
-			w.retry[c.Key] = time.Now().Add(min(retryMax, retryBase<<min(c.Attempts, 8)))
+			w.retry[c.Key] = time.Now().Add(retry.Backoff(retryBase, retryMax, int(c.Attempts)+1))
 		}
 		// A newer change of this key may have been passed over.
 		w.full = true

@@ -1,6 +1,6 @@
 // Package retry wraps a backends.Bucket with the one retry policy of
-// voyageur: a bounded number of tries, capped exponential backoff with full
-// jitter, and retries only for errors backends.IsRetryable accepts
+// voyageur: a bounded number of tries, capped exponential backoff with
+// jitter (Backoff), and retries only for errors backends.IsRetryable accepts
 // (throttling, 5xx, resets, timeouts), never for client errors, missing
 // objects or a done context.
 //
@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -29,8 +28,9 @@ type Policy struct {
 	// Get body or a listing it bounds the consecutive failed tries without
 	// progress.
 	Attempts int
-	// Base and Max bound the backoff: before try n+1 the wrapper sleeps a
-	// random duration in [0, min(Max, Base·2^(n-1))) (defaults 200ms, 10s).
+	// Base and Max bound the backoff: before try n+1 the wrapper sleeps
+	// Backoff(Base, Max, n), within [d/2, d] for d = min(Max, Base·2^(n-1))
+	// (defaults 200ms, 10s).
 	Base, Max time.Duration
 	// AttemptTimeout bounds one try of a small call (Stat, CreateMultipart,
 	// ListParts, CompleteMultipart, AbortMultipart, Delete), the wait for
@@ -108,17 +108,6 @@ var _ backends.Bucket = (*bucket)(nil)
 
 func (r *bucket) Name() string { return r.b.Name() }
 
-// backoff returns the wait before try n+1, n ≥ 1.
-func (r *bucket) backoff(n int) time.Duration {
-	ceil := r.p.Max
-	if n-1 < 32 {
-		if c := r.p.Base << (n - 1); c > 0 && c < ceil {
-			ceil = c
-		}
-	}
-	return rand.N(ceil)
-}
-
 // retryable reports whether a failed try is worth another: the parent ctx
 // is live and either the error is transient or the try ran out of time.
 func retryable(ctx, tryCtx context.Context, err error) bool {
@@ -142,7 +131,7 @@ func annotate(tryCtx context.Context, err error) error {
 // wait logs the failure of try n and sleeps before the next one. It
 // returns false when ctx ended the wait.
 func (r *bucket) wait(ctx context.Context, op, key string, n int, err error) bool {
-	d := r.backoff(n)
+	d := Backoff(r.p.Base, r.p.Max, n)
 	r.p.Logger.LogAttrs(ctx, slog.LevelWarn, "retrying storage request",
 		slog.String("bucket", r.b.Name()), slog.String("op", op), slog.String("key", key),
 		slog.Int("try", n), slog.Int("attempts", r.p.Attempts), slog.Duration("backoff", d),

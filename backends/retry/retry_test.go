@@ -265,8 +265,8 @@ func TestGiveUp(t *testing.T) {
 	}
 	for i, d := range s.d {
 		ceil := min(time.Second, 100*time.Millisecond<<i)
-		if d < 0 || d >= ceil {
-			t.Errorf("backoff %d is %v, want in [0, %v)", i+1, d, ceil)
+		if d < ceil/2 || d > ceil {
+			t.Errorf("backoff %d is %v, want in [%v, %v]", i+1, d, ceil/2, ceil)
 		}
 	}
 	if n := strings.Count(logs.String(), "retrying storage request"); n != 4 {
@@ -278,15 +278,21 @@ func TestGiveUp(t *testing.T) {
 }
 
 func TestBackoffIsCapped(t *testing.T) {
-	r := Wrap(newFake(t), Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second}).(*bucket)
-	for n := 1; n <= 200; n++ {
-		ceil := 10 * time.Second
-		if n < 7 {
-			ceil = 200 * time.Millisecond << (n - 1)
-		}
-		for range 20 {
-			if d := r.backoff(n); d < 0 || d >= ceil {
-				t.Fatalf("backoff(%d) = %v, want in [0, %v)", n, d, ceil)
+	for _, tc := range []struct {
+		name      string
+		base, max time.Duration
+		doublings int // after which the cap holds
+	}{
+		{"storage", 200 * time.Millisecond, 10 * time.Second, 6},
+		{"listen", time.Second, 32 * time.Second, 5},
+		{"queue", 2 * time.Second, 5 * time.Minute, 8},
+	} {
+		for n := 1; n <= 200; n++ {
+			want := min(tc.base<<min(n-1, tc.doublings), tc.max)
+			for range 20 {
+				if d := Backoff(tc.base, tc.max, n); d < want/2 || d > want {
+					t.Fatalf("%s: Backoff(%d) = %v, want in [%v, %v]", tc.name, n, d, want/2, want)
+				}
 			}
 		}
 	}
