@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
@@ -67,7 +69,8 @@ func localName(key string) (string, error) {
 }
 
 // Restored implements Target: a file of the right size and modification
-// time was put there by an earlier restore, after verification.
+// time was put there by an earlier restore, after verification; or a file
+// of the right size whose MD5 is the object's MD5 ETag holds its bytes.
 func (d *DirTarget) Restored(_ context.Context, m crypto.Meta) (bool, error) {
 	name, err := localName(m.Key)
 	if err != nil {
@@ -83,7 +86,66 @@ func (d *DirTarget) Restored(_ context.Context, m crypto.Meta) (bool, error) {
 	if strings.HasSuffix(m.Key, "/") {
 		return st.IsDir(), nil
 	}
-	return st.Mode().IsRegular() && st.Size() == m.Size && st.ModTime().Equal(m.MTime), nil
+	if !st.Mode().IsRegular() || st.Size() != m.Size {
+		return false, nil
+	}
+	if st.ModTime().Equal(m.MTime) {
+		return true, nil
+	}
+	md5hex, ok := plainMD5(m.ETag)
+	if !ok {
+		return false, nil
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", name, err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, fmt.Errorf("read %s: %w", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == md5hex, nil
+}
+
+// Existing implements Target: anything at the object's path that Restored
+// did not recognize (a file, a directory where a file goes, a file where a
+// folder marker's directory goes); a regular file is opened.
+func (d *DirTarget) Existing(_ context.Context, m crypto.Meta) (io.ReadCloser, bool, error) {
+	name, err := localName(m.Key)
+	if err != nil {
+		return nil, false, err
+	}
+	st, err := d.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("stat %s: %w", name, err)
+	case strings.HasSuffix(m.Key, "/") && st.IsDir():
+		return nil, false, nil
+	case !st.Mode().IsRegular():
+		return nil, true, nil
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, true, fmt.Errorf("read %s: %w", name, err)
+	}
+	return f, true, nil
+}
+
+// plainMD5 returns the MD5 an ETag is, when it is one: S3 gives the MD5 of
+// the bytes for a single PUT, not for multipart uploads ("…-N") nor on
+// stores whose ETags are opaque (Azure).
+func plainMD5(etag string) (string, bool) {
+	etag = strings.ToLower(backends.TrimETag(etag))
+	if len(etag) != 2*md5.Size {
+		return "", false
+	}
+	if _, err := hex.DecodeString(etag); err != nil {
+		return "", false
+	}
+	return etag, true
 }
 
 // Write implements Target. A key ending in "/" (a folder marker) becomes
@@ -185,6 +247,18 @@ func (b *BucketTarget) Restored(ctx context.Context, m crypto.Meta) (bool, error
 		return false, err
 	}
 	return info.Size == m.Size && info.ETag == m.ETag, nil
+}
+
+// Existing implements Target: an object is at the key.
+func (b *BucketTarget) Existing(ctx context.Context, m crypto.Meta) (io.ReadCloser, bool, error) {
+	rc, _, err := b.Bucket.Get(ctx, b.Prefix+m.Key, backends.GetOptions{})
+	if backends.IsNotExist(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return rc, true, nil
 }
 
 // Write implements Target.
