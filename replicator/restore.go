@@ -56,8 +56,8 @@ type RestoreOptions struct {
 	// listed as failed: a restore into a place holding other data must not
 	// destroy it unasked.
 	Overwrite bool
-	Logger   *slog.Logger
-	Progress *Progress
+	Logger    *slog.Logger
+	Progress  *Progress
 }
 
 // Restore copies the job's replica (or the part CatalogOptions selects) to
