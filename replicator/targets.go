@@ -84,7 +84,7 @@ func (d *DirTarget) Restored(_ context.Context, m crypto.Meta) (bool, error) {
 		return false, fmt.Errorf("stat %s: %w", name, err)
 	}
 	if strings.HasSuffix(m.Key, "/") {
-		return st.IsDir(), nil
+		return st.IsDir() && m.Size == 0, nil
 	}
 	if !st.Mode().IsRegular() || st.Size() != m.Size {
 		return false, nil
@@ -148,16 +148,26 @@ func plainMD5(etag string) (string, bool) {
 	return etag, true
 }
 
+// ErrMarkerHoldsData is a folder marker (a key ending in "/") that holds
+// bytes, restored where a folder cannot hold them: a directory.
+var ErrMarkerHoldsData = errors.New("the folder marker holds data, which a directory cannot hold")
+
 // Write implements Target. A key ending in "/" (a folder marker) becomes
-// a directory.
+// a directory; a marker that holds data fails with ErrMarkerHoldsData,
+// creating nothing, rather than lose its bytes (a restore to a bucket
+// keeps them).
 func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error {
 	name, err := localName(key)
 	if err != nil {
 		return err
 	}
 	if strings.HasSuffix(key, "/") {
-		if _, err := fill(io.Discard); err != nil {
+		var n byteCounter
+		if _, err := fill(&n); err != nil {
 			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("restore %s: %w (%d bytes); restore it to a bucket to keep them", key, ErrMarkerHoldsData, n)
 		}
 		return d.root.MkdirAll(name, 0o700)
 	}
@@ -318,4 +328,12 @@ func (b *BucketTarget) multipart(ctx context.Context, key string, f *os.File, si
 		return err
 	}
 	return nil
+}
+
+// byteCounter counts the bytes written to it.
+type byteCounter int64
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
 }
