@@ -11,6 +11,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -304,7 +305,7 @@ func (r *run) replicaBytes(ctx context.Context, rep Replica, ids []age.Identity,
 	if r.job.Encryption == nil {
 		m := rep.Meta
 		// The fingerprint is voyageur's, not the source's.
-		m.ContentType, m.Metadata = info.ContentType, info.Metadata
+		m.ContentType, m.Metadata = info.ContentType, maps.Clone(info.Metadata)
 		delete(m.Metadata, fingerprintMeta)
 		sum := newETagSum(partSizeFor(info.Size, r.job.Transfer.PartSize))
 		n, err := io.Copy(io.MultiWriter(w, sum), src)
@@ -312,7 +313,7 @@ func (r *run) replicaBytes(ctx context.Context, rep Replica, ids []age.Identity,
 			err = fmt.Errorf("read %s: got %d of %d bytes", rep.DestKey, n, info.Size)
 		}
 		if err == nil {
-			err = r.checkETag(rep.DestKey, info.ETag, sum)
+			err = r.checkETag(rep, info, sum)
 		}
 		return m, err
 	}
@@ -329,20 +330,40 @@ func (r *run) replicaBytes(ctx context.Context, rep Replica, ids []age.Identity,
 // checkETag compares the bytes read of a plain replica with the ETag the
 // destination gave for it: the MD5 of the bytes for a single PUT, the MD5
 // of the parts' MD5s and their count for a multipart upload, whose parts
-// voyageur cut at the job's part size (partSizeFor). An ETag it cannot
-// check (a part count another part size gave, an opaque ETag as on Azure)
-// is logged, not failed: nothing says the bytes are wrong.
-func (r *run) checkETag(destKey, etag string, sum *etagSum) error {
-	etag = strings.ToLower(backends.TrimETag(etag))
+// voyageur cut at the job's part size (partSizeFor). A store whose ETags
+// are not MD5s (SSE-KMS) fails that; the bytes then pass when the
+// replica's fingerprint names their MD5 as the source ETag it was written
+// from. An ETag it cannot recompute (a part count another part size gave,
+// an opaque ETag as on Azure) is logged, not failed: nothing says the
+// bytes are wrong.
+func (r *run) checkETag(rep Replica, info backends.ObjectInfo, sum *etagSum) error {
+	etag := strings.ToLower(backends.TrimETag(info.ETag))
 	got, ok := sum.etag(etag)
 	switch {
-	case !ok:
-		r.log.Warn("bytes not checked: the replica's ETag is not one voyageur can recompute (an opaque ETag, or parts of another part size than the job's)", "key", destKey, "etag", etag)
+	case ok && got == etag:
 		return nil
-	case got != etag:
-		return fmt.Errorf("read %s: the bytes do not match the replica's ETag (%s, they give %s): changed at the destination, or damaged", destKey, etag, got)
+	case ok && r.fingerprintNamesMD5(rep, info, sum):
+		return nil
+	case !ok:
+		r.log.Warn("bytes not checked: the replica's ETag is not one voyageur can recompute (an opaque ETag, or parts of another part size than the job's)", "key", rep.DestKey, "etag", etag)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("read %s: the bytes do not match the replica's ETag (%s, they give %s): changed at the destination, or damaged", rep.DestKey, etag, got)
+}
+
+// fingerprintNamesMD5 reports whether the plain replica's fingerprint
+// (docs/FORMAT.md §7) is that of its key and size with the MD5 of the
+// bytes read as the source ETag.
+func (r *run) fingerprintNamesMD5(rep Replica, info backends.ObjectInfo, sum *etagSum) bool {
+	fp, ok := info.Metadata[fingerprintMeta]
+	if !ok {
+		return false
+	}
+	key, err := r.job.fingerprintKey()
+	if err != nil {
+		return false
+	}
+	return fp == crypto.Fingerprint(key, "", rep.Meta.Key, info.Size, hex.EncodeToString(sum.whole.Sum(nil)))
 }
 
 // etagSum computes, as bytes go by, the S3 ETag of a single PUT of them

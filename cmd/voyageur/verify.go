@@ -69,7 +69,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 		return err
 	}
 	log := g.logger(stderr)
-	jb, closeJournal, err := verifyJournal(cfg, job.Name, log)
+	jb, closeJournal, err := verifyJournal(cfg, job.Name, len(copts.Identities) > 0, log)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	} else {
 		journalNote := "replica ETags compared with the journal"
 		if !report.JournalChecked {
-			journalNote = "replica ETags not compared with the journal (none readable)"
+			journalNote = "replica ETags not compared with a journal (none readable here)"
 		}
 		fmt.Fprintf(stdout, "%s: %d source objects, %d replicas; %d missing, %d extra, %d stale; %d compared byte for byte, %d corrupt; %s\n",
 			report.Job, report.Source, report.Replica, len(report.Missing), len(report.Extra), len(report.Stale), report.Deep, len(report.Corrupt), journalNote)
@@ -112,10 +112,14 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 // ETags with what sync recorded. Verify also runs where there is no
 // journal (another host, a lost one) or while a sync or watch holds it:
 // it then goes on without that comparison, saying so, rather than
-// creating a journal or waiting.
-func verifyJournal(cfg *Config, job string, log *slog.Logger) (*journal.Job, func(), error) {
+// creating a journal or waiting. With an identity the missing journal is
+// no loss: decrypting checks every compared replica.
+func verifyJournal(cfg *Config, job string, identity bool, log *slog.Logger) (*journal.Job, func(), error) {
 	none := func() {}
 	if _, err := os.Stat(cfg.Journal); errors.Is(err, fs.ErrNotExist) {
+		if identity {
+			return nil, none, nil
+		}
 		log.Warn("no journal: replica ETags are not compared with what sync recorded; without --identity, a replica changed at the destination goes unnoticed", "journal", cfg.Journal)
 		return nil, none, nil
 	}
