@@ -284,7 +284,10 @@ func (v *verifier) classify(ctx context.Context, src backends.ObjectInfo, f repl
 		if err != nil {
 			return 0, "", err
 		}
-		if ok && rec.DestKey == f.destKey && rec.DestETag != "" && backends.TrimETag(rec.DestETag) != backends.TrimETag(f.destETag) {
+		// A record of another name is about another replica (the job's
+		// names changed since): it says nothing of this one.
+		ok = ok && rec.DestKey == f.destKey
+		if ok && rec.DestETag != "" && backends.TrimETag(rec.DestETag) != backends.TrimETag(f.destETag) {
 			return verdictCorrupt, fmt.Sprintf("replica %s changed at the destination after sync wrote it: its ETag is %s, sync recorded %s",
 				f.destKey, backends.TrimETag(f.destETag), backends.TrimETag(rec.DestETag)), nil
 		}
