@@ -79,10 +79,16 @@ func TestFolderMarkers(t *testing.T) {
 		}
 
 		out := filepath.Join(t.TempDir(), "out")
-		res = runVoyageur(t, append([]string{"restore", "--json", "-c", cfg, "--job", "ledgers", "--to", out}, args...)...)
-		s := syncSummary(t, res)
-		if res.code != 1 || s.Failed != 1 || s.Failures[0].Key != "trailing/" || !strings.Contains(s.Failures[0].Error, "holds data") {
-			t.Errorf("restore to a directory: exit %d %+v, want trailing/ failed as a marker holding data", res.code, s)
+		for _, dry := range []bool{true, false} {
+			restoreArgs := append([]string{"restore", "--json", "-c", cfg, "--job", "ledgers", "--to", out}, args...)
+			if dry {
+				restoreArgs = append(restoreArgs, "--dry-run")
+			}
+			res = runVoyageur(t, restoreArgs...)
+			s := syncSummary(t, res)
+			if res.code != 1 || s.Failed != 1 || s.Failures[0].Key != "trailing/" || !strings.Contains(s.Failures[0].Error, "holds data") {
+				t.Errorf("restore to a directory (dry run %v): exit %d %+v, want trailing/ failed as a marker holding data", dry, res.code, s)
+			}
 		}
 		if st, err := os.Stat(filepath.Join(out, "folder")); err != nil || !st.IsDir() {
 			t.Errorf("folder/ is not a directory: %v", err)

@@ -33,6 +33,9 @@ type Target interface {
 	// Restored reports whether the target already holds the object m
 	// describes, so that a re-run of an interrupted restore skips it.
 	Restored(ctx context.Context, m crypto.Meta) (bool, error)
+	// Refuse says why the target cannot hold the object m describes (nil
+	// when it can), before anything is read.
+	Refuse(m crypto.Meta) error
 	// Existing reports whether something is at the place the object m
 	// describes would go, and opens it when it is a file or object (rc is
 	// nil for something else, such as a directory where a file goes).
@@ -181,6 +184,9 @@ func withoutConflicts(replicas iter.Seq2[Replica, error], r *run) iter.Seq2[Repl
 // the target holds in its place otherwise is compared with the replica's
 // bytes: the same bytes are skipped, others replaced only with overwrite.
 func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []age.Identity, overwrite bool) error {
+	if err := target.Refuse(rep.Meta); err != nil {
+		return err
+	}
 	if ok, err := target.Restored(ctx, rep.Meta); err != nil {
 		return err
 	} else if ok {

@@ -148,6 +148,26 @@ func plainMD5(etag string) (string, bool) {
 	return etag, true
 }
 
+// Refuse implements Target with DirRefuses.
+func (d *DirTarget) Refuse(m crypto.Meta) error { return DirRefuses(m) }
+
+// DirRefuses says why a directory cannot hold the object m describes: a
+// name that is not a plain relative path (localName), or a folder marker
+// that holds data.
+func DirRefuses(m crypto.Meta) error {
+	if _, err := localName(m.Key); err != nil {
+		return err
+	}
+	if strings.HasSuffix(m.Key, "/") && m.Size > 0 {
+		return markerHoldsData(m.Key, m.Size)
+	}
+	return nil
+}
+
+func markerHoldsData(key string, n int64) error {
+	return fmt.Errorf("restore %s: %w (%d bytes); restore it to a bucket to keep them", key, ErrMarkerHoldsData, n)
+}
+
 // ErrMarkerHoldsData is a folder marker (a key ending in "/") that holds
 // bytes, restored where a folder cannot hold them: a directory.
 var ErrMarkerHoldsData = errors.New("the folder marker holds data, which a directory cannot hold")
@@ -167,7 +187,7 @@ func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (c
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("restore %s: %w (%d bytes); restore it to a bucket to keep them", key, ErrMarkerHoldsData, n)
+			return markerHoldsData(key, int64(n))
 		}
 		return d.root.MkdirAll(name, 0o700)
 	}
@@ -270,6 +290,9 @@ func (b *BucketTarget) Existing(ctx context.Context, m crypto.Meta) (io.ReadClos
 	}
 	return rc, true, nil
 }
+
+// Refuse implements Target: a bucket holds any key.
+func (b *BucketTarget) Refuse(crypto.Meta) error { return nil }
 
 // Write implements Target.
 func (b *BucketTarget) Write(ctx context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error {

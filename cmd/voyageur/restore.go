@@ -113,6 +113,7 @@ func (emptyDir) Check(context.Context) error { return nil }
 func (emptyDir) Restored(context.Context, crypto.Meta) (bool, error) {
 	return false, nil
 }
+func (emptyDir) Refuse(m crypto.Meta) error { return replicator.DirRefuses(m) }
 func (emptyDir) Existing(context.Context, crypto.Meta) (io.ReadCloser, bool, error) {
 	return nil, false, nil
 }
