@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,5 +76,55 @@ func TestPlainRestoreChecksBytes(t *testing.T) {
 	e.job.Dest = kmsETags{damaging{dst, "out/small"}}
 	if _, s, _ := restoreTo(t, e, RestoreOptions{}); s.Failed != 1 || s.Failures[0].Key != "in/small" {
 		t.Errorf("damaged bytes behind non-MD5 ETags: %+v", s)
+	}
+}
+
+// TestRestoreComparesExisting: without overwrite, a file in the way is
+// compared with the replica's bytes: the same bytes (under another
+// modification time, for an object whose ETag is no MD5) are skipped; a
+// longer or shorter file is other content, left alone; overwrite replaces
+// it without reading it.
+func TestRestoreComparesExisting(t *testing.T) {
+	e := newEnv(t)
+	big := randBytes(2*ps+5, 8)
+	put(t, e.src, "in/big", big, backends.PutOptions{})
+	e.sync(t, Options{})
+	if _, info := get(t, e.dst, "out/big"); !strings.Contains(info.ETag, "-") {
+		t.Fatalf("replica ETag %q is not a multipart one", info.ETag)
+	}
+	dir := t.TempDir()
+	target, err := NewDirTarget(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	path := filepath.Join(dir, "in/big")
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	for _, c := range []struct {
+		name         string
+		data         []byte
+		skip, failed int64
+	}{
+		{"same bytes", big, 1, 0},
+		{"one byte more", append(slices.Clone(big), 0), 0, 1},
+		{"one byte less", big[:len(big)-1], 0, 1},
+		{"another byte", append(slices.Clone(big[:len(big)-1]), big[len(big)-1]^1), 0, 1},
+	} {
+		if err := os.WriteFile(path, c.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Restore(context.Background(), e.job, target, RestoreOptions{})
+		if err != nil || s.Skipped != c.skip || s.Failed != c.failed {
+			t.Errorf("%s: %+v %v", c.name, s, err)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, c.data) {
+			t.Errorf("%s: the file was changed", c.name)
+		}
+	}
+	if s, err := Restore(context.Background(), e.job, target, RestoreOptions{Overwrite: true}); err != nil || s.Copied != 1 {
+		t.Errorf("overwrite: %+v %v", s, err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, big) {
+		t.Error("overwrite did not restore the replica's bytes")
 	}
 }

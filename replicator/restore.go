@@ -181,8 +181,9 @@ func withoutConflicts(replicas iter.Seq2[Replica, error], r *run) iter.Seq2[Repl
 }
 
 // restoreOne restores one replica unless the target has it already. What
-// the target holds in its place otherwise is compared with the replica's
-// bytes: the same bytes are skipped, others replaced only with overwrite.
+// the target holds in its place otherwise is replaced with overwrite;
+// without it, it is compared with the replica's bytes: the same bytes are
+// skipped, others left alone and reported.
 func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []age.Identity, overwrite bool) error {
 	if err := target.Refuse(rep.Meta); err != nil {
 		return err
@@ -197,26 +198,30 @@ func (r *run) restoreOne(ctx context.Context, target Target, rep Replica, ids []
 	if err != nil {
 		return err
 	}
-	if occupied {
-		same, err := r.sameBytes(ctx, rep, ids, rc)
-		if err != nil {
-			return err
+	switch {
+	case occupied && overwrite:
+		if rc != nil {
+			rc.Close()
 		}
-		switch {
-		case same:
-			r.skip()
-			return nil
-		case !overwrite && r.opts.DryRun:
-			return fmt.Errorf("would overwrite: %s holds other content there; refused without --overwrite", target.Name())
-		case !overwrite:
-			return fmt.Errorf("not overwritten: %s holds other content there (give --overwrite to replace it)", target.Name())
-		case r.opts.DryRun:
+		if r.opts.DryRun {
 			r.log.Info("would overwrite", "key", rep.Meta.Key, "size", rep.Meta.Size, "to", target.Name())
 			r.copied.Add(1)
 			return nil
 		}
 		r.log.Info("overwriting", "key", rep.Meta.Key, "to", target.Name())
-	} else if r.opts.DryRun {
+	case occupied:
+		same, err := r.sameBytes(ctx, rep, ids, rc)
+		switch {
+		case err != nil:
+			return err
+		case same:
+			r.skip()
+			return nil
+		case r.opts.DryRun:
+			return fmt.Errorf("would overwrite: %s holds other content there; refused without --overwrite", target.Name())
+		}
+		return fmt.Errorf("not overwritten: %s holds other content there (give --overwrite to replace it)", target.Name())
+	case r.opts.DryRun:
 		r.log.Info("would restore", "key", rep.Meta.Key, "size", rep.Meta.Size, "to", target.Name())
 		r.copied.Add(1)
 		return nil
@@ -238,59 +243,61 @@ func (r *run) skip() {
 	r.noteDone(0)
 }
 
+// errDiffers stops reading a replica once it differs from what the target
+// holds.
+var errDiffers = errors.New("differs from what the target holds")
+
 // sameBytes reports whether existing (nil: something that is not a file,
 // such as a directory where a file goes) holds exactly the replica's
-// plaintext. It reads both, in step, and closes existing.
+// plaintext, reading both in step up to the first difference; a match is
+// one the replica's own check (TRAILER, ETag) confirmed. It closes
+// existing.
 func (r *run) sameBytes(ctx context.Context, rep Replica, ids []age.Identity, existing io.ReadCloser) (bool, error) {
 	if existing == nil {
 		return false, nil
 	}
 	defer existing.Close()
 	cmp := &compareWriter{r: existing}
-	if _, err := r.replicaBytes(ctx, rep, ids, cmp); err != nil {
+	_, err := r.replicaBytes(ctx, rep, ids, cmp)
+	switch {
+	case errors.Is(err, errDiffers):
+		return false, nil
+	case cmp.err != nil:
+		return false, fmt.Errorf("read what the target holds for %s: %w", rep.Meta.Key, cmp.err)
+	case err != nil:
 		return false, err
 	}
-	if cmp.err != nil {
-		return false, fmt.Errorf("read what the target holds for %s: %w", rep.Meta.Key, cmp.err)
+	// Nothing may follow the replica's bytes.
+	var one [1]byte
+	n, err := io.ReadFull(existing, one[:])
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read what the target holds for %s: %w", rep.Meta.Key, err)
 	}
-	if !cmp.differ {
-		// Nothing may follow the replica's bytes.
-		var one [1]byte
-		n, err := io.ReadFull(existing, one[:])
-		if err != nil && !errors.Is(err, io.EOF) {
-			return false, fmt.Errorf("read what the target holds for %s: %w", rep.Meta.Key, err)
-		}
-		cmp.differ = n > 0
-	}
-	return !cmp.differ, nil
+	return n == 0, nil
 }
 
-// compareWriter compares what is written with what r reads, and swallows
-// it. It never fails a write: the replica is read to its end, so that its
-// own check (TRAILER, ETag) runs whatever the comparison found.
+// compareWriter compares what is written with what r reads, failing the
+// write with errDiffers at the first difference.
 type compareWriter struct {
-	r      io.Reader
-	buf    []byte
-	differ bool
-	err    error
+	r   io.Reader
+	buf []byte
+	err error // reading r
 }
 
 func (c *compareWriter) Write(p []byte) (int, error) {
-	if c.differ || c.err != nil {
-		return len(p), nil
-	}
 	if cap(c.buf) < len(p) {
 		c.buf = make([]byte, len(p))
 	}
 	b := c.buf[:len(p)]
-	n, err := io.ReadFull(c.r, b)
+	_, err := io.ReadFull(c.r, b)
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		c.differ = true
+		return 0, errDiffers
 	case err != nil:
 		c.err = err
-	case !bytes.Equal(b[:n], p):
-		c.differ = true
+		return 0, err
+	case !bytes.Equal(b, p):
+		return 0, errDiffers
 	}
 	return len(p), nil
 }
