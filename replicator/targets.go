@@ -279,16 +279,44 @@ func (b *BucketTarget) Restored(ctx context.Context, m crypto.Meta) (bool, error
 	return info.Size == m.Size && info.ETag == m.ETag, nil
 }
 
-// Existing implements Target: an object is at the key.
+// Existing implements Target: an object is at the key. It is read only if
+// it is compared: an overwrite does not need its bytes.
 func (b *BucketTarget) Existing(ctx context.Context, m crypto.Meta) (io.ReadCloser, bool, error) {
-	rc, _, err := b.Bucket.Get(ctx, b.Prefix+m.Key, backends.GetOptions{})
+	info, err := b.Bucket.Stat(ctx, b.Prefix+m.Key, "")
 	if backends.IsNotExist(err) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	return rc, true, nil
+	return &lazyGet{ctx: ctx, b: b.Bucket, key: b.Prefix + m.Key, etag: info.ETag}, true, nil
+}
+
+// lazyGet reads an object from its first Read, pinned to the ETag its Stat
+// saw: a change in between is an error, not a mix of two versions.
+type lazyGet struct {
+	ctx       context.Context
+	b         backends.Bucket
+	key, etag string
+	rc        io.ReadCloser
+}
+
+func (l *lazyGet) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		rc, _, err := l.b.Get(l.ctx, l.key, backends.GetOptions{IfMatch: l.etag})
+		if err != nil {
+			return 0, err
+		}
+		l.rc = rc
+	}
+	return l.rc.Read(p)
+}
+
+func (l *lazyGet) Close() error {
+	if l.rc == nil {
+		return nil
+	}
+	return l.rc.Close()
 }
 
 // Refuse implements Target: a bucket holds any key.
