@@ -25,6 +25,7 @@ type verifyReport struct {
 	Corrupt []struct {
 		Key, Error string
 	} `json:"corrupt"`
+	JournalChecked bool `json:"journal_checked"`
 }
 
 func runVerify(t testing.TB, wantCode int, args ...string) verifyReport {

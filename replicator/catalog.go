@@ -158,7 +158,12 @@ func describe(ctx context.Context, job Job, obj backends.ObjectInfo, opts Catalo
 	enc := job.Encryption != nil
 	hashed := enc && job.Encryption.HashedNames
 	rep := Replica{DestKey: obj.Key, VersionID: obj.VersionID, ETag: obj.ETag, Size: obj.Size, LastModified: obj.LastModified}
-	rep.Meta = crypto.Meta{Key: job.SourcePrefix + strings.TrimPrefix(obj.Key, job.DestPrefix), Size: obj.Size, MTime: obj.LastModified}
+	rep.Meta = crypto.Meta{Key: job.SourcePrefix + job.plainKey(strings.TrimPrefix(obj.Key, job.DestPrefix)), Size: obj.Size, MTime: obj.LastModified}
+	if !enc {
+		// A plain replica is the source's bytes: its ETag is theirs (an
+		// MD5 when it was written in one PUT).
+		rep.Meta.ETag = obj.ETag
+	}
 	if !hashed && !strings.HasPrefix(rep.Meta.Key, opts.Prefix) {
 		return described{skip: true} // cheap: the name is known without META
 	}

@@ -375,7 +375,7 @@ func (job *Job) destKey(key string) string {
 	if e := job.Encryption; e != nil && e.HashedNames {
 		return job.DestPrefix + crypto.HashedName(e.NameSecret, key)
 	}
-	return job.DestPrefix + strings.TrimPrefix(key, job.SourcePrefix)
+	return job.DestPrefix + job.plainName(strings.TrimPrefix(key, job.SourcePrefix))
 }
 
 // Normalize fills in the defaults (part size 8 MiB, concurrency 16, memory

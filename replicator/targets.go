@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
@@ -67,7 +69,8 @@ func localName(key string) (string, error) {
 }
 
 // Restored implements Target: a file of the right size and modification
-// time was put there by an earlier restore, after verification.
+// time was put there by an earlier restore, after verification; or a file
+// of the right size whose MD5 is the object's MD5 ETag holds its bytes.
 func (d *DirTarget) Restored(_ context.Context, m crypto.Meta) (bool, error) {
 	name, err := localName(m.Key)
 	if err != nil {
@@ -81,21 +84,110 @@ func (d *DirTarget) Restored(_ context.Context, m crypto.Meta) (bool, error) {
 		return false, fmt.Errorf("stat %s: %w", name, err)
 	}
 	if strings.HasSuffix(m.Key, "/") {
-		return st.IsDir(), nil
+		return st.IsDir() && m.Size == 0, nil
 	}
-	return st.Mode().IsRegular() && st.Size() == m.Size && st.ModTime().Equal(m.MTime), nil
+	if !st.Mode().IsRegular() || st.Size() != m.Size {
+		return false, nil
+	}
+	if st.ModTime().Equal(m.MTime) {
+		return true, nil
+	}
+	md5hex, ok := plainMD5(m.ETag)
+	if !ok {
+		return false, nil
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", name, err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, fmt.Errorf("read %s: %w", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == md5hex, nil
 }
 
+// Existing implements Target: anything at the object's path that Restored
+// did not recognize (a file, a directory where a file goes, a file where a
+// folder marker's directory goes); a regular file is opened.
+func (d *DirTarget) Existing(_ context.Context, m crypto.Meta) (io.ReadCloser, bool, error) {
+	name, err := localName(m.Key)
+	if err != nil {
+		return nil, false, err
+	}
+	st, err := d.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("stat %s: %w", name, err)
+	case strings.HasSuffix(m.Key, "/") && st.IsDir():
+		return nil, false, nil
+	case !st.Mode().IsRegular():
+		return nil, true, nil
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, true, fmt.Errorf("read %s: %w", name, err)
+	}
+	return f, true, nil
+}
+
+// plainMD5 returns the MD5 an ETag is, when it is one: S3 gives the MD5 of
+// the bytes for a single PUT, not for multipart uploads ("…-N") nor on
+// stores whose ETags are opaque (Azure).
+func plainMD5(etag string) (string, bool) {
+	etag = strings.ToLower(backends.TrimETag(etag))
+	if len(etag) != 2*md5.Size {
+		return "", false
+	}
+	if _, err := hex.DecodeString(etag); err != nil {
+		return "", false
+	}
+	return etag, true
+}
+
+// Refuse implements Target with DirRefuses.
+func (d *DirTarget) Refuse(m crypto.Meta) error { return DirRefuses(m) }
+
+// DirRefuses says why a directory cannot hold the object m describes: a
+// name that is not a plain relative path (localName), or a folder marker
+// that holds data.
+func DirRefuses(m crypto.Meta) error {
+	if _, err := localName(m.Key); err != nil {
+		return err
+	}
+	if strings.HasSuffix(m.Key, "/") && m.Size > 0 {
+		return markerHoldsData(m.Key, m.Size)
+	}
+	return nil
+}
+
+func markerHoldsData(key string, n int64) error {
+	return fmt.Errorf("restore %s: %w (%d bytes); restore it to a bucket to keep them", key, ErrMarkerHoldsData, n)
+}
+
+// ErrMarkerHoldsData is a folder marker (a key ending in "/") that holds
+// bytes, restored where a folder cannot hold them: a directory.
+var ErrMarkerHoldsData = errors.New("the folder marker holds data, which a directory cannot hold")
+
 // Write implements Target. A key ending in "/" (a folder marker) becomes
-// a directory.
+// a directory; a marker that holds data fails with ErrMarkerHoldsData,
+// creating nothing, rather than lose its bytes (a restore to a bucket
+// keeps them).
 func (d *DirTarget) Write(_ context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error {
 	name, err := localName(key)
 	if err != nil {
 		return err
 	}
 	if strings.HasSuffix(key, "/") {
-		if _, err := fill(io.Discard); err != nil {
+		var n byteCounter
+		if _, err := fill(&n); err != nil {
 			return err
+		}
+		if n > 0 {
+			return markerHoldsData(key, int64(n))
 		}
 		return d.root.MkdirAll(name, 0o700)
 	}
@@ -187,6 +279,49 @@ func (b *BucketTarget) Restored(ctx context.Context, m crypto.Meta) (bool, error
 	return info.Size == m.Size && info.ETag == m.ETag, nil
 }
 
+// Existing implements Target: an object is at the key. It is read only if
+// it is compared: an overwrite does not need its bytes.
+func (b *BucketTarget) Existing(ctx context.Context, m crypto.Meta) (io.ReadCloser, bool, error) {
+	info, err := b.Bucket.Stat(ctx, b.Prefix+m.Key, "")
+	if backends.IsNotExist(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &lazyGet{ctx: ctx, b: b.Bucket, key: b.Prefix + m.Key, etag: info.ETag}, true, nil
+}
+
+// lazyGet reads an object from its first Read, pinned to the ETag its Stat
+// saw: a change in between is an error, not a mix of two versions.
+type lazyGet struct {
+	ctx       context.Context
+	b         backends.Bucket
+	key, etag string
+	rc        io.ReadCloser
+}
+
+func (l *lazyGet) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		rc, _, err := l.b.Get(l.ctx, l.key, backends.GetOptions{IfMatch: l.etag})
+		if err != nil {
+			return 0, err
+		}
+		l.rc = rc
+	}
+	return l.rc.Read(p)
+}
+
+func (l *lazyGet) Close() error {
+	if l.rc == nil {
+		return nil
+	}
+	return l.rc.Close()
+}
+
+// Refuse implements Target: a bucket holds any key.
+func (b *BucketTarget) Refuse(crypto.Meta) error { return nil }
+
 // Write implements Target.
 func (b *BucketTarget) Write(ctx context.Context, key string, fill func(io.Writer) (crypto.Meta, error)) error {
 	f, err := os.CreateTemp(b.TempDir, ".voyageur-restore-*")
@@ -244,4 +379,12 @@ func (b *BucketTarget) multipart(ctx context.Context, key string, f *os.File, si
 		return err
 	}
 	return nil
+}
+
+// byteCounter counts the bytes written to it.
+type byteCounter int64
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/journal"
 )
 
 // VerifyOptions are per-verify settings.
@@ -29,7 +30,13 @@ type VerifyOptions struct {
 	// Sample limits the deep (SHA-256) check to a random Sample objects; 0
 	// checks every object present on both sides.
 	Sample int
-	Logger *slog.Logger
+	// Journal, when given, is the job's journal on the replicating host:
+	// each replica's ETag at the destination is compared with the one
+	// sync recorded when it wrote it, which tells a replica changed since
+	// (a byte flip, a truncation, another replica copied over it) without
+	// an identity; and its record says which source state it is a copy of.
+	Journal *journal.Job
+	Logger  *slog.Logger
 }
 
 // VerifyReport lists how the replica differs from the source.
@@ -48,6 +55,9 @@ type VerifyReport struct {
 	// differs from the source.
 	Deep    int       `json:"deep_checked"`
 	Corrupt []Failure `json:"corrupt"`
+	// JournalChecked says that replica ETags were compared with the
+	// journal's records.
+	JournalChecked bool `json:"journal_checked"`
 }
 
 // OK reports whether the replica matches the source.
@@ -58,9 +68,11 @@ func (r *VerifyReport) OK() bool {
 // replicaFacts is what verify knows of one replica.
 type replicaFacts struct {
 	destKey, versionID string
+	destETag           string // at the destination, as listed
 	size               int64  // of the source object, when known
 	etag               string // of the source object, when known
 	srcETag            string // the source object's ETag at listing time
+	srcSize            int64
 }
 
 // Verify compares the job's source with its replica. Without identities it
@@ -75,12 +87,15 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 	}
 	enc := job.Encryption != nil
 	deep := !enc || len(opts.Identities) > 0
+	rep.JournalChecked = opts.Journal != nil
+	v := &verifier{job: job, opts: opts}
 	replicas, unreadable, err := collectReplicas(ctx, job, opts.Identities)
 	if err != nil {
 		return rep, err
 	}
 	rep.Replica = len(replicas) + len(unreadable)
 	matched := map[string]replicaFacts{} // source key → replica, for the deep check
+	var suspects []string                // keys the deep check must include
 	for src, err := range job.Source.List(ctx, backends.ListOptions{Prefix: job.SourcePrefix}) {
 		if err != nil {
 			return rep, fmt.Errorf("list source %s/%s: %w", job.Source.Name(), job.SourcePrefix, err)
@@ -100,12 +115,23 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 			continue
 		}
 		delete(replicas, replicaKey(job, src.Key, opts.Identities))
-		if f.etag != "" && (f.etag != src.ETag || f.size != src.Size) {
-			rep.Stale = append(rep.Stale, src.Key)
-			continue
+		f.srcETag, f.srcSize = src.ETag, src.Size
+		verdict, why, err := v.classify(ctx, src, f)
+		if err != nil {
+			return rep, err
 		}
-		f.srcETag = src.ETag
-		matched[src.Key] = f
+		switch verdict {
+		case verdictStale:
+			rep.Stale = append(rep.Stale, src.Key)
+		case verdictCorrupt:
+			opts.Logger.Warn("replica differs", "key", src.Key, "err", why)
+			rep.Corrupt = append(rep.Corrupt, Failure{Key: src.Key, Op: "verify", Error: why})
+		case verdictSuspect:
+			suspects = append(suspects, src.Key)
+			fallthrough
+		default:
+			matched[src.Key] = f
+		}
 	}
 	for key := range replicas {
 		rep.Extra = append(rep.Extra, key)
@@ -121,6 +147,11 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 	if opts.Sample > 0 && opts.Sample < len(both) {
 		rand.Shuffle(len(both), func(i, j int) { both[i], both[j] = both[j], both[i] })
 		both = both[:opts.Sample]
+		for _, k := range suspects {
+			if !slices.Contains(both, k) {
+				both = append(both, k)
+			}
+		}
 		slices.Sort(both)
 	}
 	var mu sync.Mutex
@@ -135,6 +166,10 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 			rep.Deep++
 			if errors.Is(err, backends.ErrPreconditionFailed) {
 				rep.Stale = append(rep.Stale, key) // the source changed since the listing
+				return nil
+			}
+			if errors.Is(err, errBytesDiffer) && v.claimsOlder(gctx, key, f) {
+				rep.Stale = append(rep.Stale, key) // a copy of an older version
 				return nil
 			}
 			if err != nil {
@@ -167,7 +202,7 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 			if job.reserved(o.Key) {
 				continue
 			}
-			out[o.Key] = replicaFacts{destKey: o.Key}
+			out[o.Key] = replicaFacts{destKey: o.Key, destETag: o.ETag}
 		}
 		return out, unreadable, nil
 	}
@@ -179,13 +214,9 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 			unreadable[r.DestKey] = err
 			continue
 		}
-		f := replicaFacts{destKey: r.DestKey, versionID: r.VersionID}
-		switch {
-		case job.Encryption != nil:
+		f := replicaFacts{destKey: r.DestKey, versionID: r.VersionID, destETag: r.ETag}
+		if job.Encryption != nil {
 			f.size, f.etag = r.Meta.Size, r.Meta.ETag
-		case !strings.Contains(r.ETag, "-"):
-			// A plain single-part replica's MD5 ETag describes its bytes.
-			f.size, f.etag = r.Size, r.ETag
 		}
 		out[r.Meta.Key] = f
 	}
@@ -227,7 +258,100 @@ func compareBytes(ctx context.Context, job Job, key string, f replicaFacts, ids 
 		return fmt.Errorf("read source %s: %w", key, err)
 	}
 	if !bytes.Equal(replica.Sum(nil), source.Sum(nil)) {
-		return errors.New("the replica's bytes differ from the source's")
+		return errBytesDiffer
 	}
 	return nil
+}
+
+// errBytesDiffer is a replica whose bytes are not the source's.
+var errBytesDiffer = errors.New("the replica's bytes differ from the source's")
+
+type verdict int
+
+const (
+	verdictMatch   verdict = iota // names the current source state; bytes to compare
+	verdictStale                  // a copy of another version of the source object
+	verdictCorrupt                // changed at the destination, or not what it claims
+	verdictSuspect                // to compare byte for byte, sampled or not
+)
+
+// verifier holds what classify needs.
+type verifier struct {
+	job  Job
+	opts VerifyOptions
+}
+
+// classify tells, before any byte is read, whether the replica f of the
+// source object src is stale, corrupt, or to be compared byte for byte:
+//
+//   - its ETag differs from the one the journal recorded when sync wrote
+//     it: corrupt, whatever the source did since (sync rewrites the record
+//     with every replica it writes);
+//   - the journal's record, or META, names another source state: stale;
+//   - a plain replica and its source both have MD5 ETags that differ: it
+//     is stale when it says it is a copy of another state (claimsOlder);
+//     otherwise its bytes are compared whatever the sample, since a store
+//     whose ETags are not MD5s (SSE-KMS) gives such a pair for equal bytes.
+func (v *verifier) classify(ctx context.Context, src backends.ObjectInfo, f replicaFacts) (verdict, string, error) {
+	if v.opts.Journal != nil {
+		rec, ok, err := v.opts.Journal.Lookup(src.Key)
+		if err != nil {
+			return 0, "", err
+		}
+		// A record of another name is about another replica (the job's
+		// names changed since): it says nothing of this one.
+		ok = ok && rec.DestKey == f.destKey
+		if ok && rec.DestETag != "" && backends.TrimETag(rec.DestETag) != backends.TrimETag(f.destETag) {
+			return verdictCorrupt, fmt.Sprintf("replica %s changed at the destination after sync wrote it: its ETag is %s, sync recorded %s",
+				f.destKey, backends.TrimETag(f.destETag), backends.TrimETag(rec.DestETag)), nil
+		}
+		if ok && (rec.SourceETag != src.ETag || rec.Size != src.Size) {
+			return verdictStale, "", nil
+		}
+	}
+	if f.etag != "" && (backends.TrimETag(f.etag) != backends.TrimETag(src.ETag) || f.size != src.Size) {
+		return verdictStale, "", nil // META names another state
+	}
+	if v.job.Encryption == nil {
+		dst, dok := plainMD5(f.destETag)
+		want, sok := plainMD5(src.ETag)
+		if dok && sok && dst != want {
+			if v.claimsOlder(ctx, src.Key, f) {
+				return verdictStale, "", nil
+			}
+			return verdictSuspect, "", nil
+		}
+	}
+	return verdictMatch, "", nil
+}
+
+// claimsOlder reports whether a plain replica whose bytes differ from the
+// source's says it is a copy of another source state: by the journal's
+// record, else by its fingerprint (docs/FORMAT.md §7), which names the
+// source key, size and ETag it was written from. A replica that claims the
+// current state, or has no fingerprint (voyageur writes one on every plain
+// replica; an upload by other means drops it), has bytes it should not
+// have: corrupt.
+func (v *verifier) claimsOlder(ctx context.Context, key string, f replicaFacts) bool {
+	if v.job.Encryption != nil {
+		return false // META or the journal decided already
+	}
+	if v.opts.Journal != nil {
+		if rec, ok, err := v.opts.Journal.Lookup(key); err == nil && ok && rec.DestKey == f.destKey {
+			return rec.SourceETag != f.srcETag || rec.Size != f.srcSize
+		}
+	}
+	info, err := v.job.Dest.Stat(ctx, f.destKey, f.versionID)
+	if err != nil {
+		return false
+	}
+	fp, ok := info.Metadata[fingerprintMeta]
+	if !ok {
+		return false
+	}
+	fpKey, err := v.job.fingerprintKey()
+	if err != nil {
+		return false
+	}
+	return fp != crypto.Fingerprint(fpKey, "", key, f.srcSize, backends.TrimETag(f.srcETag))
 }

@@ -136,6 +136,10 @@ func checkKey(key string) error {
 		return errors.New("absolute key")
 	case filepath.Separator != '/' && strings.ContainsRune(key, filepath.Separator):
 		return fmt.Errorf("key contains %q", filepath.Separator)
+	case strings.HasSuffix(key, "/"):
+		// A folder marker: a directory here, which can hold no bytes,
+		// metadata or ETag of its own.
+		return errors.New(`a key ending in "/" (a folder marker) cannot be stored as a file`)
 	}
 	for i, seg := range strings.Split(key, "/") {
 		switch {

@@ -18,19 +18,22 @@ import (
 
 type restoreOptions struct {
 	config, job, identity, to, prefix, asOf, tmpDir string
-	dryRun, json                                    bool
+	dryRun, json, overwrite                         bool
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
 	var o restoreOptions
 	cmd := &cobra.Command{
-		Use:   "restore -c FILE --job NAME --identity FILE --to TARGET [--prefix P] [--as-of RFC3339] [--dry-run] [--json]",
+		Use:   "restore -c FILE --job NAME --identity FILE --to TARGET [--prefix P] [--as-of RFC3339] [--overwrite] [--dry-run] [--json]",
 		Short: "Restore a job's replica (or a prefix, or its state at a time) to a directory or a bucket",
 		Long: `restore reads the replica at the job's destination and writes the original
 objects to TARGET: a local directory, or ENDPOINT:BUCKET[/PREFIX] with an
 endpoint from the config. It needs neither the journal nor the source.
 Encrypted replicas need the identity; every object is verified against its
 SHA-256 before it is put in place. A re-run skips what is already restored.
+A file or object already at the target with other content is left alone and
+listed as failed (exit 1) unless --overwrite is given; --dry-run lists them
+as "would overwrite".
 
 --as-of T restores, from a versioned destination, the state the replica held
 at T: per key, the newest version the destination stored at or before T.
@@ -53,6 +56,7 @@ source's modification times.`,
 	f.StringVar(&o.asOf, "as-of", "", "restore the replica as it was at this time (RFC 3339; versioned destinations)")
 	f.StringVar(&o.tmpDir, "tmp-dir", "", "where a restore to a bucket stages each object while it is verified (default $TMPDIR)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, write nothing")
+	f.BoolVar(&o.overwrite, "overwrite", false, "replace files or objects at the target whose content differs from the replica's")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
 	for _, name := range []string{"config", "job", "to"} {
 		_ = cmd.MarkFlagRequired(name)
@@ -109,6 +113,10 @@ func (emptyDir) Check(context.Context) error { return nil }
 func (emptyDir) Restored(context.Context, crypto.Meta) (bool, error) {
 	return false, nil
 }
+func (emptyDir) Refuse(m crypto.Meta) error { return replicator.DirRefuses(m) }
+func (emptyDir) Existing(context.Context, crypto.Meta) (io.ReadCloser, bool, error) {
+	return nil, false, nil
+}
 func (d emptyDir) Write(context.Context, string, func(io.Writer) (crypto.Meta, error)) error {
 	return fmt.Errorf("dry run: nothing is written to %s", string(d))
 }
@@ -156,7 +164,7 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	progress := &replicator.Progress{}
 	stopBar := startProgressBar(stderr, job.Name, progress, g.quiet || o.json)
 	s, err := replicator.Restore(ctx, job, target, replicator.RestoreOptions{
-		Catalog: copts, DryRun: o.dryRun, Logger: log, Progress: progress,
+		Catalog: copts, DryRun: o.dryRun, Overwrite: o.overwrite, Logger: log, Progress: progress,
 	})
 	stopBar()
 	if o.json {

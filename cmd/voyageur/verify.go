@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
@@ -27,7 +32,11 @@ replica (missing), replicas whose source is gone (extra) and replicas of an
 older version (stale). With --identity it reads each replica's META and
 decrypts replicas to compare their SHA-256 with the source's (all of them, or
 a random N with --sample N). Without an identity, encrypted replicas are
-compared by name only. It exits 1 when anything differs.`,
+compared by name, and by ETag against the journal: a replica whose ETag is
+not the one sync recorded when it wrote it (a byte flip, a truncation,
+another replica copied over it) is corrupt. Without a readable journal (on
+another host, or while a sync or watch holds it) that check is skipped, and
+the report says so. It exits 1 when anything differs.`,
 		Example: `  voyageur verify -c voyageur.yaml --job ledgers
   voyageur verify -c voyageur.yaml --job ledgers --identity /media/offline/identity.txt --sample 100`,
 		Args: cobra.NoArgs,
@@ -51,7 +60,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	if o.sample < 0 {
 		return configErrorf("--sample %d: must be 0 (all) or more", o.sample)
 	}
-	_, job, err := replicaJob(ctx, g, o.config, o.job, true, stderr)
+	cfg, job, err := replicaJob(ctx, g, o.config, o.job, true, stderr)
 	if err != nil {
 		return err
 	}
@@ -59,7 +68,13 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Logger: g.logger(stderr)})
+	log := g.logger(stderr)
+	jb, closeJournal, err := verifyJournal(cfg, job.Name, len(copts.Identities) > 0, log)
+	if err != nil {
+		return err
+	}
+	defer closeJournal()
+	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Journal: jb, Logger: log})
 	if err != nil {
 		return identityHint(err, o.identity)
 	}
@@ -68,8 +83,12 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "%s: %d source objects, %d replicas; %d missing, %d extra, %d stale; %d compared byte for byte, %d corrupt\n",
-			report.Job, report.Source, report.Replica, len(report.Missing), len(report.Extra), len(report.Stale), report.Deep, len(report.Corrupt))
+		journalNote := "replica ETags compared with the journal"
+		if !report.JournalChecked {
+			journalNote = "replica ETags not compared with a journal (none readable here)"
+		}
+		fmt.Fprintf(stdout, "%s: %d source objects, %d replicas; %d missing, %d extra, %d stale; %d compared byte for byte, %d corrupt; %s\n",
+			report.Job, report.Source, report.Replica, len(report.Missing), len(report.Extra), len(report.Stale), report.Deep, len(report.Corrupt), journalNote)
 		for _, k := range report.Missing {
 			fmt.Fprintf(stdout, "  missing %s\n", k)
 		}
@@ -87,4 +106,30 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 		return errObjectsFailed
 	}
 	return nil
+}
+
+// verifyJournal opens the job's journal for verify's comparison of replica
+// ETags with what sync recorded. Verify also runs where there is no
+// journal (another host, a lost one) or while a sync or watch holds it:
+// it then goes on without that comparison, saying so, rather than
+// creating a journal or waiting. With an identity the missing journal is
+// no loss: decrypting checks every compared replica.
+func verifyJournal(cfg *Config, job string, identity bool, log *slog.Logger) (*journal.Job, func(), error) {
+	none := func() {}
+	if _, err := os.Stat(cfg.Journal); errors.Is(err, fs.ErrNotExist) {
+		if identity {
+			return nil, none, nil
+		}
+		log.Warn("no journal: replica ETags are not compared with what sync recorded; without --identity, a replica changed at the destination goes unnoticed", "journal", cfg.Journal)
+		return nil, none, nil
+	}
+	j, err := journal.Open(cfg.Journal, 0)
+	switch {
+	case errors.Is(err, journal.ErrLocked):
+		log.Warn("the journal is locked by a running sync or watch: replica ETags are not compared with what sync recorded; run verify when it is stopped for that check", "journal", cfg.Journal)
+		return nil, none, nil
+	case err != nil:
+		return nil, none, &ConfigError{err}
+	}
+	return j.Job(job), func() { j.Close() }, nil
 }

@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// markerSource is a source with an empty folder marker, a marker that
+// holds data and a file inside the first folder.
+var markerSource = map[string]srcObject{
+	"folder/":          {data: nil, contentType: "application/x-directory"},
+	"trailing/":        {data: []byte("hi")},
+	"folder/file.txt":  {data: []byte("inside\n")},
+	"plain/readme.txt": {data: []byte("no marker here\n")},
+}
+
+// markerConfig writes a one-job config from src to dst, which is a
+// bucket of dstSrv or, with fsDir set, the bucket "replica" of an fs
+// endpoint there; the endpoint "back" is dstSrv, for restores.
+func markerConfig(t *testing.T, dir string, src, dst side, fsDir, extra string) string {
+	t.Helper()
+	destination := "canada:" + dst.bucket + "/r/"
+	if fsDir != "" {
+		destination = "nas:replica/r/"
+	}
+	cfg := fmt.Sprintf(`journal: %s
+endpoints:
+  source: %s
+  canada: %s
+  nas: {type: fs, path: %q}
+jobs:
+  - name: ledgers
+    source: source:%s/
+    destination: %s
+    transfer: {part_size: 5MiB, concurrency: 4}
+%s`, filepath.Join(dir, "journal.db"), src.endpointYAML(), dst.endpointYAML(), filepath.Join(dir, "fs"), src.bucket, destination, extra)
+	path := filepath.Join(dir, "voyageur.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestFolderMarkers: zero-byte folder markers and a marker holding data
+// replicate encrypted (names: plain) to MinIO and to an fs destination
+// without any replica with bytes under a key ending in "/" (what
+// versitygw's POSIX backend refuses with DirectoryObjectContainsData), and
+// plain to MinIO; they come back as markers, bytes included, on restore to
+// a bucket. Restored to a directory, the marker holding data is reported
+// failed, never dropped quietly; a plain sync to an fs destination, which
+// stores neither kind of marker, reports both.
+func TestFolderMarkers(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+	for key, o := range markerSource {
+		putSource(t, src, key, o)
+	}
+
+	// restoreChecks restores the job to a fresh bucket and to a directory.
+	restoreChecks := func(t *testing.T, cfg string, args ...string) {
+		t.Helper()
+		to := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false)}
+		res := runVoyageur(t, append([]string{"restore", "--json", "-c", cfg, "--job", "ledgers", "--to", "canada:" + to.bucket + "/back/"}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("restore to a bucket: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+		got := listObjects(t, to, "back/")
+		if want := sortedKeys(markerSource); !slices.Equal(sortedKeys(got), want) {
+			t.Errorf("restored keys %v, want %v", sortedKeys(got), want)
+		}
+		for key, o := range markerSource {
+			if got[key].size != int64(len(o.data)) || md5Object(t, to, "back/"+key) != md5Hex(o.data) {
+				t.Errorf("%s restored as %d bytes, want the source's %d", key, got[key].size, len(o.data))
+			}
+		}
+
+		out := filepath.Join(t.TempDir(), "out")
+		for _, dry := range []bool{true, false} {
+			restoreArgs := append([]string{"restore", "--json", "-c", cfg, "--job", "ledgers", "--to", out}, args...)
+			if dry {
+				restoreArgs = append(restoreArgs, "--dry-run")
+			}
+			res = runVoyageur(t, restoreArgs...)
+			s := syncSummary(t, res)
+			if res.code != 1 || s.Failed != 1 || s.Failures[0].Key != "trailing/" || !strings.Contains(s.Failures[0].Error, "holds data") {
+				t.Errorf("restore to a directory (dry run %v): exit %d %+v, want trailing/ failed as a marker holding data", dry, res.code, s)
+			}
+		}
+		if st, err := os.Stat(filepath.Join(out, "folder")); err != nil || !st.IsDir() {
+			t.Errorf("folder/ is not a directory: %v", err)
+		}
+		if string(readFile(t, filepath.Join(out, "folder/file.txt"))) != "inside\n" {
+			t.Error("folder/file.txt not restored")
+		}
+		if _, err := os.Stat(filepath.Join(out, "trailing")); err == nil {
+			t.Error("trailing/ was restored as a directory without its bytes")
+		}
+	}
+
+	t.Run("encrypted to MinIO", func(t *testing.T) {
+		dir := t.TempDir()
+		k := newKeys(t, dir, false)
+		dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+		cfg := markerConfig(t, dir, src, dst, "", k.encryptionYAML("plain", "zstd"))
+		if s := syncJSON(t, 0, "-c", cfg); s.Copied != 4 {
+			t.Errorf("sync: %+v", s)
+		}
+		got := listObjects(t, dst, "r/")
+		want := []string{"folder/.voyageur-folder", "folder/file.txt", "plain/readme.txt", "trailing/.voyageur-folder"}
+		if !slices.Equal(sortedKeys(got), want) {
+			t.Errorf("replica keys %v, want %v", sortedKeys(got), want)
+		}
+		if s := syncJSON(t, 0, "-c", cfg); s.Copied != 0 {
+			t.Errorf("second sync copied again: %+v", s)
+		}
+		if r := runVerify(t, 0, "-c", cfg); r.Source != 4 || r.Replica != 4 {
+			t.Errorf("verify by name: %+v", r)
+		}
+		if r := runVerify(t, 0, "-c", cfg, "--identity", k.identity); r.Deep != 4 {
+			t.Errorf("verify with identity: %+v", r)
+		}
+		restoreChecks(t, cfg, "--identity", k.identity)
+	})
+
+	t.Run("encrypted to fs", func(t *testing.T) {
+		dir := t.TempDir()
+		k := newKeys(t, dir, false)
+		cfg := markerConfig(t, dir, src, side{srv: dstSrv, bucket: "unused", kind: "minio"}, filepath.Join(dir, "fs"), k.encryptionYAML("plain", "zstd"))
+		if err := os.MkdirAll(filepath.Join(dir, "fs", "replica"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if s := syncJSON(t, 0, "-c", cfg); s.Copied != 4 {
+			t.Errorf("sync: %+v", s)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "fs", "replica", "r", "trailing", ".voyageur-folder")); err != nil {
+			t.Errorf("the replica of trailing/: %v", err)
+		}
+		restoreChecks(t, cfg, "--identity", k.identity)
+	})
+
+	t.Run("plain to MinIO", func(t *testing.T) {
+		dir := t.TempDir()
+		dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+		cfg := markerConfig(t, dir, src, dst, "", "")
+		syncJSON(t, 0, "-c", cfg)
+		got := listObjects(t, dst, "r/")
+		if !slices.Equal(sortedKeys(got), sortedKeys(markerSource)) || got["folder/"].size != 0 || got["trailing/"].size != 2 {
+			t.Errorf("plain replica %v", got)
+		}
+		restoreChecks(t, cfg)
+	})
+
+	t.Run("plain to fs", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := markerConfig(t, dir, src, side{srv: dstSrv, bucket: "unused", kind: "minio"}, filepath.Join(dir, "fs"), "")
+		if err := os.MkdirAll(filepath.Join(dir, "fs", "replica"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		s := syncJSON(t, 1, "-c", cfg)
+		var failed []string
+		for _, f := range s.Failures {
+			failed = append(failed, f.Key)
+		}
+		slices.Sort(failed)
+		if !slices.Equal(failed, []string{"folder/", "trailing/"}) || s.Copied != 2 {
+			t.Errorf("plain sync to fs: %+v, want the markers failed and the rest copied", s)
+		}
+		for _, f := range s.Failures {
+			if !strings.Contains(f.Error, "folder marker") {
+				t.Errorf("%s: %q does not say why", f.Key, f.Error)
+			}
+		}
+	})
+}
