@@ -453,12 +453,13 @@ func TestDrillConfigErrors(t *testing.T) {
 		t.Errorf("ovh bhs: %+v, verified %d", d, r.Jobs[0].Verified)
 	}
 
-	// A plain job needs no identity; its stored report is plain JSON.
+	// A plain job needs no identity; its stored report is plain JSON. Its
+	// replica's ETag is the source's, so the source witnesses the bytes.
 	plainDir := t.TempDir()
 	plain := writeConfig(t, plainDir, jobConfig{Src: src, Dst: dst, DstPrefix: "plain/"})
 	syncJSON(t, 0, "-c", plain)
 	r, _ = runDrill(t, 0, "-c", plain)
-	if j := r.Jobs[0]; j.Verified != 1 || len(j.Recipients) != 0 || j.VerifiedAgainst["replica"] != 1 {
+	if j := r.Jobs[0]; j.Verified != 1 || len(j.Recipients) != 0 || j.VerifiedAgainst["source"] != 1 {
 		t.Errorf("plain job: verified %d (%v), recipients %v", j.Verified, j.VerifiedAgainst, j.Recipients)
 	}
 	stored := listObjects(t, dst, "plain/.voyageur/drills/")

@@ -12,12 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/journal"
+	"github.com/voyageur-ca/voyageur/replicator/multipart"
 )
 
 // DirTarget restores into a local directory: key "a/b.csv" becomes the file
@@ -236,6 +237,9 @@ type BucketTarget struct {
 	Concurrency int
 	// TempDir holds the temporary files ("" = os.TempDir()).
 	TempDir string
+
+	once   sync.Once
+	limits *multipart.Limits // the transfer slots of every part upload
 }
 
 var _ Target = (*BucketTarget)(nil)
@@ -349,36 +353,54 @@ func (b *BucketTarget) Write(ctx context.Context, key string, fill func(io.Write
 	return b.multipart(ctx, dest, f, size, opts)
 }
 
-// multipart uploads size bytes of f in parts, aborting on failure.
+// multipart uploads size bytes of f in parts through the multipart driver,
+// aborting on failure. The parts of every object restored share the
+// target's transfer slots: Concurrency part uploads at once in all.
 func (b *BucketTarget) multipart(ctx context.Context, key string, f *os.File, size int64, opts backends.PutOptions) error {
+	b.once.Do(func() {
+		// File sections are read as they are sent: no memory to budget.
+		b.limits = multipart.NewLimits(1, max(b.Concurrency, 1), nil)
+	})
 	partSize := partSizeFor(size, b.PartSize)
 	id, err := b.Bucket.CreateMultipart(ctx, key, opts)
 	if err != nil {
 		return err
 	}
-	n := int((size + partSize - 1) / partSize)
-	parts := make([]backends.Part, n)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(b.Concurrency, 1))
-	for i := range n {
-		off := int64(i) * partSize
-		length := min(partSize, size-off)
-		g.Go(func() error {
-			etag, err := b.Bucket.UploadPart(gctx, key, id, int32(i+1), io.NewSectionReader(f, off, length), length, backends.PartOptions{})
-			parts[i] = backends.Part{Number: int32(i + 1), ETag: etag, Size: length}
-			return err
-		})
-	}
-	if err = g.Wait(); err == nil {
-		_, err = b.Bucket.CompleteMultipart(ctx, key, id, parts)
+	up := multipart.Upload{Bucket: b.Bucket, Key: key, ID: id, Budget: b.limits, Window: max(b.Concurrency, 1), First: 1}
+	parts, err := multipart.Send(ctx, up, fileSource{f: f, size: size, partSize: partSize})
+	if err == nil {
+		_, err = multipart.Complete(ctx, b.Bucket, key, id, parts)
 	}
 	if err != nil {
-		if aerr := b.Bucket.AbortMultipart(context.WithoutCancel(ctx), key, id); aerr != nil && !errors.Is(aerr, backends.ErrNoSuchUpload) {
+		if aerr := multipart.Abort(ctx, b.Bucket, key, id); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
 		return err
 	}
 	return nil
+}
+
+// fileSource is the multipart.Source of a restored file: sections of it,
+// read as they are sent.
+type fileSource struct {
+	f              *os.File
+	size, partSize int64
+}
+
+var _ multipart.Source[struct{}] = fileSource{}
+
+func (s fileSource) Reads() int                                            { return int((s.size + s.partSize - 1) / s.partSize) }
+func (s fileSource) Need(int) []int64                                      { return nil }
+func (s fileSource) Drop(struct{})                                         {}
+func (s fileSource) Read(context.Context, int, [][]byte) (struct{}, error) { return struct{}{}, nil }
+
+func (s fileSource) Gather(i int, _ struct{}) ([]multipart.Part, error) {
+	off := int64(i) * s.partSize
+	length := min(s.partSize, s.size-off)
+	return []multipart.Part{{
+		Body: io.NewSectionReader(s.f, off, length), Size: length,
+		State: journal.PartState{End: off + length},
+	}}, nil
 }
 
 // byteCounter counts the bytes written to it.
