@@ -399,3 +399,171 @@ func TestServe(t *testing.T) {
 		t.Errorf("the tampered replica is not logged with its key:\n%s", testproc.Tail(logPath, 4000))
 	}
 }
+
+// startServe starts `voyageur serve` with args, waits for /healthz (with
+// the CA for https) and stops it, checking its log for secrets, at the end
+// of the test.
+func startServe(t *testing.T, dir, url, caFile string, args ...string) string {
+	t.Helper()
+	logPath := filepath.Join(dir, fmt.Sprintf("serve-%d.log", time.Now().UnixNano()))
+	cmd := exec.Command(voyageurBin, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), "VOYAGEUR_TEST_SERVE_SECRET="+serveSecret)
+	proc, err := testproc.Start(cmd, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		proc.Stop(30 * time.Second)
+		log, _ := os.ReadFile(logPath)
+		checkOutput(t, "serve", string(log))
+	})
+	if err := proc.WaitHealthy(url+"/healthz", 3*time.Minute); err != nil {
+		t.Fatalf("serve %v: %v\n%s", args, err, testproc.Tail(logPath, 4000))
+	}
+	return logPath
+}
+
+// TestServeJobs serves, over https, two of three jobs of one source with
+// other replica formats: plain (encryption none) and post-quantum without
+// compression with plain names on a versioned destination; reads both with
+// the aws CLI against the source's SHA-256, and a past state with --as-of.
+func TestServeJobs(t *testing.T) {
+	srv := startServer(t)
+	addSecret(serveSecret)
+	ctx := context.Background()
+	dir := t.TempDir()
+	pq := newKeys(t, t.TempDir(), true)
+	mc := srv.Client(t)
+	src := srv.CreateBucket(t, false)
+	plainDst, pqDst := srv.CreateBucket(t, false), srv.CreateBucket(t, true)
+
+	objects := map[string]serveObject{
+		"a b/space & key.csv": {data: randomData(1000, 21), contentType: "text/csv", meta: map[string]string{"owner": "finance"}},
+		"empty":               {},
+		"one":                 {data: []byte{7}},
+		"part+1":              {data: randomData(5<<20+1, 22), contentType: "application/octet-stream"},
+		"changed.txt":         {data: []byte("version 1\n"), contentType: "text/plain"},
+	}
+	put := func(key string, o serveObject) {
+		t.Helper()
+		if _, err := mc.PutObject(ctx, src, "in/"+key, bytes.NewReader(o.data), int64(len(o.data)), minio.PutObjectOptions{ContentType: o.contentType, UserMetadata: o.meta, DisableMultipart: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, o := range objects {
+		put(key, o)
+	}
+	ca := newTestCA(t, "serve test CA")
+	cert := ca.serverCert(t)
+	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.pem")
+	for path, b := range map[string][]byte{certFile: cert.CertPEM, keyFile: cert.KeyPEM, caFile: cert.CAPEM} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port, err := testproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := side{srv: srv, kind: "aws"}.endpointYAML()
+	cfg := filepath.Join(dir, "voyageur.yaml")
+	yaml := fmt.Sprintf(`journal: %s
+endpoints:
+  minio: %s
+jobs:
+  - name: plain-copy
+    source: minio:%s/in/
+    destination: minio:%s/plain/
+    encryption: none
+  - name: pq-raw
+    source: minio:%s/in/
+    destination: minio:%s/pq/
+%s  - name: unserved
+    source: minio:%s/in/
+    destination: minio:%s/unserved/
+    encryption: none
+serve:
+  listen: 127.0.0.1:%d
+  access_key: %s
+  secret_key: "${VOYAGEUR_TEST_SERVE_SECRET}"
+  tls_cert: %s
+  tls_key: %s
+`, filepath.Join(dir, "journal.db"), ep, src, plainDst, src, pqDst, pq.encryptionYAML("plain", "none"), src, plainDst, port, serveAccess, certFile, keyFile)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Every command expands the whole file, serve: included.
+	t.Setenv("VOYAGEUR_TEST_SERVE_SECRET", serveSecret)
+	res := runVoyageur(t, "sync", "-c", cfg)
+	if res.code != 0 {
+		t.Fatalf("sync: exit %d\n%s", res.code, res.stderr)
+	}
+	// The destination's clock decides --as-of: wait past the second the
+	// first versions were stored in, change one object, replicate again.
+	time.Sleep(1100 * time.Millisecond)
+	asOf := time.Now().UTC().Format(time.RFC3339)
+	time.Sleep(1100 * time.Millisecond)
+	v2 := serveObject{data: []byte("version 2, longer\n"), contentType: "text/plain"}
+	put("changed.txt", v2)
+	if res := runVoyageur(t, "sync", "-c", cfg); res.code != 0 {
+		t.Fatalf("second sync: exit %d\n%s", res.code, res.stderr)
+	}
+
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	startServe(t, dir, url, caFile, "-c", cfg, "--identity", pq.identity, "--job", "plain-copy", "--job", "pq-raw")
+	aws := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := awsServe(t, srv, url, serveAccess, serveSecret, append([]string{"--ca-bundle", caFile}, args...)...)
+		if err != nil {
+			t.Fatalf("aws %v: %v\n%s", args, err, stderr)
+		}
+		return out
+	}
+	if got := aws("s3", "ls"); !strings.Contains(got, " plain-copy\n") || !strings.Contains(got, " pq-raw\n") || strings.Contains(got, "unserved") {
+		t.Errorf("s3 ls lists buckets:\n%s", got)
+	}
+	objects["changed.txt"] = v2
+	for _, bucket := range []string{"plain-copy", "pq-raw"} {
+		down := t.TempDir()
+		aws("s3", "sync", "s3://"+bucket+"/", down)
+		for key, o := range objects {
+			if got := shaFile(t, filepath.Join(down, filepath.FromSlash(key))); got != sha(o.data) {
+				t.Errorf("%s: s3 sync of %s: SHA-256 differs", bucket, key)
+			}
+		}
+		var head struct {
+			ContentType string
+			Metadata    map[string]string
+		}
+		if err := json.Unmarshal([]byte(aws("s3api", "head-object", "--bucket", bucket, "--key", "a b/space & key.csv")), &head); err != nil {
+			t.Fatal(err)
+		}
+		if head.ContentType != "text/csv" || len(head.Metadata) != 1 || head.Metadata["owner"] != "finance" {
+			t.Errorf("%s: head-object: %+v", bucket, head)
+		}
+		out := filepath.Join(down, "range")
+		aws("s3api", "get-object", "--bucket", bucket, "--key", "part+1", "--range", "bytes=5242879-", out)
+		if got := shaFile(t, out); got != sha(objects["part+1"].data[5242879:]) {
+			t.Errorf("%s: range of part+1 differs", bucket)
+		}
+	}
+	// Plain https is all it speaks: an http client gets nowhere.
+	if resp, err := http.Get(strings.Replace(url, "https:", "http:", 1) + "/healthz"); err == nil && resp.StatusCode == http.StatusOK {
+		t.Error("serve with tls_cert answered plain http")
+	}
+
+	// The state before the change, from the versioned destination.
+	port2, err := testproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	url2 := fmt.Sprintf("https://127.0.0.1:%d", port2)
+	startServe(t, dir, url2, caFile, "-c", cfg, "--identity", pq.identity, "--job", "pq-raw", "--as-of", asOf, "--listen", fmt.Sprintf("127.0.0.1:%d", port2))
+	old := filepath.Join(dir, "changed-as-of")
+	if _, stderr, err := awsServe(t, srv, url2, serveAccess, serveSecret, "--ca-bundle", caFile, "s3", "cp", "s3://pq-raw/changed.txt", old); err != nil {
+		t.Fatalf("as-of cp: %v\n%s", err, stderr)
+	}
+	if b, _ := os.ReadFile(old); string(b) != "version 1\n" {
+		t.Errorf("--as-of %s served %q, want version 1", asOf, b)
+	}
+}
