@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -271,6 +272,15 @@ func TestServe(t *testing.T) {
 			}
 			if _, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("d0/f00.csv"), IfMatch: aws.String(`"00000000000000000000000000000000"`)}); errCode(err) != "PreconditionFailed" {
 				t.Errorf("If-Match another ETag: %v", err)
+			}
+
+			if _, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("d0/f00.csv"), IfModifiedSince: aws.Time(h.LastModified.Add(time.Hour))}); !strings.Contains(fmt.Sprint(err), "304") {
+				t.Errorf("If-Modified-Since after Last-Modified: %v, want 304", err)
+			}
+			if o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("d0/f00.csv"), IfModifiedSince: aws.Time(h.LastModified.Add(-time.Hour))}); err != nil {
+				t.Errorf("If-Modified-Since before Last-Modified: %v", err)
+			} else {
+				o.Body.Close()
 			}
 
 			// Errors.
