@@ -125,7 +125,7 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "serve:\n  listen: %s\n  access_key: %s\n  secret_key: \"${VOYAGEUR_TEST_SERVE_SECRET}\"\n  refresh: 2s\n", listen, serveAccess)
+	fmt.Fprintf(f, "serve:\n  listen: %s\n  access_key: %s\n  secret_key: \"${VOYAGEUR_TEST_SERVE_SECRET}\"\n  refresh: 2s\n  cache: %s\n", listen, serveAccess, filepath.Join(dir, "serve-cache.db"))
 	f.Close()
 
 	// A job name that is not a bucket name is refused at start.
@@ -531,7 +531,8 @@ serve:
   secret_key: "${VOYAGEUR_TEST_SERVE_SECRET}"
   tls_cert: %s
   tls_key: %s
-`, filepath.Join(dir, "journal.db"), ep, src, plainDst, src, pqDst, pq.encryptionYAML("plain", "none"), src, plainDst, port, serveAccess, certFile, keyFile)
+  cache: %s
+`, filepath.Join(dir, "journal.db"), ep, src, plainDst, src, pqDst, pq.encryptionYAML("plain", "none"), src, plainDst, port, serveAccess, certFile, keyFile, filepath.Join(dir, "serve-cache.db"))
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

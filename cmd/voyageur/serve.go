@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,6 +29,9 @@ type ServeConfig struct {
 	TLSCert   string   `yaml:"tls_cert"`
 	TLSKey    string   `yaml:"tls_key"`
 	Refresh   Duration `yaml:"refresh"`
+	// Cache is the catalog cache file (default: in the user cache
+	// directory, one per config file).
+	Cache string `yaml:"cache"`
 }
 
 // defaultServeListen is loopback: exposing the endpoint is a decision.
@@ -130,13 +137,18 @@ func runServe(ctx context.Context, o serveOptions, g *globals, stderr io.Writer)
 		}
 		jobs = append(jobs, job)
 	}
+	cache := sc.Cache
+	if cache == "" {
+		cache = defaultServeCache(o.config)
+	}
 	srv, err := serve.New(jobs, serve.Options{
 		Identities: copts.Identities, AsOf: copts.AsOf, AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
-		Refresh: time.Duration(sc.Refresh), Logger: log,
+		Refresh: time.Duration(sc.Refresh), CachePath: cache, Logger: log,
 	})
 	if err != nil {
 		return &ConfigError{err}
 	}
+	defer srv.Close()
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -186,4 +198,20 @@ func loopbackListen(listen string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// defaultServeCache is the catalog cache of a config file: in the user
+// cache directory, named after the file's absolute path so that two
+// configs never share one. Without a cache directory: none.
+func defaultServeCache(config string) string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	abs, err := filepath.Abs(config)
+	if err != nil {
+		abs = config
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(dir, "voyageur", "serve-"+hex.EncodeToString(sum[:8])+".db")
 }

@@ -49,7 +49,10 @@ type Options struct {
 	Refresh time.Duration
 	// Concurrency bounds the META reads of a catalog load (0: 16).
 	Concurrency int
-	Logger      *slog.Logger
+	// CachePath is the catalog cache file (bbolt); empty: none. When
+	// another serve holds it, this one runs without, with a warning.
+	CachePath string
+	Logger    *slog.Logger
 }
 
 // Server serves the replicas of some jobs over S3.
@@ -60,6 +63,7 @@ type Server struct {
 	names   []string
 	s3      http.Handler
 	cache   *openedCache
+	metas   *metaCache // nil: no catalog cache
 	metrics *metrics
 	started time.Time
 }
@@ -108,6 +112,17 @@ func New(jobs []replicator.Job, opts Options) (*Server, error) {
 		s.names = append(s.names, j.Name)
 	}
 	slices.Sort(s.names)
+	if opts.CachePath != "" {
+		c, err := openMetaCache(opts.CachePath)
+		switch {
+		case errors.Is(err, ErrCacheLocked):
+			s.log.Warn("running without the catalog cache: every catalog load reads all META", "err", err)
+		case err != nil:
+			return nil, err
+		default:
+			s.metas = c
+		}
+	}
 	s.metrics = newMetrics(s)
 	s.s3 = gofakes3.New(&backend{s: s}, gofakes3.WithoutVersioning()).Server()
 	return s, nil
@@ -183,18 +198,33 @@ func (s *Server) load(ctx context.Context, b *bucket) error {
 			}
 		}()
 	}
-	idx, err := loadIndex(ctx, b.job, replicator.CatalogOptions{
-		AsOf: s.opts.AsOf, Identities: s.opts.Identities, Concurrency: s.opts.Concurrency,
-	}, s.log, func(n int) { count.Store(int64(n)) })
+	copts := replicator.CatalogOptions{AsOf: s.opts.AsOf, Identities: s.opts.Identities, Concurrency: s.opts.Concurrency}
+	if s.metas != nil && b.encrypted() {
+		copts.KnownMeta = s.metas.known(b.job)
+	}
+	idx, err := loadIndex(ctx, b.job, copts, s.log, func(n int) { count.Store(int64(n)) })
 	if err != nil {
 		return err
 	}
 	b.idx.Store(idx)
+	if copts.KnownMeta != nil {
+		if err := s.metas.store(b.job, idx.entries, s.opts.AsOf.IsZero()); err != nil {
+			s.log.Warn("catalog cache not updated", "job", b.job.Name, "err", err)
+		}
+	}
 	level := slog.LevelDebug
 	if first {
 		level = slog.LevelInfo
 	}
 	s.log.Log(ctx, level, "catalog loaded", "job", b.job.Name, "objects", len(idx.entries), "seconds", time.Since(started).Seconds())
+	return nil
+}
+
+// Close releases the catalog cache. Call it after Run returned.
+func (s *Server) Close() error {
+	if s.metas != nil {
+		return s.metas.close()
+	}
 	return nil
 }
 

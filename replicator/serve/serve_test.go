@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,5 +369,60 @@ func TestServeTampered(t *testing.T) {
 	resp.Body.Close()
 	if !regexp.MustCompile(`voyageur_serve_replica_failures_total\{voyageur_job="ledgers"\} [1-9]`).Match(m) {
 		t.Errorf("metrics do not count the failure:\n%s", m)
+	}
+}
+
+// countingBucket counts the GETs of a destination.
+type countingBucket struct {
+	backends.Bucket
+	gets atomic.Int64
+}
+
+func (c *countingBucket) Get(ctx context.Context, key string, opts backends.GetOptions) (io.ReadCloser, backends.ObjectInfo, error) {
+	c.gets.Add(1)
+	return c.Bucket.Get(ctx, key, opts)
+}
+
+// TestCatalogCache: a second catalog load with the cache reads no META; a
+// second server on a held cache runs without it.
+func TestCatalogCache(t *testing.T) {
+	f := newFixture(t, true)
+	dst := &countingBucket{Bucket: f.dst}
+	f.job.Dest = dst
+	path := filepath.Join(t.TempDir(), "cache", "serve.db")
+	opts := Options{AccessKey: "a", SecretKey: "s", Identities: []age.Identity{f.id}, CachePath: path}
+	ctx := context.Background()
+	s1, err := New([]replicator.Job{f.job}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.load(ctx, s1.buckets["ledgers"]); err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.gets.Load(); n < int64(len(f.data)) {
+		t.Fatalf("first load: %d GETs for %d replicas", n, len(f.data))
+	}
+	s1.Close()
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file: %v %v", st, err)
+	}
+	dst.gets.Store(0)
+	s2, err := New([]replicator.Job{f.job}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.load(ctx, s2.buckets["ledgers"]); err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.gets.Load(); n != 0 {
+		t.Errorf("load with the cache: %d GETs, want none", n)
+	}
+	if n := len(s2.buckets["ledgers"].idx.Load().entries); n != len(f.data) {
+		t.Errorf("cached catalog has %d objects, want %d", n, len(f.data))
+	}
+	s3, err := New([]replicator.Job{f.job}, opts)
+	if err != nil || s3.metas != nil {
+		t.Fatalf("a server on a held cache: %v, cache %v", err, s3.metas)
 	}
 }
