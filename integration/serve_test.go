@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -388,6 +389,8 @@ func TestServe(t *testing.T) {
 		t.Errorf("refused writes changed the destination:\n%v\n%v", before, after)
 	}
 
+	t.Run("rclone", func(t *testing.T) { rcloneServe(t, srv, url, src.bucket, objects) })
+
 	// Tampering: one byte of the large replica flipped at the destination.
 	// Its GET fails; the others still serve; the failure is counted.
 	var bigReplica string
@@ -610,4 +613,53 @@ serve:
 	if b, _ := os.ReadFile(old); string(b) != "version 1\n" {
 		t.Errorf("--as-of %s served %q, want version 1", asOf, b)
 	}
+}
+
+// rcloneServe reads the served bucket with rclone as an S3 remote: lsf,
+// copy by SHA-256, and check (sizes and MD5 ETags) and check --download
+// (bytes) against the source.
+func rcloneServe(t *testing.T, srv *minioserver.Server, url, srcBucket string, objects map[string]serveObject) {
+	bin := os.Getenv("VOYAGEUR_RCLONE_BIN")
+	if bin == "" {
+		bin = testproc.GopathBin("rclone")
+	}
+	if fi, err := os.Stat(bin); bin == "" || err != nil || !fi.Mode().IsRegular() {
+		testproc.Unavailable(t, "rclone not found ($VOYAGEUR_RCLONE_BIN, GOPATH/bin/rclone); make bench installs it")
+	}
+	env := append(os.Environ(),
+		"RCLONE_CONFIG="+filepath.Join(t.TempDir(), "none.conf"),
+		"RCLONE_CONFIG_SERVE_TYPE=s3", "RCLONE_CONFIG_SERVE_PROVIDER=Other", "RCLONE_CONFIG_SERVE_ENDPOINT="+url,
+		"RCLONE_CONFIG_SERVE_ACCESS_KEY_ID="+serveAccess, "RCLONE_CONFIG_SERVE_SECRET_ACCESS_KEY="+serveSecret,
+		"RCLONE_CONFIG_SERVE_REGION=us-east-1", "RCLONE_CONFIG_SERVE_FORCE_PATH_STYLE=true",
+		"RCLONE_CONFIG_SRC_TYPE=s3", "RCLONE_CONFIG_SRC_PROVIDER=Minio", "RCLONE_CONFIG_SRC_ENDPOINT="+srv.URL,
+		"RCLONE_CONFIG_SRC_ACCESS_KEY_ID="+srv.AccessKey, "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY="+srv.SecretKey,
+		"RCLONE_CONFIG_SRC_REGION=us-east-1", "NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1",
+	)
+	rclone := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("rclone %v: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String()
+	}
+	listed := strings.Split(strings.TrimSpace(rclone("lsf", "-R", "--files-only", "serve:ledgers")), "\n")
+	slices.Sort(listed)
+	if want := sortedKeys(objects); fmt.Sprint(listed) != fmt.Sprint(want) {
+		t.Errorf("rclone lsf -R:\n got %q\nwant %q", listed, want)
+	}
+	down := t.TempDir()
+	rclone("copy", "serve:ledgers", down)
+	for key, o := range objects {
+		if got := shaFile(t, filepath.Join(down, filepath.FromSlash(key))); got != sha(o.data) {
+			t.Errorf("rclone copy %s: SHA-256 differs", key)
+		}
+	}
+	rclone("check", "serve:ledgers", "src:"+srcBucket+"/ledgers")
+	rclone("check", "--download", "serve:ledgers", "src:"+srcBucket+"/ledgers")
 }
