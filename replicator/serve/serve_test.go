@@ -426,3 +426,39 @@ func TestCatalogCache(t *testing.T) {
 		t.Fatalf("a server on a held cache: %v, cache %v", err, s3.metas)
 	}
 }
+
+// TestRangedReadFetchesAboutOnePart: a 1 MiB range in the middle of a
+// four-part encrypted replica fetches the replica's head and tail once
+// (opening it) and then about one part, never the object.
+func TestRangedReadFetchesAboutOnePart(t *testing.T) {
+	f := newFixture(t, true)
+	s, hs := f.start(t)
+	ctx := context.Background()
+	if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
+		t.Fatal(err)
+	}
+	c := client(hs.URL, "serve-access", "serve-secret-key")
+	big := f.data["big.bin"]
+	read := func(from int64) int64 {
+		before := s.metrics.fetchedBytes.Load()
+		o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("big.bin"), Range: aws.String(fmt.Sprintf("bytes=%d-%d", from, from+1<<20-1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(o.Body)
+		o.Body.Close()
+		if err != nil || !bytes.Equal(b, big[from:from+1<<20]) {
+			t.Fatalf("range at %d: %d bytes, %v", from, len(b), err)
+		}
+		return s.metrics.fetchedBytes.Load() - before
+	}
+	first := read(2*partSize + 1000)
+	if first > 2*partSize+headSize+tailSize {
+		t.Errorf("first 1 MiB range fetched %d replica bytes, more than 2 parts (%d) and the ends", first, 2*partSize)
+	}
+	again := read(partSize + 1000)
+	t.Logf("1 MiB ranges: %d replica bytes fetched opening the replica, %d once opened (part size %d)", first, again, partSize)
+	if again > 2*partSize || again < 1<<20 {
+		t.Errorf("1 MiB range of an opened replica fetched %d replica bytes, want about one part (%d)", again, partSize)
+	}
+}
