@@ -34,7 +34,7 @@ jobs:
 // TestServeRefusesBadSetups: each mistake exits 2 with a message naming
 // it, before anything listens.
 func TestServeRefusesBadSetups(t *testing.T) {
-	keys := "serve: {access_key: a, secret_key: s}\n"
+	keys := "serve: {access_key: abc, secret_key: secret-key}\n"
 	for _, c := range []struct {
 		name, job, serve string
 		args             []string
@@ -43,10 +43,11 @@ func TestServeRefusesBadSetups(t *testing.T) {
 		{"bucket name", "Ledgers_2026", keys, nil, `"Ledgers_2026" is not a valid S3 bucket name`},
 		{"reserved name", "metrics", keys, nil, "reserved for /metrics"},
 		{"no keys", "ledgers", "", nil, "serve.access_key and serve.secret_key are required"},
+		{"short secret", "ledgers", "serve: {access_key: abc, secret_key: short}\n", nil, "the secret key at least 8"},
 		{"unset variable", "ledgers", "serve: {access_key: a, secret_key: \"${VOYAGEUR_TEST_UNSET_SERVE_SECRET}\"}\n", nil, "VOYAGEUR_TEST_UNSET_SERVE_SECRET is not set"},
-		{"cert without key", "ledgers", "serve: {access_key: a, secret_key: s, tls_cert: /nonexistent.crt}\n", nil, "serve.tls_cert and serve.tls_key go together"},
-		{"unreadable cert", "ledgers", "serve: {access_key: a, secret_key: s, tls_cert: /nonexistent.crt, tls_key: /nonexistent.key}\n", nil, "serve.tls_cert /nonexistent.crt"},
-		{"unknown field", "ledgers", "serve: {access_key: a, secret_key: s, port: 9300}\n", nil, `unknown field "port" in serve`},
+		{"cert without key", "ledgers", "serve: {access_key: abc, secret_key: secret-key, tls_cert: /nonexistent.crt}\n", nil, "serve.tls_cert and serve.tls_key go together"},
+		{"unreadable cert", "ledgers", "serve: {access_key: abc, secret_key: secret-key, tls_cert: /nonexistent.crt, tls_key: /nonexistent.key}\n", nil, "serve.tls_cert /nonexistent.crt"},
+		{"unknown field", "ledgers", "serve: {access_key: abc, secret_key: secret-key, port: 9300}\n", nil, `unknown field "port" in serve`},
 		{"bad listen", "ledgers", keys, []string{"--listen", "9300"}, `listen address "9300"`},
 		{"unknown job", "ledgers", keys, []string{"--job", "nope"}, `--job "nope": no such job`},
 		{"bad as-of", "ledgers", keys, []string{"--as-of", "yesterday"}, `--as-of "yesterday"`},
@@ -57,7 +58,7 @@ func TestServeRefusesBadSetups(t *testing.T) {
 			if code != exitUsage || !strings.Contains(stderr, c.want) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr, c.want)
 			}
-			if strings.Contains(stderr, "secret_key: s") {
+			if strings.Contains(stderr, "secret-key") {
 				t.Errorf("the secret is in the error: %s", stderr)
 			}
 		})
@@ -74,7 +75,7 @@ func TestServeRunsAndStops(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cfg := serveConfig(t, dir, "ledgers", fmt.Sprintf("serve: {listen: %q, access_key: a, secret_key: s, cache: %q}\n", addr, filepath.Join(dir, "cache.db")))
+	cfg := serveConfig(t, dir, "ledgers", fmt.Sprintf("serve: {listen: %q, access_key: abc, secret_key: secret-key, cache: %q}\n", addr, filepath.Join(dir, "cache.db")))
 	writeTestFile(t, filepath.Join(dir, "store", "dst", "a.csv"), "a")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

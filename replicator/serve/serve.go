@@ -85,6 +85,11 @@ func New(jobs []replicator.Job, opts Options) (*Server, error) {
 	if opts.AccessKey == "" || opts.SecretKey == "" {
 		return nil, errors.New("serve: an access key and a secret key are required (there is no anonymous access)")
 	}
+	// SigV4 verification refuses shorter access keys as unknown; a short
+	// secret is a guessable one.
+	if len(opts.AccessKey) < 3 || len(opts.SecretKey) < 8 {
+		return nil, errors.New("serve: the access key needs at least 3 characters and the secret key at least 8")
+	}
 	if opts.Refresh <= 0 {
 		opts.Refresh = DefaultRefresh
 	}

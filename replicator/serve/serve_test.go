@@ -390,7 +390,7 @@ func TestCatalogCache(t *testing.T) {
 	dst := &countingBucket{Bucket: f.dst}
 	f.job.Dest = dst
 	path := filepath.Join(t.TempDir(), "cache", "serve.db")
-	opts := Options{AccessKey: "a", SecretKey: "s", Identities: []age.Identity{f.id}, CachePath: path}
+	opts := Options{AccessKey: "serve-access", SecretKey: "serve-secret-key", Identities: []age.Identity{f.id}, CachePath: path}
 	ctx := context.Background()
 	s1, err := New([]replicator.Job{f.job}, opts)
 	if err != nil {
