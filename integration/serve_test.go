@@ -401,6 +401,28 @@ func TestServe(t *testing.T) {
 
 	t.Run("rclone", func(t *testing.T) { rcloneServe(t, srv, url, src.bucket, objects) })
 
+	// An object that sync adds while serve runs appears at the next
+	// refresh (serve.refresh: 2s).
+	added := randomData(4321, 33)
+	if _, err := mc.PutObject(ctx, src.bucket, "ledgers/added later.csv", bytes.NewReader(added), int64(len(added)), minio.PutObjectOptions{ContentType: "text/csv", DisableMultipart: true}); err != nil {
+		t.Fatal(err)
+	}
+	syncJSON(t, 0, "-c", cfg)
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		st, err := sc.StatObject(ctx, "ledgers", "added later.csv", minio.StatObjectOptions{})
+		if err == nil {
+			if st.Size != int64(len(added)) || st.ContentType != "text/csv" {
+				t.Errorf("the added object: %+v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an object synced after serve started is still not served: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	objects["added later.csv"] = serveObject{data: added}
+
 	// Tampering: one byte of the large replica flipped at the destination.
 	// Its GET fails; the others still serve; the failure is counted.
 	var bigReplica string
