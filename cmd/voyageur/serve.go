@@ -29,6 +29,8 @@ type ServeConfig struct {
 	TLSCert   string   `yaml:"tls_cert"`
 	TLSKey    string   `yaml:"tls_key"`
 	Refresh   Duration `yaml:"refresh"`
+	// Domain turns on virtual-host addressing: BUCKET.DOMAIN.
+	Domain string `yaml:"domain"`
 	// Cache is the catalog cache file (default: in the user cache
 	// directory, one per config file).
 	Cache string `yaml:"cache"`
@@ -143,7 +145,7 @@ func runServe(ctx context.Context, o serveOptions, g *globals, stderr io.Writer)
 	}
 	srv, err := serve.New(jobs, serve.Options{
 		Identities: copts.Identities, AsOf: copts.AsOf, AccessKey: sc.AccessKey, SecretKey: sc.SecretKey,
-		Refresh: time.Duration(sc.Refresh), CachePath: cache, Logger: log,
+		Refresh: time.Duration(sc.Refresh), Domain: sc.Domain, CachePath: cache, Logger: log,
 	})
 	if err != nil {
 		return &ConfigError{err}

@@ -49,6 +49,10 @@ type Options struct {
 	Refresh time.Duration
 	// Concurrency bounds the META reads of a catalog load (0: 16).
 	Concurrency int
+	// Domain, when set, also takes virtual-host requests: a request to
+	// host BUCKET.Domain is one for bucket BUCKET. Path-style requests
+	// are always taken.
+	Domain string
 	// CachePath is the catalog cache file (bbolt); empty: none. When
 	// another serve holds it, this one runs without, with a warning.
 	CachePath string
@@ -288,7 +292,11 @@ func stateOf(ctx context.Context) *reqState {
 // front authenticates, refuses writes, keeps ETags and counts, around
 // gofakes3.
 func (s *Server) front(w http.ResponseWriter, r *http.Request) {
-	bucketName, key := splitPath(r.URL.Path)
+	path := r.URL.Path
+	if b := s.virtualBucket(r.Host); b != "" {
+		path = "/" + b + path
+	}
+	bucketName, key := splitPath(path)
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	op := operation(r.Method, bucketName, key)
 	defer func() { s.metrics.request(op, rec.status, rec.bytes) }()
@@ -305,6 +313,10 @@ func (s *Server) front(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(rec, r, http.StatusForbidden, "AccessDenied", "voyageur serve is read-only: the replica is changed only by voyageur sync")
 		return
+	}
+	if path != r.URL.Path {
+		// Rewritten after the signature, which covers the request as sent.
+		r.URL.Path, r.URL.RawPath = path, ""
 	}
 	st := &reqState{job: bucketName, key: key}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
@@ -323,6 +335,22 @@ func (s *Server) front(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	rec.WriteHeader(http.StatusOK) // a HEAD answer is committed here
+}
+
+// virtualBucket returns the served bucket a virtual-host request's Host
+// names (BUCKET.Domain), or "".
+func (s *Server) virtualBucket(host string) string {
+	if s.opts.Domain == "" {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	b, ok := strings.CutSuffix(strings.ToLower(host), "."+strings.ToLower(s.opts.Domain))
+	if _, served := s.buckets[b]; !ok || !served {
+		return ""
+	}
+	return b
 }
 
 func (s *Server) lookupKey(access string) (string, bool) {

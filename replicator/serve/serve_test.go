@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -460,5 +461,49 @@ func TestRangedReadFetchesAboutOnePart(t *testing.T) {
 	t.Logf("1 MiB ranges: %d replica bytes fetched opening the replica, %d once opened (part size %d)", first, again, partSize)
 	if again > 2*partSize || again < 1<<20 {
 		t.Errorf("1 MiB range of an opened replica fetched %d replica bytes, want about one part (%d)", again, partSize)
+	}
+}
+
+// TestVirtualHost: with a domain, a request to BUCKET.DOMAIN (the SDK's
+// default addressing) reads the bucket; path style still works.
+func TestVirtualHost(t *testing.T) {
+	f := newFixture(t, false)
+	s, err := New([]replicator.Job{f.job}, Options{AccessKey: "serve-access", SecretKey: "serve-secret-key", Domain: "dr.example.ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	ctx := context.Background()
+	if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(hs.URL, "http://")
+	_, port, _ := net.SplitHostPort(addr)
+	// Every name resolves to the test server, as DNS would.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	c := s3.New(s3.Options{
+		BaseEndpoint: aws.String("http://dr.example.ca:" + port), Region: "us-east-1", HTTPClient: hc,
+		Credentials:                credentials.NewStaticCredentialsProvider("serve-access", "serve-secret-key", ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+	o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("one byte")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(o.Body)
+	o.Body.Close()
+	if !bytes.Equal(b, f.data["one byte"]) {
+		t.Fatalf("virtual-host GET: %q", b)
+	}
+	l, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("ledgers"), Prefix: aws.String("d1/")})
+	if err != nil || len(l.Contents) != 8 {
+		t.Fatalf("virtual-host listing: %v %d", err, len(l.Contents))
+	}
+	if _, err := client(hs.URL, "serve-access", "serve-secret-key").HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("empty")}); err != nil {
+		t.Fatalf("path style with a domain set: %v", err)
 	}
 }
