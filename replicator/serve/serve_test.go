@@ -265,6 +265,15 @@ func TestServe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			srcInfo, err := f.src.Stat(ctx, "in/d0/f00.csv", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A plain replica does not record the source's time: its own is
+			// served (as restore does); META has the source's.
+			if encrypted && !aws.ToTime(h.LastModified).Equal(srcInfo.LastModified.Truncate(time.Second)) {
+				t.Errorf("head: Last-Modified %v, the source's %v", aws.ToTime(h.LastModified), srcInfo.LastModified)
+			}
 			sum := md5.Sum(f.data["d0/f00.csv"])
 			if etag := `"` + hex.EncodeToString(sum[:]) + `"`; aws.ToString(h.ETag) != etag || aws.ToInt64(h.ContentLength) != 100 {
 				t.Errorf("head: ETag %s (want the source's %s), length %d", aws.ToString(h.ETag), etag, aws.ToInt64(h.ContentLength))
