@@ -1,5 +1,5 @@
 # voyageur build and test entry points. `make test` installs what the tests
-# need on a fresh Debian machine (a pinned MinIO server build, awscli, age,
+# need on a fresh Debian machine (pinned MinIO server and rclone builds, awscli, age,
 # zstd) and runs every unit and integration test against real servers.
 
 SHELL       := /bin/bash
@@ -19,6 +19,7 @@ export VOYAGEUR_MINIO_BIN := $(MINIO)
 export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
 export VOYAGEUR_AZURITE_BIN := $(CURDIR)/$(AZURITE)
 export VOYAGEUR_AZBLOB_JS := $(CURDIR)/.cache/azblob-js
+export VOYAGEUR_RCLONE_BIN := $(RCLONE)
 
 .PHONY: build test unit lint tools tools-apt tools-lint demo bench clean
 
@@ -33,9 +34,10 @@ $(MINIO):
 	@echo "installing MinIO server ($(MINIO_MOD)), about a minute..."
 	$(GO) install $(MINIO_MOD)
 
-# rclone, the yardstick of make bench, is a pinned Go module build too.
+# rclone, the yardstick of make bench and a client of voyageur serve in
+# the tests, is a pinned Go module build too.
 $(RCLONE):
-	@echo "installing rclone ($(RCLONE_MOD)) for make bench, about two minutes..."
+	@echo "installing rclone ($(RCLONE_MOD)), about two minutes..."
 	$(GO) install $(RCLONE_MOD)
 
 # Debian's awscli seeds and inspects buckets; age and zstd prove replicas
@@ -79,7 +81,7 @@ tools-lint:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-tools: $(MINIO) tools-apt $(FAUXQS) $(AZURITE) $(AZBLOB_JS) tools-lint
+tools: $(MINIO) $(RCLONE) tools-apt $(FAUXQS) $(AZURITE) $(AZBLOB_JS) tools-lint
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi

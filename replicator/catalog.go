@@ -54,6 +54,10 @@ type CatalogOptions struct {
 	Identities []age.Identity
 	// Concurrency bounds the META reads in flight (0: 16).
 	Concurrency int
+	// KnownMeta, when set, is asked for the META of an encrypted replica
+	// version before it is read: a cache (serve's) that spares the GET
+	// when the version was read before. It is called concurrently.
+	KnownMeta func(obj backends.ObjectInfo) (crypto.Meta, bool)
 }
 
 // Catalog lists the job's replica with the original key of every object,
@@ -168,9 +172,15 @@ func describe(ctx context.Context, job Job, obj backends.ObjectInfo, opts Catalo
 		return described{skip: true} // cheap: the name is known without META
 	}
 	if enc && len(opts.Identities) > 0 {
-		m, err := readMeta(ctx, job.Dest, obj, opts.Identities)
-		if err != nil {
-			return described{rep: rep, err: err}
+		m, known := crypto.Meta{}, false
+		if opts.KnownMeta != nil {
+			m, known = opts.KnownMeta(obj)
+		}
+		if !known {
+			var err error
+			if m, err = readMeta(ctx, job.Dest, obj, opts.Identities); err != nil {
+				return described{rep: rep, err: err}
+			}
 		}
 		rep.Meta = m
 		// Anyone may encrypt to a public recipient, and a replica copied to

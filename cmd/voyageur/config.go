@@ -25,6 +25,7 @@ type Config struct {
 	Journal   string              `yaml:"journal"`
 	Endpoints map[string]Endpoint `yaml:"endpoints"`
 	Jobs      []JobConfig         `yaml:"jobs"`
+	Serve     ServeConfig         `yaml:"serve"` // voyageur serve (serve.go)
 }
 
 // Endpoint is one object store account.

@@ -1,0 +1,263 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/rclone/gofakes3"
+
+	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/replicator"
+)
+
+// fingerprintMeta is voyageur's own user metadata on replicas
+// (docs/FORMAT.md §7): not the source's, never served.
+const fingerprintMeta = "voyageur-fp"
+
+// prefetch is how much plaintext a GET decodes before answering: a replica
+// that fails authentication there gets an S3 error, not a cut connection.
+const prefetch = crypto.ChunkSize
+
+// backend answers gofakes3 from the catalogs. Writes never reach it (the
+// front handler refuses them); its write methods only say so.
+type backend struct{ s *Server }
+
+var _ gofakes3.Backend = (*backend)(nil)
+
+func (be *backend) ListBuckets(context.Context) ([]gofakes3.BucketInfo, error) {
+	out := make([]gofakes3.BucketInfo, 0, len(be.s.names))
+	for _, name := range be.s.names {
+		out = append(out, gofakes3.BucketInfo{Name: name, CreationDate: gofakes3.NewContentTime(be.s.started)})
+	}
+	return out, nil
+}
+
+func (be *backend) BucketExists(_ context.Context, name string) (bool, error) {
+	_, ok := be.s.buckets[name]
+	return ok, nil
+}
+
+// index returns the loaded catalog of a bucket.
+func (be *backend) index(name string) (*bucket, *index, error) {
+	b, ok := be.s.buckets[name]
+	if !ok {
+		return nil, nil, gofakes3.BucketNotFound(name)
+	}
+	idx := b.idx.Load()
+	if idx == nil {
+		return nil, nil, errNotLoaded(name)
+	}
+	return b, idx, nil
+}
+
+func (be *backend) ListBucket(_ context.Context, name string, prefix *gofakes3.Prefix, page gofakes3.ListBucketPage) (*gofakes3.ObjectList, error) {
+	b, idx, err := be.index(name)
+	if err != nil {
+		return nil, err
+	}
+	return idx.list(prefix, page, b.encrypted()), nil
+}
+
+// lookup finds one object.
+func (be *backend) lookup(name, key string) (*bucket, *entry, error) {
+	b, idx, err := be.index(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, ok := idx.find(key)
+	if !ok {
+		return nil, nil, gofakes3.KeyNotFound(key)
+	}
+	return b, e, nil
+}
+
+// object describes e as S3 does; contentType and meta are the plain
+// replica's own (encrypted ones have theirs in META).
+func (be *backend) object(b *bucket, e *entry, contentType string, meta map[string]string) *gofakes3.Object {
+	if b.encrypted() {
+		contentType, meta = e.rep.Meta.ContentType, e.rep.Meta.Metadata
+	}
+	if contentType == "" {
+		contentType = "binary/octet-stream" // what S3 answers for none
+	}
+	md := map[string]string{
+		"Content-Type":  contentType,
+		"Last-Modified": e.rep.Meta.MTime.UTC().Format(http.TimeFormat),
+	}
+	for k, v := range meta {
+		if k != fingerprintMeta {
+			md["X-Amz-Meta-"+k] = v
+		}
+	}
+	return &gofakes3.Object{
+		Name:     e.key,
+		Metadata: md,
+		Size:     e.rep.Meta.Size,
+		Hash:     hashOf(e.etag(b.encrypted())),
+		Contents: io.NopCloser(bytes.NewReader(nil)),
+	}
+}
+
+func (be *backend) HeadObject(ctx context.Context, name, key string) (*gofakes3.Object, error) {
+	b, e, err := be.lookup(name, key)
+	if err != nil {
+		return nil, err
+	}
+	if b.encrypted() {
+		return be.object(b, e, "", nil), nil
+	}
+	info, err := b.job.Dest.Stat(ctx, e.rep.DestKey, e.rep.VersionID)
+	if err != nil {
+		return nil, be.fetchError(b, e, err)
+	}
+	return be.object(b, e, info.ContentType, info.Metadata), nil
+}
+
+func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest *gofakes3.ObjectRangeRequest) (*gofakes3.Object, error) {
+	b, e, err := be.lookup(name, key)
+	if err != nil {
+		return nil, err
+	}
+	rng, err := rangeRequest.Range(e.rep.Meta.Size)
+	if err != nil {
+		return nil, err
+	}
+	off, n := int64(0), e.rep.Meta.Size
+	if rng != nil {
+		off, n = rng.Start, rng.Length
+	}
+	if !b.encrypted() {
+		rc, info, err := b.job.Dest.Get(ctx, e.rep.DestKey, plainGet(&e.rep, off, n))
+		if err != nil {
+			return nil, be.fetchError(b, e, err)
+		}
+		obj := be.object(b, e, info.ContentType, info.Metadata)
+		obj.Range = rng
+		obj.Contents = &body{r: &countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, c: rc, want: n, st: stateOf(ctx)}
+		return obj, nil
+	}
+	obj := be.object(b, e, "", nil)
+	obj.Range = rng
+	if n == 0 {
+		return obj, nil
+	}
+	r, c, err := be.openRange(ctx, b, e, off, n)
+	if err != nil {
+		be.s.readFailed(b.job.Name, key, err)
+		return nil, gofakes3.ErrorMessage(gofakes3.ErrInternal, "the replica of this object could not be read or failed authentication")
+	}
+	obj.Contents = &body{r: r, c: c, want: n, st: stateOf(ctx)}
+	return obj, nil
+}
+
+// plainGet selects bytes [off, off+n) of a plain replica version.
+func plainGet(rep *replicator.Replica, off, n int64) backends.GetOptions {
+	opts := backends.GetOptions{Offset: off, Length: n, VersionID: rep.VersionID}
+	if n == 0 {
+		// An empty object has nothing to select: read it whole.
+		opts.Offset, opts.Length = 0, -1
+	}
+	if rep.VersionID == "" {
+		// Plain bytes are not authenticated: a replica rewritten since the
+		// catalog was read must not be served under the old size and ETag.
+		opts.IfMatch = rep.ETag
+	}
+	return opts
+}
+
+// openRange returns the plaintext [off, off+n) of an encrypted replica,
+// with its first bytes already decoded and authenticated.
+func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n int64) (io.Reader, io.Closer, error) {
+	ck := cacheKey(&e.rep)
+	o, ok := be.s.cache.get(ck)
+	if !ok {
+		var err error
+		if o, err = open(ctx, b.job.Dest, &e.rep, be.s.opts.Identities, &be.s.metrics.fetchedBytes); err != nil {
+			return nil, nil, err
+		}
+		be.s.cache.put(ck, o)
+	}
+	start, end, plain := crypto.PartSpan(o.trailer, o.streamSize, off, n)
+	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), &be.s.metrics.fetchedBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	rr := crypto.NewRangeReader(io.NewSectionReader(ra, start, end-start), o.trailer, plain, off, n)
+	first := make([]byte, min(n, prefetch))
+	k, err := io.ReadFull(rr, first)
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("read %s of replica %s: %w", e.key, e.rep.DestKey, err)
+	}
+	return io.MultiReader(bytes.NewReader(first[:k]), rr), src, nil
+}
+
+// fetchError turns a failed read of a plain replica into an S3 error.
+func (be *backend) fetchError(b *bucket, e *entry, err error) error {
+	be.s.readFailed(b.job.Name, e.key, err)
+	return gofakes3.ErrorMessage(gofakes3.ErrInternal, "the replica of this object could not be read")
+}
+
+// body is an object's Contents: it records a read error in the request
+// state, so that the front handler cuts the connection, and reports a
+// body shorter than announced as an error too.
+type body struct {
+	r    io.Reader
+	c    io.Closer
+	want int64
+	got  int64
+	st   *reqState
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.got += int64(n)
+	if err == io.EOF && b.got != b.want {
+		err = fmt.Errorf("%d of %d bytes: %w", b.got, b.want, io.ErrUnexpectedEOF)
+	}
+	if err != nil && err != io.EOF && b.st != nil && b.st.bodyErr == nil {
+		b.st.bodyErr = err
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	if b.c != nil {
+		return b.c.Close()
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n interface{ Add(int64) int64 }
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// errReadOnly answers the write methods, which the front handler never
+// lets through.
+var errReadOnly = gofakes3.ErrorMessage(gofakes3.ErrNotImplemented, "voyageur serve is read-only")
+
+func (be *backend) CreateBucket(context.Context, string) error { return errReadOnly }
+func (be *backend) DeleteBucket(context.Context, string) error { return errReadOnly }
+func (be *backend) DeleteObject(context.Context, string, string) (gofakes3.ObjectDeleteResult, error) {
+	return gofakes3.ObjectDeleteResult{}, errReadOnly
+}
+func (be *backend) PutObject(context.Context, string, string, map[string]string, io.Reader, int64) (gofakes3.PutObjectResult, error) {
+	return gofakes3.PutObjectResult{}, errReadOnly
+}
+func (be *backend) DeleteMulti(context.Context, string, ...string) (gofakes3.MultiDeleteResult, error) {
+	return gofakes3.MultiDeleteResult{}, errReadOnly
+}
+func (be *backend) CopyObject(context.Context, string, string, string, string, map[string]string) (gofakes3.CopyObjectResult, error) {
+	return gofakes3.CopyObjectResult{}, errReadOnly
+}
