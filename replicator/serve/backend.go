@@ -137,7 +137,8 @@ func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest
 		}
 		obj := be.object(b, e, info.ContentType, info.Metadata)
 		obj.Range = rng
-		obj.Contents = &body{r: &countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, c: rc, want: n, st: stateOf(ctx)}
+		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, n)
+		obj.Contents = &body{r: ra, c: ra, want: n, st: stateOf(ctx)}
 		return obj, nil
 	}
 	obj := be.object(b, e, "", nil)
@@ -170,7 +171,9 @@ func plainGet(rep *replicator.Replica, off, n int64) backends.GetOptions {
 }
 
 // openRange returns the plaintext [off, off+n) of an encrypted replica,
-// with its first bytes already decoded and authenticated.
+// with its first bytes already decoded and authenticated. The rest is
+// decoded ahead of the client, while the replica is read ahead of the
+// decoding (readAhead): fetching, decrypting and sending overlap.
 func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n int64) (io.Reader, io.Closer, error) {
 	ck := cacheKey(&e.rep)
 	o, ok := be.s.cache.get(ck)
@@ -182,18 +185,44 @@ func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n in
 		be.s.cache.put(ck, o)
 	}
 	start, end, plain := crypto.PartSpan(o.trailer, o.streamSize, off, n)
+	// Cancelled when the body is closed: ends a replica read that the
+	// plaintext read-ahead waits for.
+	ctx, cancel := context.WithCancel(ctx)
 	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), &be.s.metrics.fetchedBytes)
 	if err != nil {
+		cancel()
 		return nil, nil, err
 	}
 	rr := crypto.NewRangeReader(io.NewSectionReader(ra, start, end-start), o.trailer, plain, off, n)
 	first := make([]byte, min(n, prefetch))
 	k, err := io.ReadFull(rr, first)
 	if err != nil {
+		cancel()
 		src.Close()
 		return nil, nil, fmt.Errorf("read %s of replica %s: %w", e.key, e.rep.DestKey, err)
 	}
-	return io.MultiReader(bytes.NewReader(first[:k]), rr), src, nil
+	if int64(k) == n {
+		return bytes.NewReader(first), getCloser{cancel: cancel, src: src}, nil
+	}
+	rest := newReadAhead(rr, nil, n-int64(k))
+	return io.MultiReader(bytes.NewReader(first), rest), getCloser{cancel: cancel, rest: rest, src: src}, nil
+}
+
+// getCloser ends an encrypted GET: the context first, so that a replica
+// read the plaintext read-ahead waits in returns, then that read-ahead
+// (nil when none was needed), then the replica's.
+type getCloser struct {
+	cancel context.CancelFunc
+	rest   io.Closer
+	src    io.Closer
+}
+
+func (g getCloser) Close() error {
+	g.cancel()
+	if g.rest != nil {
+		g.rest.Close()
+	}
+	return g.src.Close()
 }
 
 // fetchError turns a failed read of a plain replica into an S3 error.

@@ -58,7 +58,7 @@ type source struct {
 	fetched *atomic.Int64
 
 	mu   sync.Mutex
-	body io.ReadCloser
+	body *readAhead // the open GET, read ahead of the decryption
 	pos  int64
 }
 
@@ -79,15 +79,15 @@ func (s *source) ReadAt(p []byte, off int64) (int, error) {
 	defer s.mu.Unlock()
 	if s.body == nil || s.pos != off {
 		s.close()
-		rc, err := getReplica(s.ctx, s.b, s.rep, off, max(s.limit, end)-off)
+		n := max(s.limit, end) - off
+		rc, err := getReplica(s.ctx, s.b, s.rep, off, n)
 		if err != nil {
 			return 0, err
 		}
-		s.body, s.pos = rc, off
+		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, n), off
 	}
 	n, err := io.ReadFull(s.body, p)
 	s.pos += int64(n)
-	s.fetched.Add(int64(n))
 	if err != nil {
 		s.close()
 		return n, fmt.Errorf("read replica %s at %d: %w", s.rep.DestKey, off, err)

@@ -1,0 +1,129 @@
+package serve
+
+import (
+	"io"
+	"sync"
+)
+
+const (
+	// readAheadBlock is the unit a read-ahead reads and hands over.
+	readAheadBlock = 256 << 10
+	// readAheadDepth is how many read blocks may wait for the consumer.
+	// With the one being read and the one being consumed, a read-ahead
+	// holds at most readAheadDepth+2 blocks: 1 MiB. A GET of an encrypted
+	// replica runs two (replica bytes, plaintext), a plain one one.
+	readAheadDepth = 2
+)
+
+// readAhead reads r in a goroutine, ahead of its consumer, so that the
+// replica is fetched while earlier bytes are decrypted and sent: without
+// it each stage waits for the others. It never reads r beyond what r
+// holds, so a ranged GET fetches no more than before. Data is handed over
+// in order, then r's error (io.EOF at the end), exactly as r returned it.
+type readAhead struct {
+	filled chan raBlock // closed when the reading goroutine ends
+	free   chan []byte
+	stop   chan struct{}
+	closer io.Closer // ends a read of r blocked when Close is called
+	once   sync.Once
+	cur    []byte // the unread part of the block being consumed
+	held   []byte // that block's buffer, returned to free once consumed
+	err    error
+}
+
+type raBlock struct {
+	buf  []byte // the whole buffer, for reuse
+	data []byte
+	err  error
+}
+
+var _ io.ReadCloser = (*readAhead)(nil)
+
+// newReadAhead starts reading r. c, when not nil, is closed by Close to
+// end a read of r in progress. total, when positive, is how much r holds
+// at most: a small read gets small blocks.
+func newReadAhead(r io.Reader, c io.Closer, total int64) *readAhead {
+	size := readAheadBlock
+	if total > 0 && total < int64(size) {
+		size = int(total)
+	}
+	ra := &readAhead{
+		filled: make(chan raBlock, readAheadDepth),
+		free:   make(chan []byte, readAheadDepth+2),
+		stop:   make(chan struct{}),
+		closer: c,
+	}
+	go ra.run(r, size)
+	return ra
+}
+
+func (ra *readAhead) run(r io.Reader, size int) {
+	defer close(ra.filled)
+	allocated := 0
+	for {
+		var buf []byte
+		select {
+		case buf = <-ra.free:
+		default:
+			if allocated < readAheadDepth+2 {
+				buf, allocated = make([]byte, size), allocated+1
+			} else {
+				select {
+				case buf = <-ra.free:
+				case <-ra.stop:
+					return
+				}
+			}
+		}
+		// Not io.ReadFull: r's own error, an io.ErrUnexpectedEOF among
+		// them, must reach the consumer unchanged.
+		n, err := 0, error(nil)
+		for n < len(buf) && err == nil {
+			var k int
+			k, err = r.Read(buf[n:])
+			n += k
+		}
+		select {
+		case ra.filled <- raBlock{buf: buf, data: buf[:n], err: err}:
+		case <-ra.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.err != nil {
+			return 0, ra.err
+		}
+		if ra.held != nil {
+			ra.free <- ra.held // never blocks: free holds every buffer
+			ra.held = nil
+		}
+		b := <-ra.filled // not closed before the block with an error
+		ra.cur, ra.held, ra.err = b.data, b.buf, b.err
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// Close stops the reading goroutine, closes c and waits for the goroutine
+// to end. Without c, the caller first makes a read of r return (by
+// cancelling the context r reads under).
+func (ra *readAhead) Close() error {
+	var err error
+	ra.once.Do(func() {
+		close(ra.stop)
+		if ra.closer != nil {
+			err = ra.closer.Close()
+		}
+	})
+	for range ra.filled {
+	}
+	ra.cur, ra.err = nil, io.ErrClosedPipe
+	return err
+}
