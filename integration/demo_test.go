@@ -26,7 +26,8 @@ func repoRoot(t testing.TB) string {
 
 // TestDemo runs scripts/demo.sh (what `make demo` runs) with a 20 MiB
 // archive instead of 300 MiB, so the demo cannot rot: it must exit 0, close
-// with the verified restore, and leave no server or directory behind.
+// with the verified restore, read a ledger through voyageur serve, and
+// leave no server or directory behind.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two MinIO servers: not run with -short")
@@ -70,6 +71,9 @@ func TestDemo(t *testing.T) {
 		"age-encryption.o", // the age header in the hex dump
 		"restored 52",
 		"SHA-256 matches the original",
+		"catalog loaded", // the failover step: serve on the replica
+		"through serve: SHA-256 matches the original",
+		"aws s3 rm through serve  ->  AccessDenied",
 		"fintech-prod: PASSED", // the drill from the kit
 		"drill passed, report: ",
 	} {

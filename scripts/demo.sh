@@ -101,11 +101,12 @@ free_port() {
 	done
 }
 
-# live asks MinIO's liveness probe on port $1, with plain bash.
+# live asks MinIO's liveness probe on port $1 (or the path $2: serve's
+# /healthz), with plain bash.
 live() {
 	local status
 	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-	printf 'GET /minio/health/live HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "${2:-/minio/health/live}" >&3
 	IFS= read -r -t 5 status <&3 || status=
 	exec 3<&- 3>&-
 	[[ $status == *" 200 "* ]]
@@ -350,6 +351,51 @@ have=$(sha256sum <"$work/by-hand.csv" | cut -d' ' -f1)
 [[ $want == "$have" ]] || die "$key decrypted by hand has SHA-256 $have, want $want"
 note "SHA-256 matches the original: $have"
 
+say "Failover: voyageur serve makes the Canadian replica a read-only S3 endpoint, decrypted on the fly"
+# The applications' own key pair for the endpoint, from the environment
+# like every secret; the kit's config gains a serve: section.
+export DEMO_SERVE_ACCESS_KEY=fintech-apps DEMO_SERVE_SECRET_KEY
+DEMO_SERVE_SECRET_KEY=$(random_hex 20)
+serve_port=$(free_port)
+serve_url=http://127.0.0.1:$serve_port
+cat >>"$kit/voyageur.yaml" <<EOF
+serve:
+  listen: 127.0.0.1:$serve_port
+  access_key: "\${DEMO_SERVE_ACCESS_KEY}"
+  secret_key: "\${DEMO_SERVE_SECRET_KEY}"
+  cache: $work/serve-cache.db
+EOF
+"$voyageur" serve -c "$kit/voyageur.yaml" --identity "$kit/identity.txt" >"$work/serve.log" 2>&1 &
+pids+=($!)
+for ((i = 0; i < 240; i++)); do
+	live "$serve_port" /healthz 2>/dev/null && break
+	kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/serve.log" >&2; die "voyageur serve exited"; }
+	sleep 0.5
+done
+live "$serve_port" /healthz 2>/dev/null || { tail -n 20 "$work/serve.log" >&2; die "voyageur serve did not load its catalog"; }
+note "voyageur serve -c offline-kit/voyageur.yaml --identity offline-kit/identity.txt  ->  $serve_url, catalog loaded"
+apps() { aws_at "$serve_url" "$DEMO_SERVE_ACCESS_KEY" "$DEMO_SERVE_SECRET_KEY" "$@"; }
+note "the applications change one endpoint URL, and the original names are back:"
+note "aws s3 ls s3://fintech-prod/ledgers/2026/10/ (a few):"
+apps s3 ls "s3://fintech-prod/ledgers/2026/10/" >"$work/served-listing.txt"
+head -n 3 "$work/served-listing.txt" | sed 's/^/      /'
+failover_key=ledgers/2026/10/ledger-2026-10-20.csv
+[[ -f $seed/$failover_key ]] || failover_key=$new_key
+apps s3 cp --only-show-errors "s3://fintech-prod/$failover_key" "$work/failover.csv"
+want=$(awk -v k="$failover_key" '$2 == k {print $1}' "$work/SHA256SUMS")
+have=$(sha256sum <"$work/failover.csv" | cut -d' ' -f1)
+[[ $want == "$have" ]] || die "$failover_key read through serve has SHA-256 $have, want $want"
+note "aws s3 cp s3://fintech-prod/$failover_key through serve: SHA-256 matches the original: $have"
+if apps s3 rm "s3://fintech-prod/$failover_key" >/dev/null 2>"$work/serve-write.txt"; then
+	die "serve accepted a delete"
+fi
+grep -q AccessDenied "$work/serve-write.txt" || die "a delete through serve failed otherwise than AccessDenied: $(cat "$work/serve-write.txt")"
+note "aws s3 rm through serve  ->  AccessDenied: the replica changes only through voyageur sync"
+kill "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true
+unset 'pids[-1]'
+note "voyageur serve stopped"
+
 say "Disaster-recovery drill from the kit: a sample restored and verified, RTO measured, residency and key custody reported"
 drills=${DEMO_DRILL_DIR:-${TMPDIR:-/tmp}/voyageur-demo-drills}
 # Its warnings (retries against the dead source) go to a log.
@@ -372,5 +418,5 @@ else
 	note "both MinIO servers stopped, temporary files removed"
 fi
 trap - EXIT
-printf '\n==> Done in %dm%02ds: %d objects replicated to Canada encrypted, source lost, restore verified: %d/%d files match their SHA-256; drill passed, report: %s\n' \
+printf '\n==> Done in %dm%02ds: %d objects replicated to Canada encrypted, source lost, restore verified: %d/%d files match their SHA-256; failover served the ledger; drill passed, report: %s\n' \
 	$((elapsed / 60)) $((elapsed % 60)) "$replicas" "$files" "$files" "$drill_page"
