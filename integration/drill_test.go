@@ -45,6 +45,10 @@ type drillJob struct {
 	RestoreBytesPerSecond float64        `json:"restore_bytes_per_second"`
 	RTOSecondsEstimate    float64        `json:"rto_seconds_estimate"`
 	RTOBasis              string         `json:"rto_basis"`
+	ServeVerified         int            `json:"serve_verified"`
+	ServeSeconds          float64        `json:"serve_seconds"`
+	ServeBytesPerSecond   float64        `json:"serve_bytes_per_second"`
+	ServeNote             string         `json:"serve_note"`
 	RPOSeconds            *float64       `json:"rpo_seconds"`
 	RPOBasis              string         `json:"rpo_basis"`
 	LagHistory            []struct {
@@ -166,6 +170,11 @@ func TestDrill(t *testing.T) {
 	}
 	if j.Job != "ledgers" || j.Sampled != len(s.state) || j.Verified != j.Sampled || j.VerifiedAgainst["source"] != j.Sampled {
 		t.Errorf("sampled %d, verified %d (%v), want %d verified against the source", j.Sampled, j.Verified, j.VerifiedAgainst, len(s.state))
+	}
+	// The failover path: every verified object read again through an
+	// in-process voyageur serve, with the same SHA-256.
+	if j.ServeVerified != j.Verified || j.ServeNote != "" || j.ServeSeconds <= 0 || j.ServeBytesPerSecond <= 0 {
+		t.Errorf("through serve: %d of %d verified objects, %v s, %v B/s, note %q", j.ServeVerified, j.Verified, j.ServeSeconds, j.ServeBytesPerSecond, j.ServeNote)
 	}
 	if j.ReplicaObjects != int64(len(s.state)) || j.ReplicaBytes != want || j.SampledBytes != want {
 		t.Errorf("replica %d objects %d bytes, sampled %d bytes; want %d objects %d bytes", j.ReplicaObjects, j.ReplicaBytes, j.SampledBytes, len(s.state), want)
@@ -309,8 +318,8 @@ func TestDrill(t *testing.T) {
 	}
 	r, _ = runDrill(t, 1, "-c", s.cfg, "--identity", s.k.identity, "--sample", "100", "--report", reports)
 	j = r.Jobs[0]
-	if r.Passed || len(j.Failed) != 1 || j.Failed[0].Key != "a/03.csv" || j.Verified != j.Sampled-1 {
-		t.Errorf("tampered replica: passed %v, verified %d of %d, failed %+v", r.Passed, j.Verified, j.Sampled, j.Failed)
+	if r.Passed || len(j.Failed) != 1 || j.Failed[0].Key != "a/03.csv" || j.Verified != j.Sampled-1 || j.ServeVerified != j.Verified {
+		t.Errorf("tampered replica: passed %v, verified %d of %d (%d through serve), failed %+v", r.Passed, j.Verified, j.Sampled, j.ServeVerified, j.Failed)
 	}
 	nextSecond()
 	human := runVoyageur(t, "drill", "-c", s.cfg, "--identity", s.k.identity, "--sample", "100")

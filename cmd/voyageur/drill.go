@@ -317,6 +317,12 @@ func writeDrillSummary(w io.Writer, r drill.Report) {
 		where := strings.TrimSpace(j.Destination.Provider + " " + j.Destination.Region)
 		fmt.Fprintf(w, "  destination %s, in Canada: %s; %d recipients; identities on this host besides --identity: %d; retention %s\n",
 			where, in, len(j.Recipients), len(j.Custody.HostIdentities), j.Custody.Retention)
+		if j.ServeNote != "" {
+			fmt.Fprintf(w, "  failover path (voyageur serve): %s\n", j.ServeNote)
+		} else {
+			fmt.Fprintf(w, "  failover path (voyageur serve): %d objects read again with the same SHA-256 (%s/s)\n",
+				j.ServeVerified, humanBytes(int64(j.ServeBytesPerSecond)))
+		}
 		for _, f := range j.Failed {
 			fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Reason)
 		}

@@ -1,7 +1,8 @@
 // Package drill runs a disaster-recovery exercise on one job's replica, as a
 // real disaster would see it: the destination alone. It restores a random
 // sample through the normal restore path (replicator.Restore into a
-// DirTarget), checks every object's SHA-256, and measures the recovery time
+// DirTarget), checks every object's SHA-256, reads the sample again through
+// the failover path (voyageur serve, in-process), and measures the recovery time
 // (RTO) and the recovery point (RPO). The source and the journal, when they
 // answer, are used only to compare.
 package drill
@@ -117,6 +118,14 @@ type Result struct {
 	RestoreBytesPerSecond float64 `json:"restore_bytes_per_second"`
 	RTOSecondsEstimate    float64 `json:"rto_seconds_estimate"`
 	RTOBasis              string  `json:"rto_basis"`
+
+	// ServeVerified counts the verified objects read again through the
+	// failover path (an in-process voyageur serve, one S3 GET each) with
+	// the same SHA-256; ServeNote says why that path was not checked.
+	ServeVerified       int     `json:"serve_verified"`
+	ServeSeconds        float64 `json:"serve_seconds"`
+	ServeBytesPerSecond float64 `json:"serve_bytes_per_second"`
+	ServeNote           string  `json:"serve_note,omitempty"`
 
 	// RPOSeconds is null when neither the journal nor the source could be
 	// read: unknown, not zero.
@@ -346,6 +355,7 @@ func restoreSample(ctx context.Context, job replicator.Job, sample []replicator.
 		res.Failed = append(res.Failed, Failure{Key: f.Key, Reason: f.Error})
 	}
 	src := job.Source
+	sums := map[string][]byte{}
 	for _, r := range sample {
 		key := r.Meta.Key
 		done, ok := st.done[key]
@@ -364,8 +374,10 @@ func restoreSample(ctx context.Context, job replicator.Job, sample []replicator.
 			}
 			res.Verified++
 			res.VerifiedAgainst[against]++
+			sums[key] = done.sum
 		}
 	}
+	serveSample(ctx, narrowed, sample, sums, opts, res)
 	if len(st.latencies) > 0 {
 		slices.Sort(st.latencies)
 		res.FirstByteSeconds = round((firstReplica + st.latencies[len(st.latencies)/2]).Seconds())

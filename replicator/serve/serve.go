@@ -185,6 +185,17 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// Load reads every served job's catalog once, for a caller that serves
+// a fixed state (a drill); Run loads them and keeps them fresh.
+func (s *Server) Load(ctx context.Context) error {
+	for _, name := range s.names {
+		if err := s.load(ctx, s.buckets[name]); err != nil {
+			return fmt.Errorf("serve job %s: catalog: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // load reads one job's catalog and swaps it in.
 func (s *Server) load(ctx context.Context, b *bucket) error {
 	started := time.Now()
