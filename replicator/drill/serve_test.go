@@ -37,7 +37,7 @@ func TestServeSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	job := replicator.Job{Name: "ledgers", Source: src, SourcePrefix: "in/", Dest: dst,
-		Transfer: replicator.Transfer{PartSize: replicator.MinPartSize, Concurrency: 2, Memory: 8 * replicator.MinPartSize},
+		Transfer:   replicator.Transfer{PartSize: replicator.MinPartSize, Concurrency: 2, Memory: 8 * replicator.MinPartSize},
 		Encryption: &replicator.Encryption{Options: crypto.Options{Recipients: []age.Recipient{id.Recipient()}, Compression: crypto.Compression{Zstd: true}}}}
 	ctx := context.Background()
 	data := map[string][]byte{}
