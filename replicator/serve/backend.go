@@ -131,13 +131,15 @@ func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest
 		off, n = rng.Start, rng.Length
 	}
 	if !b.encrypted() {
+		ctx, cancel := context.WithCancel(ctx)
 		rc, info, err := b.job.Dest.Get(ctx, e.rep.DestKey, plainGet(&e.rep, off, n))
 		if err != nil {
+			cancel()
 			return nil, be.fetchError(b, e, err)
 		}
 		obj := be.object(b, e, info.ContentType, info.Metadata)
 		obj.Range = rng
-		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, n)
+		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, cancel, n)
 		obj.Contents = &body{r: ra, c: ra, want: n, st: stateOf(ctx)}
 		return obj, nil
 	}
@@ -204,13 +206,14 @@ func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n in
 	if int64(k) == n {
 		return bytes.NewReader(first), getCloser{cancel: cancel, src: src}, nil
 	}
-	rest := newReadAhead(rr, nil, n-int64(k))
+	rest := newReadAhead(rr, nil, cancel, n-int64(k))
 	return io.MultiReader(bytes.NewReader(first), rest), getCloser{cancel: cancel, rest: rest, src: src}, nil
 }
 
 // getCloser ends an encrypted GET: the context first, so that a replica
 // read the plaintext read-ahead waits in returns, then that read-ahead
-// (nil when none was needed), then the replica's.
+// (nil when none was needed), then the replica's. The plaintext
+// read-ahead must end first: it reads through src.
 type getCloser struct {
 	cancel context.CancelFunc
 	rest   io.Closer

@@ -24,7 +24,7 @@ type readAhead struct {
 	filled chan raBlock // closed when the reading goroutine ends
 	free   chan []byte
 	stop   chan struct{}
-	closer io.Closer // ends a read of r blocked when Close is called
+	cancel func() // ends a read of r in progress
 	once   sync.Once
 	cur    []byte // the unread part of the block being consumed
 	held   []byte // that block's buffer, returned to free once consumed
@@ -39,10 +39,13 @@ type raBlock struct {
 
 var _ io.ReadCloser = (*readAhead)(nil)
 
-// newReadAhead starts reading r. c, when not nil, is closed by Close to
-// end a read of r in progress. total, when positive, is how much r holds
-// at most: a small read gets small blocks.
-func newReadAhead(r io.Reader, c io.Closer, total int64) *readAhead {
+// newReadAhead starts reading r. c, when not nil, is closed by the reading
+// goroutine when it ends: r and c are never used by two goroutines at
+// once (a retrying body is not safe for that). cancel, called by Close,
+// must make a read of r in progress return: it cancels the context r
+// reads under. total, when positive, is how much r holds at most: a small
+// read gets small blocks.
+func newReadAhead(r io.Reader, c io.Closer, cancel func(), total int64) *readAhead {
 	size := readAheadBlock
 	if total > 0 && total < int64(size) {
 		size = int(total)
@@ -51,14 +54,17 @@ func newReadAhead(r io.Reader, c io.Closer, total int64) *readAhead {
 		filled: make(chan raBlock, readAheadDepth),
 		free:   make(chan []byte, readAheadDepth+2),
 		stop:   make(chan struct{}),
-		closer: c,
+		cancel: cancel,
 	}
-	go ra.run(r, size)
+	go ra.run(r, c, size)
 	return ra
 }
 
-func (ra *readAhead) run(r io.Reader, size int) {
+func (ra *readAhead) run(r io.Reader, c io.Closer, size int) {
 	defer close(ra.filled)
+	if c != nil {
+		defer c.Close()
+	}
 	allocated := 0
 	for {
 		var buf []byte
@@ -111,19 +117,15 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close stops the reading goroutine, closes c and waits for the goroutine
-// to end. Without c, the caller first makes a read of r return (by
-// cancelling the context r reads under).
+// Close stops the reading goroutine and waits for it to end (and close
+// c).
 func (ra *readAhead) Close() error {
-	var err error
 	ra.once.Do(func() {
 		close(ra.stop)
-		if ra.closer != nil {
-			err = ra.closer.Close()
-		}
+		ra.cancel()
 	})
 	for range ra.filled {
 	}
 	ra.cur, ra.err = nil, io.ErrClosedPipe
-	return err
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/backends/retry"
 )
 
 // jaggedReader returns its data in reads of varying size, then err.
@@ -49,7 +50,7 @@ func TestReadAhead(t *testing.T) {
 	for _, final := range []error{io.EOF, io.ErrUnexpectedEOF, errors.New("connection reset")} {
 		t.Run(final.Error(), func(t *testing.T) {
 			src := &jaggedReader{data: data, r: rand.New(rand.NewPCG(5, 6)), err: final}
-			ra := newReadAhead(src, nil, int64(len(data)))
+			ra := newReadAhead(src, nil, func() {}, int64(len(data)))
 			defer ra.Close()
 			var got bytes.Buffer
 			_, err := io.CopyBuffer(&got, struct{ io.Reader }{ra}, make([]byte, 7000))
@@ -79,7 +80,7 @@ func (e *endless) Read(p []byte) (int, error) {
 // of the source after at most readAheadDepth+2 blocks.
 func TestReadAheadBounded(t *testing.T) {
 	src := &endless{}
-	ra := newReadAhead(src, nil, 0)
+	ra := newReadAhead(src, nil, func() {}, 0)
 	if _, err := ra.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +117,12 @@ func (b *blockedBody) Close() error {
 	return nil
 }
 
-// TestReadAheadCloseUnblocks: Close ends a read in progress through the
-// closer it was given, and returns.
+// TestReadAheadCloseUnblocks: Close ends a read in progress through its
+// cancel function, and returns once the reading goroutine closed the body.
 func TestReadAheadCloseUnblocks(t *testing.T) {
 	b := &blockedBody{closed: make(chan struct{})}
-	ra := newReadAhead(b, b, 0)
+	closed := &closeCounter{}
+	ra := newReadAhead(b, closed, func() { b.Close() }, 0)
 	done := make(chan struct{})
 	go func() { ra.Close(); close(done) }()
 	select {
@@ -128,6 +130,16 @@ func TestReadAheadCloseUnblocks(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("Close did not return while the source read blocked")
 	}
+	if closed.n.Load() != 1 {
+		t.Fatalf("the body was closed %d times, want once", closed.n.Load())
+	}
+}
+
+type closeCounter struct{ n atomic.Int64 }
+
+func (c *closeCounter) Close() error {
+	c.n.Add(1)
+	return nil
 }
 
 // failingBucket cuts the body of GETs of one key after some bytes.
@@ -211,6 +223,47 @@ func TestServeStreaming(t *testing.T) {
 				t.Fatalf("GET cut mid-body gave %d bytes, not a prefix of the object", len(b))
 			}
 			t.Logf("cut after %d of %d bytes: %v", len(b), size, err)
+		})
+	}
+}
+
+// TestServeClientGoesAway: clients that stop reading mid-body and hang up
+// end their GETs cleanly: the read-aheads stop, the replica bodies (here
+// behind the retrying wrapper every real destination has, which is not
+// safe for a Close during a Read) are closed by the goroutine reading
+// them, and the object then still serves whole. Run with -race.
+func TestServeClientGoesAway(t *testing.T) {
+	for _, encrypted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("encrypted=%v", encrypted), func(t *testing.T) {
+			f := newFixture(t, encrypted)
+			f.job.Dest = retry.Wrap(f.dst, retry.Policy{})
+			s, hs := f.start(t)
+			ctx := context.Background()
+			if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
+				t.Fatal(err)
+			}
+			c := client(hs.URL, "serve-access", "serve-secret-key")
+			big := f.data["big.bin"]
+			for i := range 6 {
+				o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("big.bin")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				head := make([]byte, 1+i*300_000)
+				if _, err := io.ReadFull(o.Body, head); err != nil || !bytes.Equal(head, big[:len(head)]) {
+					t.Fatalf("first %d bytes: %v", len(head), err)
+				}
+				o.Body.Close()
+			}
+			o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("big.bin")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(o.Body)
+			o.Body.Close()
+			if err != nil || sha256.Sum256(b) != sha256.Sum256(big) {
+				t.Fatalf("whole GET after the hang-ups: %d bytes, %v", len(b), err)
+			}
 		})
 	}
 }

@@ -80,11 +80,13 @@ func (s *source) ReadAt(p []byte, off int64) (int, error) {
 	if s.body == nil || s.pos != off {
 		s.close()
 		n := max(s.limit, end) - off
-		rc, err := getReplica(s.ctx, s.b, s.rep, off, n)
+		ctx, cancel := context.WithCancel(s.ctx)
+		rc, err := getReplica(ctx, s.b, s.rep, off, n)
 		if err != nil {
+			cancel()
 			return 0, err
 		}
-		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, n), off
+		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, cancel, n), off
 	}
 	n, err := io.ReadFull(s.body, p)
 	s.pos += int64(n)
