@@ -110,7 +110,7 @@ test: tools lint
 bench: tools $(RCLONE)
 	set -o pipefail; $(GO) test -run '^$$' -bench Encode -cpu 1 -benchtime 10x ./crypto/ | tee bench-crypto.out
 	set -o pipefail; $(GO) test -run '^$$' -bench WatchLag -benchtime 1x -timeout 10m ./integration/ | tee bench-watch.out
-	set -o pipefail; VOYAGEUR_RCLONE_BIN=$(RCLONE) $(GO) test -v -run '^$$' -bench 'VsRclone|Scale|Serve' -benchtime 1x -timeout 20m ./bench/ | tee bench-rclone.out
+	set -o pipefail; VOYAGEUR_RCLONE_BIN=$(RCLONE) $(GO) test -v -run '^$$' -bench 'VsRclone|Scale|Serve' -benchtime 1x -timeout 30m ./bench/ | tee bench-rclone.out
 
 clean:
 	rm -rf bin

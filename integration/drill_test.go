@@ -233,7 +233,7 @@ func TestDrill(t *testing.T) {
 	}
 	text := renderPage(t, page)
 	for _, want := range []string{"ledgers", "PASSED", strconv.Itoa(j.Sampled), strconv.FormatFloat(j.RTOSecondsEstimate, 'f', -1, 64),
-		strconv.FormatFloat(j.RestoreBytesPerSecond, 'f', -1, 64), "Toronto TR2", fingerprint, stray} {
+		strconv.FormatFloat(j.RestoreBytesPerSecond, 'f', -1, 64), "Toronto TR2", fingerprint, stray, "through voyageur serve"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the rendered page does not show %q", want)
 		}

@@ -66,6 +66,7 @@ svg{background:#fafafa;border:1px solid #e4e4e4}
 <table>
 <tr><th>sampled</th><td>{{$j.Sampled}} objects, {{size $j.SampledBytes}} ({{$j.SampledBytes}} bytes)</td></tr>
 <tr><th>verified</th><td>{{$j.Verified}} (SHA-256; {{range $k, $v := $j.VerifiedAgainst}}{{$v}} against the {{$k}} {{end}})</td></tr>
+<tr><th>through voyageur serve</th><td>{{if $j.ServeNote}}{{$j.ServeNote}}{{else}}{{$j.ServeVerified}} read again with the same SHA-256 (the failover path, {{num $j.ServeSeconds}} s, {{rate $j.ServeBytesPerSecond}}){{end}}</td></tr>
 <tr><th>failed</th><td>{{len $j.Failed}}{{if $j.Failed}}<ul>{{range $j.Failed}}<li><code>{{.Key}}</code>: {{.Reason}}</li>{{end}}</ul>{{end}}</td></tr>
 <tr><th>replica</th><td>{{$j.ReplicaObjects}} objects, {{size $j.ReplicaBytes}} ({{$j.ReplicaBytes}} bytes)</td></tr>
 </table>
