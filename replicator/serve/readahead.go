@@ -11,7 +11,8 @@ const (
 	// readAheadDepth is how many read blocks may wait for the consumer.
 	// With the one being read and the one being consumed, a read-ahead
 	// holds at most readAheadDepth+2 blocks: 1 MiB. A GET of an encrypted
-	// replica runs two (replica bytes, plaintext), a plain one one.
+	// replica runs two (replica bytes, plaintext), a plain one one; the
+	// decoder's one frame (crypto.FrameSize) comes on top.
 	readAheadDepth = 2
 )
 
