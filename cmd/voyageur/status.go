@@ -179,7 +179,7 @@ func writeHumanStatus(w io.Writer, st jobStatus) {
 		fmt.Fprintf(w, "  last run: %s (%s): copied %d, skipped %d, deleted %d, failed %d\n",
 			r.Finished.Local().Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Millisecond), r.Copied, r.Skipped, r.Deleted, r.Failed)
 		if r.Error != "" {
-			fmt.Fprintf(w, "  last run error: %s\n", r.Error)
+			fmt.Fprintf(w, "  last run error: %s\n", termSafe(r.Error))
 		}
 	} else {
 		fmt.Fprintln(w, "  last run: never")
@@ -188,6 +188,6 @@ func writeHumanStatus(w io.Writer, st jobStatus) {
 		fmt.Fprintf(w, "  last complete success: %s\n", st.LastSuccess.Local().Format(time.RFC3339))
 	}
 	for _, f := range st.Failures {
-		fmt.Fprintf(w, "  failing: %s (%d attempts): %s\n", f.Key, f.Attempts, f.Error)
+		fmt.Fprintf(w, "  failing: %s (%d attempts): %s\n", termSafe(f.Key), f.Attempts, termSafe(f.Error))
 	}
 }

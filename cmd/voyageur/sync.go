@@ -256,10 +256,10 @@ func writeHumanSummary(w io.Writer, s replicator.Summary, verb string) {
 	fmt.Fprintf(w, "%s: %s %d, skipped %d, deleted %d, failed %d; read %s, wrote %s in %.1fs\n",
 		s.Job, verb, s.Copied, s.Skipped, s.Deleted, s.Failed, humanBytes(s.BytesRead), humanBytes(s.BytesWritten), s.Seconds)
 	if s.Error != "" {
-		fmt.Fprintf(w, "  error: %s\n", s.Error)
+		fmt.Fprintf(w, "  error: %s\n", termSafe(s.Error))
 	}
 	for _, f := range s.Failures {
-		fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Error)
+		fmt.Fprintf(w, "  failed %s: %s\n", termSafe(f.Key), termSafe(f.Error))
 	}
 	if n := s.Failed - int64(len(s.Failures)); n > 0 {
 		fmt.Fprintf(w, "  ... and %d more failures\n", n)
