@@ -86,7 +86,7 @@ jobs:
 		{`{recipients: ["` + recipient + `"], names: plain, compression: none}`, ""},
 		{`{recipients: ["age1notakey"]}`, `line 8: jobs[0].encryption.recipients[0]: `},
 		{`{recipients: ["` + recipient + `"]}`, "name_secret_file: missing"},
-		{`{recipients: ["` + recipient + `"], name_secret_file: "` + secret + `", colour: red}`, `unknown field "colour" in encryption`},
+		{`{recipients: ["` + recipient + `"], name_secret_file: "` + secret + `", colour: red}`, `unknown field "colour" in jobs[0].encryption`},
 		{`{recipients: ["` + recipient + `"], names: plain, compression: lz4}`, `compression: "lz4"`},
 		{`{recipients: ["` + recipient + `"], names: plain, level: 40}`, `level: 40`},
 		{`{name_secret_file: "` + secret + `"}`, "recipients: none"},
