@@ -70,6 +70,10 @@ func TestEncryptionConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	pqRecipient := strings.TrimSpace(strings.TrimPrefix(pqOut.String(), "Public key: "))
+	identityFile := filepath.Join(dir, "identity.txt")
+	if err := runKeygen(keygenOptions{output: identityFile}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
 
 	base := `journal: j.db
 endpoints:
@@ -116,6 +120,7 @@ jobs:
 		`{recipients: ["` + recipient + `"], name_secret_file: "` + filepath.Join(dir, "missing") + `"}`: "missing",
 		`{recipients_file: "` + filepath.Join(dir, "nope.txt") + `", names: plain}`:                      "nope.txt",
 		`{recipients: ["` + recipient + `", "` + pqRecipient + `"], names: plain}`:                       "encryption",
+		`{recipients: ["` + recipient + `"], name_secret_file: "` + identityFile + `"}`:                  "is an age identity, not a name secret",
 	} {
 		err := build(enc)
 		var ce *ConfigError

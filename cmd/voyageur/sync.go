@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -212,6 +213,10 @@ func buildEncryption(jc JobConfig, needSecret bool) (*replicator.Encryption, err
 	if e.NameSecretFile != "" {
 		secret, err := crypto.LoadNameSecret(e.NameSecretFile)
 		switch {
+		case err == nil && bytes.Contains(bytes.ToUpper(secret), []byte("AGE-SECRET-KEY-")):
+			// Using the identity as the name secret would put the private
+			// key on the replicating host, which needs only recipients.
+			return nil, configErrorf("job %s: encryption.name_secret_file: %s is an age identity, not a name secret: keep the identity offline and make a name secret with head -c 32 /dev/urandom > FILE", jc.Name, e.NameSecretFile)
 		case err == nil:
 			enc.NameSecret = secret
 		case needSecret:
