@@ -2,11 +2,13 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -849,5 +851,56 @@ func TestOpenMakesTheFilePrivate(t *testing.T) {
 	j.Close()
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("journal mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// TestOpenReadOnly: a read-only open needs an existing journal, changes no
+// byte, shares the file with other readers, waits out a writer like Open,
+// and refuses writes.
+func TestOpenReadOnly(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none", "journal.db")
+	if _, err := OpenReadOnly(missing, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenReadOnly of a missing journal = %v; want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); !os.IsNotExist(err) {
+		t.Errorf("OpenReadOnly created the directory: %v", err)
+	}
+
+	j := openTemp(t)
+	if err := j.Job("ledgers").Enqueue([]Change{{Key: "a.csv", Op: OpPut, Size: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReadOnly(j.Path(), 0); !errors.Is(err, ErrLocked) {
+		t.Errorf("OpenReadOnly while a writer holds the journal = %v; want ErrLocked", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, err := OpenReadOnly(j.Path(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := OpenReadOnly(j.Path(), 0)
+	if err != nil {
+		t.Fatalf("a second reader: %v", err)
+	}
+	if n, err := r2.Job("ledgers").QueueLen(); err != nil || n != 1 {
+		t.Errorf("QueueLen = %d, %v; want 1", n, err)
+	}
+	if err := r1.Job("ledgers").Enqueue([]Change{{Key: "b.csv", Op: OpPut, Size: 1}}); err == nil {
+		t.Error("a read-only journal accepted a write")
+	}
+	if _, err := Open(j.Path(), 0); !errors.Is(err, ErrLocked) {
+		t.Errorf("Open while readers hold the journal = %v; want ErrLocked", err)
+	}
+	r1.Close()
+	r2.Close()
+	after, err := os.ReadFile(j.Path())
+	if err != nil || !bytes.Equal(before, after) {
+		t.Errorf("read-only opens changed the journal (%v)", err)
 	}
 }

@@ -164,7 +164,17 @@ func completeJobs(cmd *cobra.Command, _ []string, _ string) ([]cobra.Completion,
 // openJournal opens the configured journal, failing fast when another run
 // holds it.
 func openJournal(cfg *Config) (*journal.Journal, error) {
-	j, err := journal.Open(cfg.Journal, lockTimeout)
+	return journalError(journal.Open(cfg.Journal, lockTimeout))
+}
+
+// openJournalReadOnly opens the configured journal for a command that only
+// reads it (status, sync --dry-run): nothing is created or changed, and a
+// read-only file will do.
+func openJournalReadOnly(cfg *Config) (*journal.Journal, error) {
+	return journalError(journal.OpenReadOnly(cfg.Journal, lockTimeout))
+}
+
+func journalError(j *journal.Journal, err error) (*journal.Journal, error) {
 	switch {
 	case errors.Is(err, journal.ErrLocked):
 		return nil, fmt.Errorf("%w (is another sync or watch running?)", err)

@@ -28,7 +28,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 objects, the queued changes, interrupted uploads, the last run and the keys
 that keep failing. While voyageur sync or watch runs, it holds the journal;
 status then prints the snapshot the run refreshes every 5 seconds. Status
-never creates a journal.`,
+opens the journal read-only: it never creates or changes it.`,
 		Example: `  voyageur status -c /etc/voyageur/voyageur.yaml
   voyageur status -c voyageur.yaml --json`,
 		Args: cobra.NoArgs,
@@ -95,7 +95,7 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	j, err := openJournal(cfg)
+	j, err := openJournalReadOnly(cfg)
 	if errors.Is(err, journal.ErrLocked) {
 		// A running sync or watch holds the journal: answer from its
 		// snapshot.

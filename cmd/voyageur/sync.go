@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -88,6 +91,14 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 		return err
 	}
 	limitMemory(specs, false)
+	if o.dryRun {
+		j, closeJournal, err := dryRunJournal(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeJournal()
+		return syncJobs(ctx, j, specs, o, g, log, stdout, stderr)
+	}
 	j, err := openJournal(cfg)
 	if err != nil {
 		return err
@@ -97,6 +108,33 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	snapDone := make(chan struct{})
 	go func() { snapshotter(snapCtx, j, cfg, "sync", log); close(snapDone) }()
 	defer func() { stopSnap(); <-snapDone }()
+	return syncJobs(ctx, j, specs, o, g, log, stdout, stderr)
+}
+
+// dryRunJournal is the journal a dry run reads: the configured one opened
+// read-only (a dry run writes nothing, and status can read alongside it),
+// or, before any run, an empty one in a temporary directory that
+// closeJournal removes.
+func dryRunJournal(cfg *Config) (j *journal.Journal, closeJournal func(), err error) {
+	if _, err := os.Stat(cfg.Journal); !errors.Is(err, fs.ErrNotExist) {
+		if j, err = openJournalReadOnly(cfg); err != nil {
+			return nil, nil, err
+		}
+		return j, func() { j.Close() }, nil
+	}
+	dir, err := os.MkdirTemp("", "voyageur-dry-run-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("dry run: empty journal: %w", err)
+	}
+	if j, err = journal.Open(filepath.Join(dir, "journal.db"), lockTimeout); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("dry run: empty journal: %w", err)
+	}
+	return j, func() { j.Close(); os.RemoveAll(dir) }, nil
+}
+
+// syncJobs runs the jobs one after the other on j and prints the summary.
+func syncJobs(ctx context.Context, j *journal.Journal, specs []replicator.Job, o syncOptions, g *globals, log *slog.Logger, stdout, stderr io.Writer) error {
 
 	var summaries []replicator.Summary
 	failed := false
