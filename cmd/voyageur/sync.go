@@ -147,7 +147,7 @@ func syncJobs(ctx context.Context, j *journal.Journal, specs []replicator.Job, o
 			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
 				return err
 			}
-			if errors.Is(err, replicator.ErrTargetChanged) {
+			if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) {
 				return &ConfigError{err}
 			}
 			log.Error("job failed", "job", spec.Name, "err", err)

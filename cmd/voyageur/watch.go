@@ -83,7 +83,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		})
 	}
 	if err := wg.Wait(); err != nil {
-		if errors.Is(err, replicator.ErrTargetChanged) {
+		if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) {
 			return &ConfigError{err}
 		}
 		return err
