@@ -904,3 +904,46 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Errorf("read-only opens changed the journal (%v)", err)
 	}
 }
+
+// permanentError is a cause that says trying again cannot help.
+type permanentError struct{}
+
+func (permanentError) Error() string   { return "InvalidObjectName (400)" }
+func (permanentError) Permanent() bool { return true }
+
+// TestFailPermanently: a permanent cause takes the change out of the queue
+// (nothing retries it) into the failed list; a new change of the key, or
+// Forget, clears it.
+func TestFailPermanently(t *testing.T) {
+	jb := openTemp(t).Job("daily")
+	in := enqueue(t, jb, put("in/../secret.txt"), put("ok"))
+	if err := jb.Fail(in[0], fmt.Errorf("stat in/../secret.txt: %w", permanentError{})); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingAll(t, jb); len(got) != 1 || got[0].Key != "ok" {
+		t.Errorf("Pending after a permanent failure = %+v, want only ok", got)
+	}
+	mustLen(t, jb, 0, 1)
+	failed, err := jb.Failed(10)
+	if err != nil || len(failed) != 1 || failed[0].Key != "in/../secret.txt" || failed[0].Attempts != 1 ||
+		!strings.Contains(failed[0].LastError, "InvalidObjectName") {
+		t.Fatalf("Failed = %+v, %v", failed, err)
+	}
+	// A new change of the key is a new chance.
+	enqueue(t, jb, put("in/../secret.txt"))
+	if failed, _ := jb.Failed(10); len(failed) != 0 {
+		t.Errorf("Failed after a new change = %+v, want none", failed)
+	}
+	cur := pendingAll(t, jb)
+	if err := jb.Fail(cur[len(cur)-1], permanentError{}); err != nil {
+		t.Fatal(err)
+	}
+	unknown, err := jb.Forget([]string{"in/../secret.txt", "ok", "never-seen"})
+	if err != nil || len(unknown) != 1 || unknown[0] != "never-seen" {
+		t.Errorf("Forget = %v, %v; want never-seen unknown", unknown, err)
+	}
+	if failed, _ := jb.Failed(10); len(failed) != 0 {
+		t.Errorf("Failed after Forget = %+v", failed)
+	}
+	mustLen(t, jb, 0, 0)
+}

@@ -123,7 +123,7 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every object (debug level)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log lines as text (logfmt) or json, on stderr")
-	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
+	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newForgetCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
 		newInitCmd(), newVersionCmd())
 	for _, c := range root.Commands() {
 		if c.Flags().Lookup("job") != nil {

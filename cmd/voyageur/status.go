@@ -53,6 +53,9 @@ type jobStatus struct {
 	LastRun     *lastRunStatus `json:"last_run,omitempty"`
 	LastSuccess *time.Time     `json:"last_success,omitempty"`
 	Failures    []queuedError  `json:"failures,omitempty"`
+	// Failed are the changes that failed permanently: not retried, shown
+	// until voyageur forget (or a new change of the key) clears them.
+	Failed []queuedError `json:"failed,omitempty"`
 }
 
 // lastRunStatus is a journal.Run under the names status prints.
@@ -169,6 +172,13 @@ func collectStatus(jb *journal.Job, jc JobConfig) (jobStatus, error) {
 			st.Failures = append(st.Failures, queuedError{Key: c.Key, Attempts: c.Attempts, Error: c.LastError})
 		}
 	}
+	failed, err := jb.Failed(20)
+	if err != nil {
+		return st, err
+	}
+	for _, c := range failed {
+		st.Failed = append(st.Failed, queuedError{Key: c.Key, Attempts: c.Attempts, Error: c.LastError})
+	}
 	return st, nil
 }
 
@@ -189,5 +199,11 @@ func writeHumanStatus(w io.Writer, st jobStatus) {
 	}
 	for _, f := range st.Failures {
 		fmt.Fprintf(w, "  failing: %s (%d attempts): %s\n", termSafe(f.Key), f.Attempts, termSafe(f.Error))
+	}
+	for _, f := range st.Failed {
+		fmt.Fprintf(w, "  failed, not retried: %s: %s\n", termSafe(f.Key), termSafe(f.Error))
+	}
+	if len(st.Failed) > 0 {
+		fmt.Fprintf(w, "  (clear with: voyageur forget -c FILE --job %s KEY...)\n", st.Job)
 	}
 }
