@@ -113,6 +113,7 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 			out = append(out, &replicator.SQS{
 				QueueURL: ev.SQS, Endpoint: ev.URL, Region: ev.Region,
 				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
+				CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
 			})
 		case ev.Webhook != "":
 			out = append(out, &replicator.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})
