@@ -125,6 +125,13 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log lines as text (logfmt) or json, on stderr")
 	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newForgetCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
 		newInitCmd(), newVersionCmd())
+	// cobra's completion command shows its help and exits 0 for a shell it
+	// does not know (tcsh): a usage error is what a script must see.
+	root.InitDefaultCompletionCmd()
+	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
+		comp.Args = cobra.NoArgs
+		comp.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 	for _, c := range root.Commands() {
 		if c.Flags().Lookup("job") != nil {
 			_ = c.RegisterFlagCompletionFunc("job", completeJobs)
