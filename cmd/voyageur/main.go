@@ -54,6 +54,9 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 		level = slog.LevelWarn
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	if t, ok := terminal(w); ok {
+		w = t // shared with the progress bar
+	}
 	if g.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
