@@ -237,7 +237,7 @@ func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
 	// since handing a custom one to the config loader breaks
 	// $AWS_CA_BUNDLE; the loader's own client serves the credential
 	// providers.
-	var opts []func(*config.LoadOptions) error
+	opts := []func(*config.LoadOptions) error{config.WithLogger(backends.SDKLogger(s.Logger))}
 	if region := cmp.Or(s.Region, queueRegion(u.Host)); region != "" {
 		opts = append(opts, config.WithRegion(region))
 	}
