@@ -181,7 +181,7 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 // stops the run at its first request with one error, not one per object,
 // and never passes as a run with nothing to do.
 func (r *run) prepare(ctx context.Context) error {
-	if err := r.checkTarget(); err != nil {
+	if err := r.checkTarget(ctx); err != nil {
 		return err
 	}
 	if err := r.checkRetention(ctx); err != nil {

@@ -88,7 +88,7 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 			return identityHint(err, o.identity)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "voyageur: %s: %v\n", rep.DestKey, err)
+			fmt.Fprintf(stderr, "voyageur: %s: %s\n", termSafe(rep.DestKey), termSafe(err.Error()))
 			failed = true
 			continue
 		}
@@ -101,7 +101,7 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 			continue
 		}
 		writeHeader()
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Size, m.MTime.UTC().Format(time.RFC3339), m.Key)
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Size, m.MTime.UTC().Format(time.RFC3339), termSafe(m.Key))
 	}
 	writeHeader()
 	if err := tw.Flush(); err != nil {

@@ -121,7 +121,7 @@ func (d emptyDir) Write(context.Context, string, func(io.Writer) (crypto.Meta, e
 	return fmt.Errorf("dry run: nothing is written to %s", string(d))
 }
 
-func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) error {
+func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) (err error) {
 	cfg, job, err := replicaJob(ctx, g, o.config, o.job, false, stderr)
 	if err != nil {
 		return err
@@ -154,9 +154,20 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	} else if _, err := os.Stat(o.to); o.dryRun && errors.Is(err, fs.ErrNotExist) {
 		target = emptyDir(o.to) // a dry run creates nothing
 	} else {
-		d, err := replicator.NewDirTarget(o.to)
-		if err != nil {
-			return err
+		_, serr := os.Stat(o.to)
+		d, derr := replicator.NewDirTarget(o.to)
+		if derr != nil {
+			return derr
+		}
+		if errors.Is(serr, fs.ErrNotExist) {
+			// A restore that fails before writing anything (a wrong
+			// identity) leaves no directory behind; Remove spares one
+			// that holds anything.
+			defer func() {
+				if err != nil {
+					os.Remove(o.to)
+				}
+			}()
 		}
 		defer d.Close()
 		target = d
@@ -172,6 +183,9 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 			return jerr
 		}
 	} else {
+		if err != nil {
+			s.Error = "" // printed once, with its hint, as the command's error
+		}
 		writeHumanSummary(stdout, s, "restored")
 	}
 	switch {

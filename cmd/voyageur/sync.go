@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -90,6 +94,14 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 		return err
 	}
 	limitMemory(specs, false)
+	if o.dryRun {
+		j, closeJournal, err := dryRunJournal(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeJournal()
+		return syncJobs(ctx, j, specs, o, g, log, stdout, stderr)
+	}
 	j, err := openJournal(cfg)
 	if err != nil {
 		return err
@@ -99,6 +111,33 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	snapDone := make(chan struct{})
 	go func() { snapshotter(snapCtx, j, cfg, "sync", log); close(snapDone) }()
 	defer func() { stopSnap(); <-snapDone }()
+	return syncJobs(ctx, j, specs, o, g, log, stdout, stderr)
+}
+
+// dryRunJournal is the journal a dry run reads: the configured one opened
+// read-only (a dry run writes nothing, and status can read alongside it),
+// or, before any run, an empty one in a temporary directory that
+// closeJournal removes.
+func dryRunJournal(cfg *Config) (j *journal.Journal, closeJournal func(), err error) {
+	if _, err := os.Stat(cfg.Journal); !errors.Is(err, fs.ErrNotExist) {
+		if j, err = openJournalReadOnly(cfg); err != nil {
+			return nil, nil, err
+		}
+		return j, func() { j.Close() }, nil
+	}
+	dir, err := os.MkdirTemp("", "voyageur-dry-run-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("dry run: empty journal: %w", err)
+	}
+	if j, err = journal.Open(filepath.Join(dir, "journal.db"), lockTimeout); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("dry run: empty journal: %w", err)
+	}
+	return j, func() { j.Close(); os.RemoveAll(dir) }, nil
+}
+
+// syncJobs runs the jobs one after the other on j and prints the summary.
+func syncJobs(ctx context.Context, j *journal.Journal, specs []replicator.Job, o syncOptions, g *globals, log *slog.Logger, stdout, stderr io.Writer) error {
 
 	var summaries []replicator.Summary
 	failed := false
@@ -111,7 +150,7 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
 				return err
 			}
-			if errors.Is(err, replicator.ErrTargetChanged) {
+			if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) {
 				return &ConfigError{err}
 			}
 			log.Error("job failed", "job", spec.Name, "err", err)
@@ -215,6 +254,10 @@ func buildEncryption(jc JobConfig, needSecret bool) (*replicator.Encryption, err
 	if e.NameSecretFile != "" {
 		secret, err := crypto.LoadNameSecret(e.NameSecretFile)
 		switch {
+		case err == nil && bytes.Contains(bytes.ToUpper(secret), []byte("AGE-SECRET-KEY-")):
+			// Using the identity as the name secret would put the private
+			// key on the replicating host, which needs only recipients.
+			return nil, configErrorf("job %s: encryption.name_secret_file: %s is an age identity, not a name secret: keep the identity offline and make a name secret with head -c 32 /dev/urandom > FILE", jc.Name, e.NameSecretFile)
 		case err == nil:
 			enc.NameSecret = secret
 		case needSecret:
@@ -259,10 +302,10 @@ func writeHumanSummary(w io.Writer, s replicator.Summary, verb string) {
 	fmt.Fprintf(w, "%s: %s %d, skipped %d, deleted %d, failed %d; read %s, wrote %s in %.1fs\n",
 		s.Job, verb, s.Copied, s.Skipped, s.Deleted, s.Failed, humanBytes(s.BytesRead), humanBytes(s.BytesWritten), s.Seconds)
 	if s.Error != "" {
-		fmt.Fprintf(w, "  error: %s\n", s.Error)
+		fmt.Fprintf(w, "  error: %s\n", termSafe(s.Error))
 	}
 	for _, f := range s.Failures {
-		fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Error)
+		fmt.Fprintf(w, "  failed %s: %s\n", termSafe(f.Key), termSafe(f.Error))
 	}
 	if n := s.Failed - int64(len(s.Failures)); n > 0 {
 		fmt.Fprintf(w, "  ... and %d more failures\n", n)

@@ -86,7 +86,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		})
 	}
 	if err := wg.Wait(); err != nil {
-		if errors.Is(err, replicator.ErrTargetChanged) {
+		if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) {
 			return &ConfigError{err}
 		}
 		return err
@@ -116,6 +116,7 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 			out = append(out, &replicator.SQS{
 				QueueURL: ev.SQS, Endpoint: ev.URL, Region: ev.Region,
 				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
+				CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
 			})
 		case ev.Webhook != "":
 			out = append(out, &replicator.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})
