@@ -318,13 +318,13 @@ func writeDrillSummary(w io.Writer, r drill.Report) {
 		fmt.Fprintf(w, "  destination %s, in Canada: %s; %d recipients; identities on this host besides --identity: %d; retention %s\n",
 			where, in, len(j.Recipients), len(j.Custody.HostIdentities), j.Custody.Retention)
 		for _, f := range j.Failed {
-			fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Reason)
+			fmt.Fprintf(w, "  failed %s: %s\n", termSafe(f.Key), termSafe(f.Reason))
 		}
 		for _, h := range j.Custody.HostIdentities {
 			fmt.Fprintf(w, "  identity on this host: %s matches a recipient of the job\n", h.Path)
 		}
 		for _, p := range j.Problems {
-			fmt.Fprintf(w, "  problem: %s\n", p)
+			fmt.Fprintf(w, "  problem: %s\n", termSafe(p))
 		}
 	}
 	verdict := "passed"

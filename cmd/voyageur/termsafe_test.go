@@ -54,6 +54,13 @@ func TestUntrustedNamesEscaped(t *testing.T) {
 		t.Errorf("ls: exit %d, want the key as %s:\n%s%s", code, quoted, stdout, stderr)
 	}
 
+	// The replica of bell\x07.txt was never written: verify names it.
+	code, stdout, stderr = runCLI(t, "verify", "-c", cfg, "--job", "ledgers")
+	raw("verify", stdout+stderr)
+	if code != exitFailed || !strings.Contains(stdout, "  missing "+strconv.Quote("bell\x07.txt")+"\n") {
+		t.Errorf("verify: exit %d, want 1 and an escaped missing line:\n%s%s", code, stdout, stderr)
+	}
+
 	// Machine output stays exact.
 	code, stdout, _ = runCLI(t, "ls", "-c", cfg, "--job", "ledgers", "--json")
 	var e lsEntry

@@ -90,16 +90,16 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 		fmt.Fprintf(stdout, "%s: %d source objects, %d replicas; %d missing, %d extra, %d stale; %d compared byte for byte, %d corrupt; %s\n",
 			report.Job, report.Source, report.Replica, len(report.Missing), len(report.Extra), len(report.Stale), report.Deep, len(report.Corrupt), journalNote)
 		for _, k := range report.Missing {
-			fmt.Fprintf(stdout, "  missing %s\n", k)
+			fmt.Fprintf(stdout, "  missing %s\n", termSafe(k))
 		}
 		for _, k := range report.Extra {
-			fmt.Fprintf(stdout, "  extra   %s\n", k)
+			fmt.Fprintf(stdout, "  extra   %s\n", termSafe(k))
 		}
 		for _, k := range report.Stale {
-			fmt.Fprintf(stdout, "  stale   %s\n", k)
+			fmt.Fprintf(stdout, "  stale   %s\n", termSafe(k))
 		}
 		for _, f := range report.Corrupt {
-			fmt.Fprintf(stdout, "  corrupt %s: %s\n", f.Key, f.Error)
+			fmt.Fprintf(stdout, "  corrupt %s: %s\n", termSafe(f.Key), termSafe(f.Error))
 		}
 	}
 	if !report.OK() {
