@@ -30,6 +30,9 @@ type VerifyOptions struct {
 	// checks every object present on both sides.
 	Sample int
 	Logger *slog.Logger
+	// Range, when set, limits verify to one shard's destination keys, and
+	// to the source keys whose replicas they are.
+	Range KeyRange
 }
 
 // VerifyReport lists how the replica differs from the source.
@@ -75,17 +78,31 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 	}
 	enc := job.Encryption != nil
 	deep := !enc || len(opts.Identities) > 0
-	replicas, unreadable, err := collectReplicas(ctx, job, opts.Identities)
+	hashed := enc && job.Encryption.HashedNames
+	if hashed && job.Encryption.NameSecret == nil && opts.Range != (KeyRange{}) {
+		return rep, fmt.Errorf("verify %s by shard: with hashed names, telling which source keys a shard holds needs the name secret (name_secret_file)", job.Name)
+	}
+	replicas, unreadable, err := collectReplicas(ctx, job, opts.Identities, opts.Range)
 	if err != nil {
 		return rep, err
 	}
 	rep.Replica = len(replicas) + len(unreadable)
+	// Plain names keep the source order: the shard's source keys are its
+	// destination range moved to the source prefix. Hashed names scatter
+	// them, so the whole source is listed and the others' keys passed over.
+	srcRange := KeyRange{}
+	if !hashed && opts.Range != (KeyRange{}) {
+		srcRange = opts.Range.Mapped(job.DestPrefix, job.SourcePrefix)
+	}
 	matched := map[string]replicaFacts{} // source key → replica, for the deep check
-	for src, err := range job.Source.List(ctx, backends.ListOptions{Prefix: job.SourcePrefix}) {
+	for src, err := range job.Source.List(ctx, backends.ListOptions{Prefix: job.SourcePrefix, StartAfter: srcRange.After}) {
 		if err != nil {
 			return rep, fmt.Errorf("list source %s/%s: %w", job.Source.Name(), job.SourcePrefix, err)
 		}
-		if !job.Filter.Match(strings.TrimPrefix(src.Key, job.SourcePrefix)) {
+		if srcRange.Past(src.Key) {
+			break
+		}
+		if !job.Filter.Match(strings.TrimPrefix(src.Key, job.SourcePrefix)) || !opts.Range.Contains(job.destKey(src.Key)) {
 			continue
 		}
 		rep.Source++
@@ -157,12 +174,15 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 // (replicaKey): the original key, or without identities for hashed names,
 // the destination key. Replicas whose META cannot be read are returned
 // apart, by destination key; an identity that opens none stops it.
-func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[string]replicaFacts, map[string]error, error) {
+func collectReplicas(ctx context.Context, job Job, ids []age.Identity, rng KeyRange) (map[string]replicaFacts, map[string]error, error) {
 	out, unreadable := map[string]replicaFacts{}, map[string]error{}
 	if job.Encryption != nil && job.Encryption.HashedNames && len(ids) == 0 {
-		for o, err := range job.Dest.List(ctx, backends.ListOptions{Prefix: job.DestPrefix}) {
+		for o, err := range job.Dest.List(ctx, backends.ListOptions{Prefix: job.DestPrefix, StartAfter: rng.After}) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)
+			}
+			if rng.Past(o.Key) {
+				break
 			}
 			if job.reserved(o.Key) {
 				continue
@@ -171,7 +191,7 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 		}
 		return out, unreadable, nil
 	}
-	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids, Concurrency: job.Transfer.Concurrency}) {
+	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids, Concurrency: job.Transfer.Concurrency, Range: rng}) {
 		if err != nil && r.DestKey == "" {
 			return nil, nil, err
 		}

@@ -43,6 +43,7 @@ type globals struct {
 	verbose   bool
 	quiet     bool
 	logFormat string // text | json
+	journal   string // --journal, on the commands that use one
 }
 
 func (g *globals) logger(w io.Writer) *slog.Logger {
@@ -124,7 +125,7 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log lines as text (logfmt) or json, on stderr")
 	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
-		newInitCmd(), newVersionCmd(), newDrillCmd(&g))
+		newInitCmd(), newVersionCmd(), newDrillCmd(&g), newShardPlanCmd(&g))
 	for _, c := range root.Commands() {
 		if c.Flags().Lookup("job") != nil {
 			_ = c.RegisterFlagCompletionFunc("job", completeJobs)

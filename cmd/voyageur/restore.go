@@ -19,6 +19,7 @@ import (
 type restoreOptions struct {
 	config, job, identity, to, prefix, asOf, tmpDir string
 	dryRun, json                                    bool
+	shard                                           shardFlags
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -54,6 +55,7 @@ source's modification times.`,
 	f.StringVar(&o.tmpDir, "tmp-dir", "", "where a restore to a bucket stages each object while it is verified (default $TMPDIR)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, write nothing")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job", "to"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -120,6 +122,9 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	}
 	copts, err := catalogOptions(o.identity, o.prefix, o.asOf)
 	if err != nil {
+		return err
+	}
+	if copts.Range, err = o.shard.replicaRange(job); err != nil {
 		return err
 	}
 	if job.Encryption != nil && len(copts.Identities) == 0 {

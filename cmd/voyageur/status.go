@@ -38,6 +38,7 @@ never creates a journal.`,
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", "", "configuration file (required)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON on stdout")
+	g.addJournalFlag(cmd.Flags())
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -77,6 +78,9 @@ type queuedError struct {
 
 func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 	cfg, err := LoadConfigWithoutSecrets(o.config, g.logger(stderr))
+	if err == nil {
+		g.applyJournal(cfg)
+	}
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ type verifyOptions struct {
 	config, job, identity string
 	sample                int
 	json                  bool
+	shard                 shardFlags
 }
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -41,6 +42,7 @@ compared by name only. It exits 1 when anything differs.`,
 	f.StringVar(&o.identity, "identity", "", "age identity file: compare contents, not only names")
 	f.IntVar(&o.sample, "sample", 0, "compare the contents of a random N objects (0: all)")
 	f.BoolVar(&o.json, "json", false, "print the report as one JSON object on stdout")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -59,7 +61,11 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Logger: g.logger(stderr)})
+	rng, err := o.shard.replicaRange(job)
+	if err != nil {
+		return err
+	}
+	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Logger: g.logger(stderr), Range: rng})
 	if err != nil {
 		return identityHint(err, o.identity)
 	}

@@ -41,6 +41,7 @@ stays queued) and exits 0.`,
 	f.StringVarP(&o.config, "config", "c", "", "configuration file (required)")
 	f.StringVar(&o.job, "job", "", "watch only this job")
 	f.StringVar(&o.metrics, "metrics", "", "serve /metrics (Prometheus) and /healthz on this HOST:PORT")
+	g.addJournalFlag(f)
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -51,6 +52,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	g.applyJournal(cfg)
 	if err := checkResidency(cfg, jobs); err != nil {
 		return err
 	}
