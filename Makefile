@@ -89,8 +89,11 @@ demo: build $(MINIO) tools-apt
 unit:
 	$(GO) test -count=1 -short ./...
 
+# deploy/kubernetes/check is a module of its own (k8s.io/api stays out of
+# voyageur's): ./... does not reach it.
 test: tools lint
 	$(GO) test -count=1 -timeout 25m ./...
+	cd deploy/kubernetes/check && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # Benchmarks (not part of make test): encryption throughput per core;
 # watch's replication lag under 20 writes/s for 60 s; voyageur against the

@@ -271,40 +271,42 @@ func (r *run) keyRange() KeyRange {
 
 // checkShard ties the journal's index to the keys it covers. An index
 // that covers the shard's range knows every replica in it, so the shard's
-// copies and deletes are right; one that covers less would miss deletes
-// of keys it never saw, and is refused unless it is empty (a fresh journal
-// rebuilds its index from the destination's fingerprints).
+// copies and deletes are right; it keeps the range it covers, since its
+// entries outside this shard's are still true enough to run the wider
+// range again (a stale one costs a copy, never a delete). An index that
+// covers less would miss the deletes of keys it never saw, and is refused
+// unless it is empty: a fresh journal records this shard's range and
+// rebuilds its index from the destination's fingerprints.
 func (r *run) checkShard() error {
 	want := r.keyRange()
 	raw, err := r.jb.Cursor(shardCursor)
 	if err != nil {
 		return err
 	}
-	have := KeyRange{}
+	n, err := r.jb.IndexCount()
+	if err != nil {
+		return err
+	}
+	q, err := r.jb.QueueLen()
+	if err != nil {
+		return err
+	}
+	have := KeyRange{} // no cursor: the index of an unsharded run
 	if raw != nil {
 		if err := json.Unmarshal(raw, &have); err != nil {
 			return fmt.Errorf("job %s: read the journal's shard range: %w", r.job.Name, err)
 		}
 	}
-	if have == want {
+	fresh := n+q == 0
+	if !fresh && have.Covers(want) {
 		return nil
 	}
-	if !have.Covers(want) {
-		n, err := r.jb.IndexCount()
-		if err != nil {
-			return err
-		}
-		q, err := r.jb.QueueLen()
-		if err != nil {
-			return err
-		}
-		if n+q > 0 {
-			return fmt.Errorf("job %s: %w: its index covers the source keys %s, this run (shard %s) owns %s; "+
-				"rerun with the layout this journal was built for, or give each shard a new journal (--journal): "+
-				"its first run rebuilds the index from the destination's fingerprints and copies nothing again "+
-				"(run the old layout once just before, so that no delete is pending)",
-				r.job.Name, ErrShardChanged, have, r.shardName(), want)
-		}
+	if !fresh {
+		return fmt.Errorf("job %s: %w: its index covers the source keys %s, this run (shard %s) owns %s; "+
+			"rerun with the layout this journal was built for, or give each shard a new journal (--journal): "+
+			"its first run rebuilds the index from the destination's fingerprints and copies nothing again "+
+			"(run the old layout once just before, so that no delete is pending)",
+			r.job.Name, ErrShardChanged, have, r.shardName(), want)
 	}
 	if r.opts.DryRun {
 		return nil
