@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
@@ -475,5 +477,186 @@ func sameReplica(t *testing.T, dst side, a, b string) {
 		if _, ok := ra[k]; !ok {
 			t.Errorf("%s: in %s only", k, b)
 		}
+	}
+}
+
+// TestShardedHashedNames: a replica with hashed names is restored, listed
+// and verified by 4 shards that split its hex name space evenly, without
+// a plan: each shard holds about a quarter, together every object once,
+// and one corrupted replica is found by exactly the shard that owns it.
+func TestShardedHashedNames(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+	ctx := context.Background()
+	sc := srcSrv.Client(t)
+	dir := t.TempDir()
+	want := map[string][32]byte{}
+	seed := make(chan int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range seed {
+				key := fmt.Sprintf("statements/%d/%04d.pdf", i%7, i)
+				data := randomData(50+i%300, byte(i))
+				if _, err := sc.PutObject(ctx, src.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+					t.Errorf("seed %s: %v", key, err)
+				}
+				mu.Lock()
+				want[key] = sha256.Sum256(data)
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range 2000 {
+		seed <- i
+	}
+	close(seed)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	k := newKeys(t, dir, false)
+	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, DstPrefix: "replica/", Concurrency: 16, ExtraJobLines: k.encryptionYAML("hashed", "zstd")})
+	syncJSON(t, 0, "-c", cfg)
+
+	shardArgs := func(args ...string) [][]string {
+		var out [][]string
+		for i := range 4 {
+			out = append(out, append(slices.Clone(args), "--shard", fmt.Sprintf("%d/4", i)))
+		}
+		return out
+	}
+	mean := float64(len(want)) / 4
+	balanced := func(what string, i int, n int) {
+		if float64(n) < 0.75*mean || float64(n) > 1.25*mean {
+			t.Errorf("%s shard %d: %d objects, mean %.0f: outside ±25%%", what, i, n, mean)
+		}
+	}
+
+	// ls: the shards' listings are disjoint and make the whole.
+	seen := map[string]int{}
+	for i, res := range runShards(t, shardArgs("ls", "--json", "-c", cfg, "--job", "ledgers", "--identity", k.identity)) {
+		if res.code != 0 {
+			t.Fatalf("ls shard %d: exit %d: %s", i, res.code, res.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+		balanced("ls", i, len(lines))
+		for _, line := range lines {
+			var e struct {
+				Key        string `json:"key"`
+				ReplicaKey string `json:"replica_key"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("ls shard %d: %q: %v", i, line, err)
+			}
+			if r := replicator.EvenLayout("replica/", 4, replicator.HexDigits).ShardOf(e.ReplicaKey); r != i {
+				t.Errorf("ls shard %d listed %s, a replica of shard %d", i, e.ReplicaKey, r)
+			}
+			seen[e.Key]++
+		}
+	}
+	for key := range want {
+		if seen[key] != 1 {
+			t.Errorf("%s listed by %d shards", key, seen[key])
+		}
+	}
+
+	// restore: 4 processes into one directory, every SHA-256 checked.
+	to := filepath.Join(dir, "restored")
+	for i, res := range runShards(t, shardArgs("restore", "--json", "-c", cfg, "--job", "ledgers", "--identity", k.identity, "--to", to)) {
+		var s replicator.Summary
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &s) != nil {
+			t.Fatalf("restore shard %d: exit %d: %s %s", i, res.code, res.stdout, res.stderr)
+		}
+		balanced("restore", i, int(s.Copied))
+	}
+	for key, sum := range want {
+		b, err := os.ReadFile(filepath.Join(to, filepath.FromSlash(key)))
+		if err != nil || sha256.Sum256(b) != sum {
+			t.Errorf("restored %s: SHA-256 differs or missing (%v)", key, err)
+		}
+	}
+
+	// verify: one replica overwritten; only its shard finds it.
+	bad := "statements/3/0042.pdf"
+	badKey := "replica/" + crypto.HashedName(readFile(t, k.nameSecret), bad)
+	junk := randomData(400, 9)
+	if _, err := dstSrv.Client(t).PutObject(ctx, dst.bucket, badKey, bytes.NewReader(junk), int64(len(junk)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	owner := replicator.EvenLayout("replica/", 4, replicator.HexDigits).ShardOf(badKey)
+	sources := 0
+	for i, res := range runShards(t, shardArgs("verify", "--json", "-c", cfg, "--job", "ledgers", "--identity", k.identity)) {
+		var rep replicator.VerifyReport
+		if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+			t.Fatalf("verify shard %d: %q %s", i, res.stdout, res.stderr)
+		}
+		sources += rep.Source
+		if i == owner {
+			if res.code != 1 || len(rep.Corrupt) != 1 || rep.Corrupt[0].Key != bad && rep.Corrupt[0].Key != badKey {
+				t.Errorf("verify shard %d (the owner): exit %d, %+v", i, res.code, rep)
+			}
+		} else if res.code != 0 || !rep.OK() {
+			t.Errorf("verify shard %d: exit %d, %+v", i, res.code, rep)
+		}
+	}
+	if sources != len(want) {
+		t.Errorf("4 verify shards checked %d source objects of %d", sources, len(want))
+	}
+}
+
+
+// TestShardFlags: bad --shard values, and a plan for another shard count,
+// exit 2 naming the flag, on every command that takes it, before anything
+// is read or written.
+func TestShardFlags(t *testing.T) {
+	srv := startServer(t)
+	src := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "minio"}
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, DstPrefix: "replica/"})
+	plan := filepath.Join(dir, "plan.json")
+	if res := runVoyageur(t, "shard-plan", "-c", cfg, "--job", "ledgers", "--shards", "8", "-o", plan); res.code != 0 {
+		t.Fatalf("shard-plan: exit %d: %s", res.code, res.stderr)
+	}
+	commands := map[string][]string{
+		"sync":    {"sync", "-c", cfg, "--job", "ledgers"},
+		"restore": {"restore", "-c", cfg, "--job", "ledgers", "--to", filepath.Join(dir, "out")},
+		"verify":  {"verify", "-c", cfg, "--job", "ledgers"},
+		"ls":      {"ls", "-c", cfg, "--job", "ledgers"},
+	}
+	for name, base := range commands {
+		for _, tc := range []struct {
+			args []string
+			says string
+		}{
+			{[]string{"--shard", "4/4"}, `--shard "4/4": shard index "4": want a whole number from 0 to 3`},
+			{[]string{"--shard", "x"}, `--shard "x": want I/N`},
+			{[]string{"--shard", "1/0"}, `--shard "1/0": shard count "0"`},
+			{[]string{"--shard", "auto/4"}, "JOB_COMPLETION_INDEX"},
+			{[]string{"--shard", "1/4", "--shard-plan", plan}, "into 8 shards"},
+			{[]string{"--shard-plan", plan}, "needs --shard"},
+		} {
+			res := runVoyageur(t, append(slices.Clone(base), tc.args...)...)
+			if res.code != 2 || !strings.Contains(res.stderr, tc.says) {
+				t.Errorf("%s %v: exit %d, want 2 saying %q: %s", name, tc.args, res.code, tc.says, res.stderr)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "journal.db")); err == nil {
+		t.Error("a refused sync created the journal")
+	}
+	// --journal replaces the config's journal.
+	other := filepath.Join(dir, "shard-0.db")
+	if res := runVoyageur(t, "sync", "-c", cfg, "--shard", "0/2", "--journal", other); res.code != 0 {
+		t.Fatalf("sync --journal: exit %d: %s", res.code, res.stderr)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("sync --journal %s: %v", other, err)
+	}
+	if res := runVoyageur(t, "status", "-c", cfg, "--journal", other); res.code != 0 || strings.Contains(res.stdout, "no journal") {
+		t.Errorf("status --journal: exit %d: %s %s", res.code, res.stdout, res.stderr)
 	}
 }

@@ -20,12 +20,12 @@ const indexPage = 1000
 type indexCursor struct {
 	jb     *journal.Job
 	prefix string
-	// after and upto bound the keys walked (see KeyRange): a shard's index
-	// entries outside its range are not its business.
-	after, upto string
-	page        []journal.IndexEntry
-	pos         int
-	done        bool
+	// rng bounds the keys walked: a shard's index entries outside its
+	// range are not its business.
+	rng  KeyRange
+	page []journal.IndexEntry
+	pos  int
+	done bool
 }
 
 func (c *indexCursor) peek() (*journal.IndexEntry, error) {
@@ -35,7 +35,7 @@ func (c *indexCursor) peek() (*journal.IndexEntry, error) {
 	if c.done {
 		return nil, nil
 	}
-	after := c.after
+	after := c.rng.After
 	if len(c.page) > 0 {
 		after = c.page[len(c.page)-1].Key
 	}
@@ -43,12 +43,12 @@ func (c *indexCursor) peek() (*journal.IndexEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.upto != "" {
-		if n, _ := slices.BinarySearchFunc(page, c.upto, func(e journal.IndexEntry, k string) int { return strings.Compare(e.Key, k) }); n < len(page) && page[n].Key == c.upto {
-			page = page[:n+1]
-		} else {
-			page = page[:n]
+	if c.rng.Bounded {
+		n, found := slices.BinarySearchFunc(page, c.rng.Upto, func(e journal.IndexEntry, k string) int { return strings.Compare(e.Key, k) })
+		if found {
+			n++ // upto is in the range
 		}
+		page = page[:n]
 	}
 	c.page, c.pos = page, 0
 	if len(page) == 0 {
@@ -66,7 +66,7 @@ func (c *indexCursor) next() { c.pos++ }
 // It reports whether the listing completed.
 func (r *run) scan(ctx context.Context) (bool, error) {
 	rng := r.keyRange()
-	idx := &indexCursor{jb: r.jb, prefix: r.job.SourcePrefix, after: rng.After, upto: rng.Upto}
+	idx := &indexCursor{jb: r.jb, prefix: r.job.SourcePrefix, rng: rng}
 	dels, err := r.newDeletePlan()
 	if err != nil {
 		return false, err

@@ -51,27 +51,29 @@ func ParseShard(s string, getenv func(string) string) (Shard, error) {
 	return Shard{Index: i, Count: n}, nil
 }
 
-// KeyRange holds the keys k with After < k <= Upto; an empty Upto has no
-// upper bound. A listing starts after After and stops past Upto, which is
-// what S3 does cheaply (start-after, keys in order).
+// KeyRange holds the keys k with After < k, and k <= Upto when Bounded.
+// The zero KeyRange holds every key (no key is empty). A listing starts
+// after After and stops past Upto, which is what S3 does cheaply
+// (start-after, keys in order).
 type KeyRange struct {
-	After string `json:"after"`
-	Upto  string `json:"upto"`
+	After   string `json:"after"`
+	Upto    string `json:"upto,omitempty"`
+	Bounded bool   `json:"bounded,omitempty"`
 }
 
 // Contains reports whether key is in the range.
 func (r KeyRange) Contains(key string) bool { return key > r.After && !r.Past(key) }
 
 // Past reports whether key, and every key after it, is beyond the range.
-func (r KeyRange) Past(key string) bool { return r.Upto != "" && key > r.Upto }
+func (r KeyRange) Past(key string) bool { return r.Bounded && key > r.Upto }
 
 // Covers reports whether every key of o is in r.
 func (r KeyRange) Covers(o KeyRange) bool {
-	return o.After >= r.After && (r.Upto == "" || (o.Upto != "" && o.Upto <= r.Upto))
+	return o.After >= r.After && (!r.Bounded || (o.Bounded && o.Upto <= r.Upto))
 }
 
 // whole reports whether the range holds every key.
-func (r KeyRange) whole() bool { return r.After == "" && r.Upto == "" }
+func (r KeyRange) whole() bool { return r == KeyRange{} }
 
 // Layout splits the key space into len(Bounds)+1 contiguous ranges: shard
 // i holds the keys after Bounds[i-1] up to Bounds[i]. Any sorted bounds make
@@ -89,7 +91,7 @@ func (l Layout) Range(i int) KeyRange {
 		r.After = l.Bounds[i-1]
 	}
 	if i < len(l.Bounds) {
-		r.Upto = l.Bounds[i]
+		r.Upto, r.Bounded = l.Bounds[i], true
 	}
 	return r
 }
@@ -137,11 +139,11 @@ func (l Layout) Mapped(from, to string) Layout {
 // Mapped moves the range's bounds as Layout.Mapped does; an open end stays
 // open.
 func (r KeyRange) Mapped(from, to string) KeyRange {
-	m := KeyRange{}
+	m := KeyRange{Bounded: r.Bounded}
 	if r.After != "" {
 		m.After = mapBound(r.After, from, to)
 	}
-	if r.Upto != "" {
+	if r.Bounded {
 		m.Upto = mapBound(r.Upto, from, to)
 	}
 	return m
@@ -333,7 +335,7 @@ func (r KeyRange) String() string {
 		return "(all)"
 	}
 	up := "end"
-	if r.Upto != "" {
+	if r.Bounded {
 		up = strconv.Quote(r.Upto)
 	}
 	return fmt.Sprintf("(%q, %s]", r.After, up)

@@ -151,6 +151,8 @@ func TestLayoutsDisjointAndComplete(t *testing.T) {
 			}
 			slices.Sort(bounds)
 			checkLayout(t, Layout{Bounds: bounds}, keys)
+			// The plan of an empty source: empty bounds, empty shards.
+			checkLayout(t, Layout{Bounds: slices.Repeat([]string{""}, n-1)}, keys)
 		}
 	}
 }
@@ -211,6 +213,13 @@ func TestShardPlanBalancesSkewedSource(t *testing.T) {
 				t.Errorf("%d shards: shard %d holds %d keys, mean %.0f: outside ±25%% (bounds %q)", n, i, c, mean, l.Bounds)
 			}
 		}
+	}
+	empty, err := MakeShardPlan(ctx, Job{Name: "e", Source: listing{}, Dest: listing{}, Filter: filter}, 4)
+	if err != nil || len(empty.Bounds) != 3 {
+		t.Fatalf("plan of an empty source: %+v, %v", empty, err)
+	}
+	if counts := checkLayout(t, Layout{Bounds: empty.Bounds}, []string{"a", "z"}); counts[3] != 2 {
+		t.Errorf("with the plan of an empty source, new keys go to shards %v, want all in the last", counts)
 	}
 	other := job
 	other.Name = "k"
