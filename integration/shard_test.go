@@ -24,6 +24,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/integration/sqsserver"
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
@@ -607,7 +608,6 @@ func TestShardedHashedNames(t *testing.T) {
 	}
 }
 
-
 // TestShardFlags: bad --shard values, and a plan for another shard count,
 // exit 2 naming the flag, on every command that takes it, before anything
 // is read or written.
@@ -658,5 +658,86 @@ func TestShardFlags(t *testing.T) {
 	}
 	if res := runVoyageur(t, "status", "-c", cfg, "--journal", other); res.code != 0 || strings.Contains(res.stdout, "no journal") {
 		t.Errorf("status --journal: exit %d: %s %s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestWatchShardedSQS: an SNS fan-out stands in as the same events posted
+// to one queue per shard; 2 watch --shard processes, each on its queue and
+// its journal, replicate every key once and delete every message, their
+// own and the other shard's.
+func TestWatchShardedSQS(t *testing.T) {
+	sq := sqsserver.Start(t)
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+	ctx := context.Background()
+	sc := srcSrv.Client(t)
+	put := func(key string) {
+		data := randomData(100+len(key), byte(len(key)))
+		if _, err := sc.PutObject(ctx, src.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 40; i += 4 {
+		put(fmt.Sprintf("in/%02d.csv", i))
+	}
+	dir := t.TempDir()
+	type shard struct {
+		queue string
+		dst   *countingProxy
+		w     *watcher
+	}
+	shards := make([]shard, 2)
+	var cfgs []string
+	for i := range shards {
+		shards[i].queue = sq.CreateQueue(t, fmt.Sprintf("voyageur-events-%d", i))
+		shards[i].dst = newCountingProxy(t, dstSrv.URL)
+		d := dst
+		d.url = shards[i].dst.url
+		cfgs = append(cfgs, writeConfig(t, t.TempDir(), jobConfig{Src: src, Dst: d,
+			ExtraJobLines: fmt.Sprintf("    events: [{sqs: %q, url: %q}]\n", shards[i].queue, sq.URL)}))
+	}
+	plan := filepath.Join(dir, "plan.json")
+	if res := runVoyageur(t, "shard-plan", "-c", cfgs[0], "--job", "ledgers", "--shards", "2", "-o", plan); res.code != 0 {
+		t.Fatalf("shard-plan: exit %d: %s", res.code, res.stderr)
+	}
+	for i := range shards {
+		shards[i].w = startWatch(t, cfgs[i], "--job", "ledgers", "--shard", fmt.Sprintf("%d/2", i), "--shard-plan", plan,
+			"--journal", filepath.Join(dir, fmt.Sprintf("watch-%d.db", i)))
+	}
+	for i := 0; i < 40; i += 4 {
+		waitFor(t, 30*time.Second, "the reconcile scans", exists(t, dst, fmt.Sprintf("in/%02d.csv", i)))
+	}
+	var fresh []string
+	for i := range 40 {
+		k := fmt.Sprintf("in/%02d-new.csv", i)
+		fresh = append(fresh, k)
+		put(k)
+		for _, s := range shards {
+			sq.Send(t, s.queue, s3Record(src.bucket, k, 100+len(k)))
+		}
+	}
+	for _, k := range fresh {
+		waitFor(t, 60*time.Second, k+" at the destination", exists(t, dst, k))
+	}
+	for i, s := range shards {
+		waitFor(t, 30*time.Second, fmt.Sprintf("every message of queue %d deleted", i), func() bool {
+			visible, inflight := sq.Counts(t, s.queue)
+			return visible == 0 && inflight == 0
+		})
+	}
+	total, replicated := int64(0), 0.0
+	for i, s := range shards {
+		n := s.w.metric(t, `voyageur_objects_replicated_total{voyageur_job="ledgers"}`)
+		t.Logf("watch shard %d/2: replicated %v, %d writes", i, n, s.dst.writes.Load())
+		if n == 0 {
+			t.Errorf("watch shard %d replicated nothing", i)
+		}
+		replicated += n
+		total += s.dst.writes.Load()
+		s.w.stop(t)
+	}
+	if want := 10 + len(fresh); total != int64(want) || replicated != float64(want) {
+		t.Errorf("2 watch shards wrote %d objects (replicated %v), want each of %d once", total, replicated, want)
 	}
 }
