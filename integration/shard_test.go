@@ -741,3 +741,75 @@ func TestWatchShardedSQS(t *testing.T) {
 		t.Errorf("2 watch shards wrote %d objects (replicated %v), want each of %d once", total, replicated, want)
 	}
 }
+
+// TestShardStaleUploads: a shard aborts only the stale multipart uploads
+// of its own keys: the others' may be another shard's upload in progress,
+// recorded in a journal it cannot see.
+func TestShardStaleUploads(t *testing.T) {
+	srv := startServer(t)
+	src := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "minio"}
+	ctx := context.Background()
+	core := minio.Core{Client: dst.client(t)}
+	// An even split of 2 over hex: keys from 0 to 7... in shard 0, 8... to
+	// f... in shard 1.
+	for _, k := range []string{"replica/0stale.bin", "replica/fstale.bin"} {
+		if _, err := core.NewMultipartUpload(ctx, dst.bucket, k, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, DstPrefix: "replica/"})
+	left := func() string {
+		var keys []string
+		for _, u := range incompleteUploads(t, dst) {
+			keys = append(keys, strings.Fields(u)[0])
+		}
+		return strings.Join(keys, " ")
+	}
+	syncJSON(t, 0, "-c", cfg, "--shard", "1/2", "--journal", filepath.Join(dir, "1.db"))
+	if got := left(); got != "replica/0stale.bin" {
+		t.Fatalf("after shard 1/2, uploads left: %q, want shard 0's only", got)
+	}
+	syncJSON(t, 0, "-c", cfg, "--shard", "0/2", "--journal", filepath.Join(dir, "0.db"))
+	if got := left(); got != "" {
+		t.Errorf("after shard 0/2, uploads left: %q", got)
+	}
+}
+
+// TestShardMaxDelete: max_delete holds per shard: a shard with more
+// deletes than it refuses them all, while another shard's deletes go
+// ahead.
+func TestShardMaxDelete(t *testing.T) {
+	srv := startServer(t)
+	src := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: srv, bucket: srv.CreateBucket(t, false), kind: "minio"}
+	ctx := context.Background()
+	sc := srv.Client(t)
+	for _, k := range []string{"0a", "0b", "0c", "fa", "fb"} {
+		if _, err := sc.PutObject(ctx, src.bucket, k, strings.NewReader(k), 2, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst, Deletes: "propagate", MaxDelete: "1"})
+	shard := func(i int) []string {
+		return []string{"-c", cfg, "--shard", fmt.Sprintf("%d/2", i), "--journal", filepath.Join(dir, fmt.Sprintf("%d.db", i))}
+	}
+	syncJSON(t, 0, shard(0)...)
+	syncJSON(t, 0, shard(1)...)
+	for _, k := range []string{"0a", "0b", "fa"} {
+		if err := sc.RemoveObject(ctx, src.bucket, k, minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := syncJSON(t, 1, shard(0)...); s.Deleted != 0 || !strings.Contains(s.Error, "refusing to delete 2 replicas") {
+		t.Errorf("shard 0 with 2 deletes over max_delete 1: %+v", s)
+	}
+	if s := syncJSON(t, 0, shard(1)...); s.Deleted != 1 {
+		t.Errorf("shard 1 with 1 delete: %+v", s)
+	}
+	if got := sortedKeys(listObjects(t, dst, "")); strings.Join(got, " ") != "0a 0b 0c fb" {
+		t.Errorf("replica holds %v", got)
+	}
+}
