@@ -184,6 +184,9 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := r.checkTarget(ctx); err != nil {
 		return err
 	}
+	if err := r.checkShard(); err != nil {
+		return err
+	}
 	if err := r.checkRetention(ctx); err != nil {
 		return err
 	}
@@ -290,7 +293,7 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 			}
 			return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
 		}
-		if known[up.UploadID] {
+		if known[up.UploadID] || !r.ownsUpload(up.Key) {
 			continue
 		}
 		if r.opts.DryRun {
@@ -305,6 +308,20 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ownsUpload reports whether this run may abort an upload to destKey: a
+// shard aborts only its own keys' uploads, since the others' checkpoints
+// are in journals it cannot see. Hashed names do not tell the source key,
+// so a sharded run leaves them all (see docs/scaling.md).
+func (r *run) ownsUpload(destKey string) bool {
+	if r.job.Shard == nil {
+		return true
+	}
+	if e := r.job.Encryption; e != nil && e.HashedNames {
+		return false
+	}
+	return r.keyRange().Contains(r.job.SourcePrefix + strings.TrimPrefix(destKey, r.job.DestPrefix))
 }
 
 func (r *run) noteQueued(size int64) {

@@ -16,6 +16,7 @@ import (
 type lsOptions struct {
 	config, job, identity, prefix, asOf string
 	json                                bool
+	shard                               shardFlags
 }
 
 func newLsCmd(g *globals) *cobra.Command {
@@ -40,6 +41,7 @@ identity. It reads only the replica: neither the journal nor the source.`,
 	f.StringVar(&o.prefix, "prefix", "", "list only original keys starting with this prefix")
 	f.StringVar(&o.asOf, "as-of", "", "list the replica as it was at this time (RFC 3339)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per line")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -64,6 +66,9 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 	}
 	copts, err := catalogOptions(o.identity, o.prefix, o.asOf)
 	if err != nil {
+		return err
+	}
+	if copts.Range, err = o.shard.replicaRange(job); err != nil {
 		return err
 	}
 	if job.Encryption != nil && job.Encryption.HashedNames && len(copts.Identities) == 0 {

@@ -43,6 +43,7 @@ type globals struct {
 	verbose   bool
 	quiet     bool
 	logFormat string // text | json
+	journal   string // --journal, on the commands that use one
 }
 
 func (g *globals) logger(w io.Writer) *slog.Logger {
@@ -127,7 +128,7 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log lines as text (logfmt) or json, on stderr")
 	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newForgetCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
-		newServeCmd(&g), newInitCmd(), newVersionCmd(), newDrillCmd(&g))
+		newServeCmd(&g), newInitCmd(), newVersionCmd(), newDrillCmd(&g), newShardPlanCmd(&g))
 	// cobra's completion command shows its help and exits 0 for a shell it
 	// does not know (tcsh): a usage error is what a script must see.
 	root.InitDefaultCompletionCmd()

@@ -19,6 +19,7 @@ import (
 type restoreOptions struct {
 	config, job, identity, to, prefix, asOf, tmpDir string
 	dryRun, json, overwrite                         bool
+	shard                                           shardFlags
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -58,6 +59,7 @@ source's modification times.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, write nothing")
 	f.BoolVar(&o.overwrite, "overwrite", false, "replace files or objects at the target whose content differs from the replica's")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job", "to"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -128,6 +130,9 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	}
 	copts, err := catalogOptions(o.identity, o.prefix, o.asOf)
 	if err != nil {
+		return err
+	}
+	if copts.Range, err = o.shard.replicaRange(job); err != nil {
 		return err
 	}
 	if job.Encryption != nil && len(copts.Identities) == 0 {

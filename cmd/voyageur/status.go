@@ -42,6 +42,7 @@ opens the journal read-only: it never creates or changes it.`,
 	cmd.Flags().StringVarP(&o.config, "config", "c", "", "configuration file (required)")
 	cmd.Flags().StringVar(&o.job, "job", "", "show only this job")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON on stdout")
+	g.addJournalFlag(cmd.Flags())
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -84,6 +85,9 @@ type queuedError struct {
 
 func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 	cfg, err := LoadConfigWithoutSecrets(o.config, g.logger(stderr))
+	if err == nil {
+		g.applyJournal(cfg)
+	}
 	if err != nil {
 		return err
 	}

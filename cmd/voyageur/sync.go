@@ -25,16 +25,18 @@ type syncOptions struct {
 	job    string
 	dryRun bool
 	json   bool
+	shard  shardFlags
 }
 
 func newSyncCmd(g *globals) *cobra.Command {
 	var o syncOptions
 	cmd := &cobra.Command{
-		Use:   "sync -c FILE [--job NAME] [--dry-run] [--json]",
+		Use:   "sync -c FILE [--job NAME] [--dry-run] [--json] [--shard I/N [--shard-plan PLAN]] [--journal PATH]",
 		Short: "Replicate what changed since the last run (a scan diff), then exit",
 		Example: `  voyageur sync -c /etc/voyageur/voyageur.yaml
   voyageur sync -c voyageur.yaml --job ledgers --dry-run
-  voyageur sync -c voyageur.yaml --json | jq .copied`,
+  voyageur sync -c voyageur.yaml --json | jq .copied
+  voyageur sync -c voyageur.yaml --job ledgers --shard auto/8 --shard-plan /plan/ledgers.json --journal /journal/db`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSync(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -44,6 +46,8 @@ func newSyncCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.job, "job", "", "run only this job")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "show what would be copied and deleted, change nothing")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	o.shard.add(cmd.Flags())
+	g.addJournalFlag(cmd.Flags())
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -93,6 +97,15 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	if err := checkResidency(cfg, jobs); err != nil {
 		return err
 	}
+	if o.shard.plan != "" && o.job == "" {
+		return configErrorf("--shard-plan %s: a plan is for one job: add --job", o.shard.plan)
+	}
+	for i := range specs {
+		if specs[i].Shard, err = o.shard.sourceShard(specs[i]); err != nil {
+			return err
+		}
+	}
+	g.applyJournal(cfg)
 	limitMemory(specs, false)
 	if o.dryRun {
 		j, closeJournal, err := dryRunJournal(cfg)
@@ -150,7 +163,7 @@ func syncJobs(ctx context.Context, j *journal.Journal, specs []replicator.Job, o
 			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
 				return err
 			}
-			if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) {
+			if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) || errors.Is(err, replicator.ErrShardChanged) {
 				return &ConfigError{err}
 			}
 			log.Error("job failed", "job", spec.Name, "err", err)
