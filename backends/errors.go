@@ -59,6 +59,21 @@ func (e *HTTPError) Retryable() bool {
 	return false
 }
 
+// Permanent reports whether the request is refused for what it asks, so
+// that sending it again cannot succeed: a 400 about the key or the request
+// itself (an invalid object name such as one with a ".." segment), not
+// about credentials, the region or a transient condition.
+func (e *HTTPError) Permanent() bool {
+	if e.Status != 400 || e.Retryable() {
+		return false
+	}
+	switch e.Code {
+	case "", "BadRequest", "InvalidArgument", "InvalidObjectName", "XMinioInvalidObjectName", "KeyTooLongError", "InvalidURI":
+		return true
+	}
+	return false
+}
+
 // IsNotExist reports whether err means the object (or version) is missing.
 func IsNotExist(err error) bool { return errors.Is(err, ErrNotExist) }
 

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/voyageur-ca/voyageur/replicator"
 )
 
 // docPath is docs/BENCHMARKS.md, from the package directory go test runs in.
@@ -87,6 +89,24 @@ func (rep *report) markdown() string {
 			secs(median(r.voy)), secs(median(r.rcl)), r.ratio(), target, mib(peak(r.voy)), mib(peak(r.rcl)),
 			cpu(r.voy).Seconds(), cpu(r.rcl).Seconds(), all(r.voy), all(r.rcl))
 	}
+	b.WriteString("\nPeak RSS against `transfer.memory` + 64 MiB (the default budget of each workload; target: within it):")
+	for i, r := range rep.results {
+		var t replicator.Transfer
+		if err := t.Normalize(r.encrypted); err != nil {
+			panic(err) // the defaults are valid
+		}
+		bound := t.Memory + 64<<20
+		verdict := "within"
+		if peak(r.voy) > bound {
+			verdict = "**over**"
+		}
+		sep := ","
+		if i == len(rep.results)-1 {
+			sep = "."
+		}
+		fmt.Fprintf(&b, " %s %s of %s (%s)%s", r.name, mib(peak(r.voy)), mib(bound), verdict, sep)
+	}
+	b.WriteString("\n")
 	b.WriteString("\nThe raw limit: awscli (16 concurrent requests, 16 MiB parts) moving the plain bytes, ")
 	b.WriteString("PUT from local disk into the destination server, GET from the source server to local disk.\n\n")
 	b.WriteString("| data | awscli PUT (median) | awscli GET (median) | runs |\n|---|---:|---:|---:|\n")

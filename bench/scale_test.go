@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,7 +49,9 @@ func (s synthetic) Name() string { return "synthetic" }
 
 func (s synthetic) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[backends.ObjectInfo, error] {
 	return func(yield func(backends.ObjectInfo, error) bool) {
-		for i := range s.n {
+		// Keys are in order: a listing that starts after a key skips to it.
+		from := sort.Search(s.n, func(i int) bool { return scaleKey(i) > opts.StartAfter })
+		for i := from; i < s.n; i++ {
 			key := scaleKey(i)
 			if !strings.HasPrefix(key, opts.Prefix) {
 				continue

@@ -245,7 +245,7 @@ func TestConfigErrors(t *testing.T) {
 		"missing endpoint": {"journal: j.db\nendpoints:\n  a: {type: minio, url: \"http://127.0.0.1:1\"}\njobs:\n  - name: x\n    source: a:src\n    destination: b:dst\n",
 			`line 7: jobs[0].destination: unknown endpoint "b"`},
 		"bad size": {"journal: j.db\nendpoints:\n  a: {type: minio, url: \"http://127.0.0.1:1\"}\njobs:\n  - name: x\n    source: a:src\n    destination: a:dst\n    transfer: {part_size: 5 MiBs}\n",
-			`line 8: "5 MiBs" has an unknown unit`},
+			`line 8: jobs[0].transfer.part_size: "5 MiBs" has an unknown unit`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

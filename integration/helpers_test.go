@@ -30,6 +30,10 @@ import (
 var voyageurBin string
 
 func TestMain(m *testing.M) {
+	// Every process the tests start (voyageur, the servers, the aws CLI)
+	// inherits this: an AWS SDK without credentials must never ask the
+	// cloud metadata address, whatever the caller's environment.
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	dir, err := os.MkdirTemp("", "voyageur-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

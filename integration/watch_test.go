@@ -41,11 +41,11 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-func startWatch(t testing.TB, cfg string) *watcher {
+func startWatch(t testing.TB, cfg string, args ...string) *watcher {
 	t.Helper()
 	addr := freeAddr(t)
 	w := &watcher{stderr: &bytes.Buffer{}, metrics: "http://" + addr, done: make(chan error, 1)}
-	w.cmd = exec.Command(voyageurBin, "watch", "-c", cfg, "--metrics", addr)
+	w.cmd = exec.Command(voyageurBin, append([]string{"watch", "-c", cfg, "--metrics", addr}, args...)...)
 	w.cmd.Stderr = w.stderr
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)

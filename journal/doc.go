@@ -23,6 +23,9 @@
 //	    runs    seq        → Run         run history, the newest 100 kept
 //	    counts  "index"    → uint64      number of index entries
 //	            "queue"    → uint64      number of queue items
+//	    failed  source key → Change      changes that failed permanently (Fail with a
+//	                                     permanent cause), out of the queue; absent in
+//	                                     journals not written since it was added
 //
 // # Invariants
 //

@@ -24,6 +24,10 @@ var (
 	bucketCounts  = []byte("counts")
 
 	jobSubBuckets = [][]byte{bucketIndex, bucketQueue, bucketQKeys, bucketUploads, bucketCursor, bucketRuns, bucketCounts}
+
+	// bucketFailed holds the changes that failed permanently. Journals
+	// written before it lack it until their next write creates it.
+	bucketFailed = []byte("failed")
 )
 
 // Keys of the counts sub-bucket.
@@ -56,6 +60,7 @@ type Job struct {
 // jobTx holds a job's sub-buckets within one transaction.
 type jobTx struct {
 	index, queue, qkeys, uploads, cursor, runs, counts *bolt.Bucket
+	failed                                             *bolt.Bucket // nil in a view of a journal without it
 }
 
 // Name returns the job name.
@@ -80,6 +85,7 @@ func (jb *Job) view(fn func(*jobTx) error) error {
 		if err != nil {
 			return err
 		}
+		t.failed = b.Bucket(bucketFailed)
 		return fn(t)
 	})
 }
@@ -98,6 +104,9 @@ func (jb *Job) writeFunc(fn func(*jobTx) error) func(*bolt.Tx) error {
 		t, err := subBuckets(b, (*bolt.Bucket).CreateBucketIfNotExists)
 		if err != nil {
 			return err
+		}
+		if t.failed, err = b.CreateBucketIfNotExists(bucketFailed); err != nil {
+			return fmt.Errorf("create %s bucket: %w", bucketFailed, err)
 		}
 		t.index.FillPercent = indexFillPercent
 		return fn(t)
@@ -305,6 +314,11 @@ func (jb *Job) Enqueue(changes []Change) error {
 				return fmt.Errorf("next sequence: %w", err)
 			}
 			key := []byte(c.Key)
+			// A new change is a new chance: the key's permanent failure,
+			// if any, is no longer what status should show.
+			if err := t.failed.Delete(key); err != nil {
+				return fmt.Errorf("unpark %s: %w", c.Key, err)
+			}
 			if old, ok := t.queuedSeq(key); ok {
 				if err := t.queue.Delete(u64(old)); err != nil {
 					return fmt.Errorf("coalesce %s: %w", c.Key, err)
@@ -437,9 +451,13 @@ func (jb *Job) Drop(c Change) error {
 }
 
 // Fail keeps the queue item c.Seq queued, increments its stored Attempts and
-// records cause as its LastError (truncated to 500 bytes). When the item is
-// no longer the key's current one (completed, dropped or replaced by a newer
-// change) Fail does nothing. It goes through db.Batch.
+// records cause as its LastError (truncated to 500 bytes). A permanent cause
+// (one with a Permanent method that returns true: the same request would
+// fail again, such as a key the source rejects as invalid) moves the item
+// out of the queue into the failed list instead, where nothing retries it
+// and Failed shows it until Forget, or a new change of the key, clears it.
+// When the item is no longer the key's current one (completed, dropped or
+// replaced by a newer change) Fail does nothing. It goes through db.Batch.
 func (jb *Job) Fail(c Change, cause error) error {
 	var msg string
 	if cause != nil {
@@ -464,12 +482,81 @@ func (jb *Job) Fail(c Change, cause error) error {
 		if err != nil {
 			return fmt.Errorf("encode change: %w", err)
 		}
+		if permanent(cause) {
+			if err := t.dequeue([]byte(c.Key), c.Seq); err != nil {
+				return err
+			}
+			return t.failed.Put([]byte(c.Key), nv)
+		}
 		return t.queue.Put(k, nv)
 	})
 	if err != nil {
 		return jb.errorf("fail", c.Key, err)
 	}
 	return nil
+}
+
+// permanent reports whether cause says that trying again cannot help.
+func permanent(cause error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(cause, &p) && p.Permanent()
+}
+
+// Failed returns up to limit changes that failed permanently, in key order,
+// with their attempts and last error. limit must be positive.
+func (jb *Job) Failed(limit int) ([]Change, error) {
+	if limit <= 0 {
+		return nil, jb.errorf("failed", "", fmt.Errorf("limit %d is not positive", limit))
+	}
+	var out []Change
+	err := jb.view(func(t *jobTx) error {
+		if t.failed == nil {
+			return nil
+		}
+		c := t.failed.Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			var ch Change
+			if err := json.Unmarshal(v, &ch); err != nil {
+				return fmt.Errorf("decode failed change of %q: %w", k, err)
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, jb.errorf("failed", "", err)
+	}
+	return out, nil
+}
+
+// Forget clears keys in one transaction: each one's permanent failure and
+// its queued change, if any, so that nothing retries or reports it. It
+// returns the keys that had neither.
+func (jb *Job) Forget(keys []string) (unknown []string, err error) {
+	err = jb.update(func(t *jobTx) error {
+		unknown = unknown[:0]
+		for _, key := range keys {
+			k := []byte(key)
+			found := t.failed.Get(k) != nil
+			if err := t.failed.Delete(k); err != nil {
+				return err
+			}
+			if seq, ok := t.queuedSeq(k); ok {
+				found = true
+				if err := t.dequeue(k, seq); err != nil {
+					return err
+				}
+			}
+			if !found {
+				unknown = append(unknown, key)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, jb.errorf("forget", "", err)
+	}
+	return unknown, nil
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.

@@ -58,17 +58,10 @@ func Open(path string, lockTimeout time.Duration) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: open %s: create directory: %w", path, err)
 	}
-	// bbolt waits forever on a zero timeout: one nanosecond means one attempt.
-	db, err := openDB(path, max(lockTimeout, time.Nanosecond))
-	switch {
-	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("journal: open %s: %w (waited %s)", path, ErrLocked, max(lockTimeout, 0))
-	case invalidFile(err):
-		return nil, fmt.Errorf("journal: open %s: %w: %w", path, errInvalidFile, err)
-	case err != nil:
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	db, err := openDB(path, lockTimeout, false)
+	if err != nil {
+		return nil, err
 	}
-	db.MaxBatchDelay = batchDelay
 	// The journal holds the file keys of unfinished encrypted uploads: it
 	// is private to its owner even when an older file was not.
 	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
@@ -80,6 +73,43 @@ func Open(path string, lockTimeout time.Duration) (*Journal, error) {
 	return &Journal{db: db, path: path}, nil
 }
 
+// OpenReadOnly opens an existing journal for reading only, for commands
+// that only read (status, a dry run): it creates nothing and changes no
+// byte, so it works on a file the process may not write. It takes bbolt's
+// shared lock: readers do not exclude each other, and a run holding the
+// journal for writing makes OpenReadOnly fail like Open (ErrLocked after
+// lockTimeout). A missing file is an error wrapping fs.ErrNotExist; the
+// journal's write methods return errors.
+func OpenReadOnly(path string, lockTimeout time.Duration) (*Journal, error) {
+	if path == "" {
+		return nil, errors.New("journal: open: empty path")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	db, err := openDB(path, lockTimeout, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Journal{db: db, path: path}, nil
+}
+
+// openDB opens the file and maps bbolt's errors to the package's.
+func openDB(path string, lockTimeout time.Duration, readOnly bool) (*bolt.DB, error) {
+	// bbolt waits forever on a zero timeout: one nanosecond means one attempt.
+	db, err := openFile(path, max(lockTimeout, time.Nanosecond), readOnly)
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("journal: open %s: %w (waited %s)", path, ErrLocked, max(lockTimeout, 0))
+	case invalidFile(err):
+		return nil, fmt.Errorf("journal: open %s: %w: %w", path, errInvalidFile, err)
+	case err != nil:
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = batchDelay
+	return db, nil
+}
+
 // invalidFile reports whether err is bbolt's verdict that the file is not a
 // database it can read. bbolt has no sentinel for a file shorter than its two
 // meta pages, only this message.
@@ -89,7 +119,8 @@ func invalidFile(err error) bool {
 		(err != nil && strings.HasPrefix(err.Error(), "file size too small"))
 }
 
-// openDB opens the bbolt file, checks it and prepares the top-level buckets.
+// openFile opens the bbolt file, checks it and prepares the top-level
+// buckets (read-only: checks that they are there).
 //
 // An existing file is first opened read-only to check that it holds every
 // page its meta page refers to: bbolt reads pages through a memory map, and
@@ -102,7 +133,7 @@ func invalidFile(err error) bool {
 // fault on the memory map, into errInvalidFile. A panic inside bolt.Open
 // itself leaves that database's memory map, and with it the file lock,
 // behind until the process exits; the file is closed.
-func openDB(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
+func openFile(path string, lockTimeout time.Duration, readOnly bool) (db *bolt.DB, err error) {
 	deadline := time.Now().Add(lockTimeout)
 	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
 		if err := checkSize(path, lockTimeout); err != nil {
@@ -112,7 +143,8 @@ func openDB(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
 
 	var file *os.File
 	opts := &bolt.Options{
-		Timeout: max(time.Until(deadline), time.Nanosecond),
+		ReadOnly: readOnly,
+		Timeout:  max(time.Until(deadline), time.Nanosecond),
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag, perm)
 			file = f
@@ -137,7 +169,11 @@ func openDB(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := prepare(db); err != nil {
+	check := prepare
+	if readOnly {
+		check = checkPrepared
+	}
+	if err := check(db); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -177,11 +213,8 @@ func prepare(db *bolt.DB) error {
 			return fmt.Errorf("create meta bucket: %w", err)
 		}
 		if v := meta.Get(keySchema); v != nil {
-			if len(v) != 8 {
-				return fmt.Errorf("%w: schema version is %d bytes, want 8", errInvalidFile, len(v))
-			}
-			if got := binary.BigEndian.Uint64(v); got > schemaVersion {
-				return fmt.Errorf("journal schema version %d is newer than this voyageur supports (%d): upgrade voyageur", got, schemaVersion)
+			if err := checkSchema(v); err != nil {
+				return err
 			}
 		} else if err := meta.Put(keySchema, u64(schemaVersion)); err != nil {
 			return fmt.Errorf("record schema version: %w", err)
@@ -190,6 +223,29 @@ func prepare(db *bolt.DB) error {
 			return fmt.Errorf("create jobs bucket: %w", err)
 		}
 		return nil
+	})
+}
+
+// checkSchema checks the schema version a journal records.
+func checkSchema(v []byte) error {
+	if len(v) != 8 {
+		return fmt.Errorf("%w: schema version is %d bytes, want 8", errInvalidFile, len(v))
+	}
+	if got := binary.BigEndian.Uint64(v); got > schemaVersion {
+		return fmt.Errorf("journal schema version %d is newer than this voyageur supports (%d): upgrade voyageur", got, schemaVersion)
+	}
+	return nil
+}
+
+// checkPrepared is prepare for a read-only journal: the buckets and the
+// schema version prepare writes must be there.
+func checkPrepared(db *bolt.DB) error {
+	return db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || meta.Get(keySchema) == nil || tx.Bucket(bucketJobs) == nil {
+			return fmt.Errorf("%w: no schema version or jobs bucket", errInvalidFile)
+		}
+		return checkSchema(meta.Get(keySchema))
 	})
 }
 

@@ -2,11 +2,13 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -850,4 +852,98 @@ func TestOpenMakesTheFilePrivate(t *testing.T) {
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("journal mode %v, want 0600", st.Mode().Perm())
 	}
+}
+
+// TestOpenReadOnly: a read-only open needs an existing journal, changes no
+// byte, shares the file with other readers, waits out a writer like Open,
+// and refuses writes.
+func TestOpenReadOnly(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none", "journal.db")
+	if _, err := OpenReadOnly(missing, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenReadOnly of a missing journal = %v; want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); !os.IsNotExist(err) {
+		t.Errorf("OpenReadOnly created the directory: %v", err)
+	}
+
+	j := openTemp(t)
+	if err := j.Job("ledgers").Enqueue([]Change{{Key: "a.csv", Op: OpPut, Size: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenReadOnly(j.Path(), 0); !errors.Is(err, ErrLocked) {
+		t.Errorf("OpenReadOnly while a writer holds the journal = %v; want ErrLocked", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, err := OpenReadOnly(j.Path(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := OpenReadOnly(j.Path(), 0)
+	if err != nil {
+		t.Fatalf("a second reader: %v", err)
+	}
+	if n, err := r2.Job("ledgers").QueueLen(); err != nil || n != 1 {
+		t.Errorf("QueueLen = %d, %v; want 1", n, err)
+	}
+	if err := r1.Job("ledgers").Enqueue([]Change{{Key: "b.csv", Op: OpPut, Size: 1}}); err == nil {
+		t.Error("a read-only journal accepted a write")
+	}
+	if _, err := Open(j.Path(), 0); !errors.Is(err, ErrLocked) {
+		t.Errorf("Open while readers hold the journal = %v; want ErrLocked", err)
+	}
+	r1.Close()
+	r2.Close()
+	after, err := os.ReadFile(j.Path())
+	if err != nil || !bytes.Equal(before, after) {
+		t.Errorf("read-only opens changed the journal (%v)", err)
+	}
+}
+
+// permanentError is a cause that says trying again cannot help.
+type permanentError struct{}
+
+func (permanentError) Error() string   { return "InvalidObjectName (400)" }
+func (permanentError) Permanent() bool { return true }
+
+// TestFailPermanently: a permanent cause takes the change out of the queue
+// (nothing retries it) into the failed list; a new change of the key, or
+// Forget, clears it.
+func TestFailPermanently(t *testing.T) {
+	jb := openTemp(t).Job("daily")
+	in := enqueue(t, jb, put("in/../secret.txt"), put("ok"))
+	if err := jb.Fail(in[0], fmt.Errorf("stat in/../secret.txt: %w", permanentError{})); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingAll(t, jb); len(got) != 1 || got[0].Key != "ok" {
+		t.Errorf("Pending after a permanent failure = %+v, want only ok", got)
+	}
+	mustLen(t, jb, 0, 1)
+	failed, err := jb.Failed(10)
+	if err != nil || len(failed) != 1 || failed[0].Key != "in/../secret.txt" || failed[0].Attempts != 1 ||
+		!strings.Contains(failed[0].LastError, "InvalidObjectName") {
+		t.Fatalf("Failed = %+v, %v", failed, err)
+	}
+	// A new change of the key is a new chance.
+	enqueue(t, jb, put("in/../secret.txt"))
+	if failed, _ := jb.Failed(10); len(failed) != 0 {
+		t.Errorf("Failed after a new change = %+v, want none", failed)
+	}
+	cur := pendingAll(t, jb)
+	if err := jb.Fail(cur[len(cur)-1], permanentError{}); err != nil {
+		t.Fatal(err)
+	}
+	unknown, err := jb.Forget([]string{"in/../secret.txt", "ok", "never-seen"})
+	if err != nil || len(unknown) != 1 || unknown[0] != "never-seen" {
+		t.Errorf("Forget = %v, %v; want never-seen unknown", unknown, err)
+	}
+	if failed, _ := jb.Failed(10); len(failed) != 0 {
+		t.Errorf("Failed after Forget = %+v", failed)
+	}
+	mustLen(t, jb, 0, 0)
 }

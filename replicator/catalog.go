@@ -58,6 +58,9 @@ type CatalogOptions struct {
 	// version before it is read: a cache (serve's) that spares the GET
 	// when the version was read before. It is called concurrently.
 	KnownMeta func(obj backends.ObjectInfo) (crypto.Meta, bool)
+	// Range, when set, limits the catalog to one shard's destination keys:
+	// the listing starts after its low key and stops past its high one.
+	Range KeyRange
 }
 
 // Catalog lists the job's replica with the original key of every object,
@@ -84,7 +87,7 @@ func Catalog(ctx context.Context, job Job, opts CatalogOptions) iter.Seq2[Replic
 		var wg sync.WaitGroup
 		go func() {
 			defer close(queue)
-			for obj, err := range latestAt(ctx, job.Dest, job.DestPrefix, opts.AsOf) {
+			for obj, err := range latestAt(ctx, job.Dest, job.DestPrefix, opts.AsOf, opts.Range) {
 				if err == nil && job.reserved(obj.Key) {
 					continue
 				}
@@ -212,19 +215,36 @@ func readMeta(ctx context.Context, b backends.Bucket, obj backends.ObjectInfo, i
 	return m, nil
 }
 
-// latestAt yields the objects under prefix: the current ones, or with asOf
-// set, per key the newest version stored at or before asOf that is not a
-// delete marker.
-func latestAt(ctx context.Context, b backends.Bucket, prefix string, asOf time.Time) iter.Seq2[backends.ObjectInfo, error] {
+// latestAt yields the objects under prefix in rng: the current ones, or
+// with asOf set, per key the newest version stored at or before asOf that
+// is not a delete marker.
+func latestAt(ctx context.Context, b backends.Bucket, prefix string, asOf time.Time, rng KeyRange) iter.Seq2[backends.ObjectInfo, error] {
 	if asOf.IsZero() {
-		return b.List(ctx, backends.ListOptions{Prefix: prefix})
+		return func(yield func(backends.ObjectInfo, error) bool) {
+			for obj, err := range b.List(ctx, backends.ListOptions{Prefix: prefix, StartAfter: rng.After}) {
+				if err == nil && rng.Past(obj.Key) {
+					return
+				}
+				if !yield(obj, err) {
+					return
+				}
+			}
+		}
 	}
 	return func(yield func(backends.ObjectInfo, error) bool) {
 		var key string // the key whose version at asOf was decided
+		// A version listing cannot start after a key (ListOptions), so
+		// the keys before the range are read and passed over.
 		for v, err := range b.List(ctx, backends.ListOptions{Prefix: prefix, Versions: true}) {
 			if err != nil {
 				yield(backends.ObjectInfo{}, err)
 				return
+			}
+			if rng.Past(v.Key) {
+				return
+			}
+			if !rng.Contains(v.Key) {
+				continue
 			}
 			if v.VersionID == "" {
 				// An unversioned object keeps no past: a state at asOf

@@ -215,12 +215,38 @@ func metaOf(info backends.ObjectInfo) crypto.Meta {
 
 // commit records the replica in the index and removes the queue item in one
 // journal transaction, after the destination confirmed the write.
+//
+// In a sync the worker does not wait for it: the transaction goes to the
+// journal's group commit while the worker copies its next object, so the
+// fsyncs are off every object's critical path (S copies 16 KiB objects in
+// about the time of their GET and PUT). Until it lands, the change stays
+// queued: a crash in between copies the object again, as a crash between
+// a PUT and its commit always did. The run waits for every commit before it
+// reports (r.pending); a failed one counts as a failure of the object.
+// watch commits before its worker takes the next change of the key.
 func (r *run) commit(c journal.Change, src backends.ObjectInfo, destKey string, dest backends.ObjectInfo, size int64) error {
-	err := r.jb.Complete(c, journal.Record{
+	rec := journal.Record{
 		SourceETag: src.ETag, SourceVersion: src.VersionID, Size: src.Size, MTime: src.LastModified,
 		DestKey: destKey, DestETag: dest.ETag, DestVersion: dest.VersionID, ReplicatedAt: time.Now().UTC(),
 		Format: r.format(),
-	})
+	}
+	if r.kick != nil {
+		return r.committed(c, src, size, r.jb.Complete(c, rec))
+	}
+	r.pending.Add(1)
+	r.commits <- struct{}{}
+	go func() {
+		defer r.pending.Done()
+		defer func() { <-r.commits }()
+		if err := r.committed(c, src, size, r.jb.Complete(c, rec)); err != nil {
+			r.failChange(c, err)
+		}
+	}()
+	return nil
+}
+
+// committed counts a replica whose journal commit returned err.
+func (r *run) committed(c journal.Change, src backends.ObjectInfo, size int64, err error) error {
 	if err != nil {
 		return err
 	}

@@ -86,6 +86,9 @@ type Job struct {
 	// Retention, when set, puts every replica written under object-lock
 	// retention; the destination bucket must have object lock enabled.
 	Retention *Retention
+	// Shard, when set, limits sync to one shard's source keys: its
+	// listing, copies, deletes and stale uploads.
+	Shard *JobShard
 }
 
 // Retention is the object-lock retention of a job's replicas: each

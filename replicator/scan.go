@@ -3,6 +3,7 @@ package replicator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/voyageur-ca/voyageur/backends"
@@ -19,9 +20,12 @@ const indexPage = 1000
 type indexCursor struct {
 	jb     *journal.Job
 	prefix string
-	page   []journal.IndexEntry
-	pos    int
-	done   bool
+	// rng bounds the keys walked: a shard's index entries outside its
+	// range are not its business.
+	rng  KeyRange
+	page []journal.IndexEntry
+	pos  int
+	done bool
 }
 
 func (c *indexCursor) peek() (*journal.IndexEntry, error) {
@@ -31,13 +35,20 @@ func (c *indexCursor) peek() (*journal.IndexEntry, error) {
 	if c.done {
 		return nil, nil
 	}
-	after := ""
+	after := c.rng.After
 	if len(c.page) > 0 {
 		after = c.page[len(c.page)-1].Key
 	}
 	page, err := c.jb.IndexRange(c.prefix, after, indexPage)
 	if err != nil {
 		return nil, err
+	}
+	if c.rng.Bounded {
+		n, found := slices.BinarySearchFunc(page, c.rng.Upto, func(e journal.IndexEntry, k string) int { return strings.Compare(e.Key, k) })
+		if found {
+			n++ // upto is in the range
+		}
+		page = page[:n]
 	}
 	c.page, c.pos = page, 0
 	if len(page) == 0 {
@@ -54,7 +65,8 @@ func (c *indexCursor) next() { c.pos++ }
 // index keys missing from a complete listing become delete candidates.
 // It reports whether the listing completed.
 func (r *run) scan(ctx context.Context) (bool, error) {
-	idx := &indexCursor{jb: r.jb, prefix: r.job.SourcePrefix}
+	rng := r.keyRange()
+	idx := &indexCursor{jb: r.jb, prefix: r.job.SourcePrefix, rng: rng}
 	dels, err := r.newDeletePlan()
 	if err != nil {
 		return false, err
@@ -84,10 +96,13 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 	}
 
 	listed := 0
-	for obj, lerr := range r.job.Source.List(ctx, backends.ListOptions{Prefix: r.job.SourcePrefix}) {
+	for obj, lerr := range r.job.Source.List(ctx, backends.ListOptions{Prefix: r.job.SourcePrefix, StartAfter: rng.After}) {
 		if lerr != nil {
 			err = fmt.Errorf("list source %s/%s: %w", r.job.Source.Name(), r.job.SourcePrefix, lerr)
 			break
+		}
+		if rng.Past(obj.Key) {
+			break // the next shard's keys
 		}
 		var rec *journal.IndexEntry
 		for {

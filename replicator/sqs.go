@@ -56,6 +56,12 @@ type SQS struct {
 	// AccessKey and SecretKey are static credentials; when empty, the AWS
 	// default credential chain applies.
 	AccessKey, SecretKey string
+	// CAFile is a PEM bundle of extra trusted CAs, and Timeouts bound the
+	// client's connections, as for the source endpoint's S3 client (a
+	// private CA, a TLS-inspecting proxy). The response and idle timeouts
+	// are raised to outlast a long poll.
+	CAFile   string
+	Timeouts backends.Timeouts
 	// WaitSeconds is the long-poll wait, 1..20; 0 means 20.
 	WaitSeconds int32
 	// Logger receives warnings; nil discards them.
@@ -74,6 +80,9 @@ const (
 	sqsDeleteTime   = 10 * time.Second
 	sqsBackoffFirst = time.Second // the wait after one failure, doubling
 	sqsBackoffMax   = time.Minute // with every consecutive one up to this
+	// sqsPollMargin is how much longer than the long-poll wait the
+	// response may take.
+	sqsPollMargin = 10 * time.Second
 )
 
 // Name returns "sqs".
@@ -212,7 +221,16 @@ func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
 		endpoint = e.String()
 	}
 
-	tr, err := backends.NewTransport("", backends.Timeouts{})
+	// A long poll holds back the response headers, and every byte, for up
+	// to wait seconds.
+	timeouts := s.Timeouts
+	poll := time.Duration(wait)*time.Second + sqsPollMargin
+	for _, d := range []*time.Duration{&timeouts.Response, &timeouts.Idle} {
+		if *d != 0 && *d < poll {
+			*d = poll
+		}
+	}
+	tr, err := backends.NewTransport(s.CAFile, timeouts)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqs: %w", err)
 	}
@@ -220,7 +238,7 @@ func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
 	// since handing a custom one to the config loader breaks
 	// $AWS_CA_BUNDLE; the loader's own client serves the credential
 	// providers.
-	var opts []func(*config.LoadOptions) error
+	opts := []func(*config.LoadOptions) error{config.WithLogger(backends.SDKLogger(s.Logger))}
 	if region := cmp.Or(s.Region, queueRegion(u.Host)); region != "" {
 		opts = append(opts, config.WithRegion(region))
 	}

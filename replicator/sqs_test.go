@@ -7,10 +7,15 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/integration/sqsserver"
 	"github.com/voyageur-ca/voyageur/journal"
 )
@@ -342,5 +348,91 @@ func TestQueueRegion(t *testing.T) {
 		if got := queueRegion(host); got != want {
 			t.Errorf("queueRegion(%q) = %q, want %q", host, got, want)
 		}
+	}
+}
+
+// tlsSQS is an SQS endpoint over TLS speaking the JSON protocol: it hands
+// out one message holding awsPut, then answers nothing until the request
+// ends (hang) or with an empty receive after a while.
+func tlsSQS(t *testing.T, hang bool) *httptest.Server {
+	t.Helper()
+	var served atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		// Read to the end, so that the server notices a client that gives up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		rw.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		switch r.Header.Get("X-Amz-Target") {
+		case "AmazonSQS.ReceiveMessage":
+			if hang {
+				<-r.Context().Done()
+				return
+			}
+			if served.CompareAndSwap(false, true) {
+				body, _ := json.Marshal(awsPut)
+				fmt.Fprintf(rw, `{"Messages":[{"MessageId":"m1","ReceiptHandle":"r1","Body":%s}]}`, body)
+				return
+			}
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Second):
+			}
+			io.WriteString(rw, `{"Messages":[]}`)
+		case "AmazonSQS.DeleteMessageBatch":
+			io.WriteString(rw, `{"Successful":[{"Id":"0"}],"Failed":[]}`)
+		default:
+			http.Error(rw, "unknown target", http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestSQSEndpointTLSAndTimeouts: the client Run builds trusts the CA file
+// it is given (and not without it), and its timeouts apply, raised to
+// outlast the long poll.
+func TestSQSEndpointTLSAndTimeouts(t *testing.T) {
+	srv := tlsSQS(t, false)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const queue = "https://sqs.ca-central-1.amazonaws.com/123456789012/ledgers"
+	source := func(srvURL, caFile string, timeouts backends.Timeouts, logs *syncBuffer) *SQS {
+		return &SQS{QueueURL: queue, Endpoint: srvURL, AccessKey: "test-access", SecretKey: "test-secret", WaitSeconds: 1,
+			CAFile: caFile, Timeouts: timeouts, Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	}
+
+	logs := &syncBuffer{}
+	fake := &fakeIntake{}
+	stop := runSource(t, source(srv.URL, "", backends.Timeouts{}, logs), fake.intake, func() {})
+	eventually(t, "a certificate error without the CA file", func() bool { return strings.Contains(logs.String(), "certificate") })
+	stop()
+	if calls, _ := fake.snapshot(); calls != 0 {
+		t.Errorf("intake called %d times through an untrusted certificate", calls)
+	}
+
+	fake = &fakeIntake{}
+	stop = runSource(t, source(srv.URL, ca, backends.Timeouts{}, &syncBuffer{}), fake.intake, func() {})
+	eventually(t, "the event through the trusted endpoint", func() bool {
+		_, events := fake.snapshot()
+		return len(events) == 1 && events[0].Key == wantAWSPut.Key
+	})
+	stop()
+
+	// A response timeout of 1s is raised to the poll plus its margin
+	// (11s): then the stalled receive fails as a timeout, and is retried.
+	hung := tlsSQS(t, true)
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hung.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs = &syncBuffer{}
+	stop = runSource(t, source(hung.URL, ca, backends.Timeouts{Response: time.Second}, logs), (&fakeIntake{}).intake, func() {})
+	defer stop()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(logs.String(), "timeout awaiting response headers") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no response timeout from a stalled endpoint:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -29,6 +29,10 @@ var ErrTooManyDeletes = errors.New("too many deletes")
 // enough to amortize fsync, small enough to start copying early.
 const enqueueBatch = 256
 
+// maxCommits bounds the journal commits a sync leaves in flight while its
+// workers go on copying: a few batches' worth.
+const maxCommits = 1024
+
 type run struct {
 	job  Job
 	j    *journal.Journal
@@ -45,8 +49,12 @@ type run struct {
 	// readLimit paces source reads; nil: no limit.
 	readLimit *rate.Limiter
 
-	work    chan journal.Change
+	work chan journal.Change
+	// pending counts the changes handed to workers and the journal commits
+	// still in flight.
 	pending sync.WaitGroup
+	// commits bounds the journal commits in flight.
+	commits chan struct{}
 	// kick, in watch mode, wakes the watcher's dispatcher instead of
 	// handing changes to this run's workers.
 	kick func()
@@ -97,6 +105,7 @@ func Sync(ctx context.Context, j *journal.Journal, job Job, opts Options) (Summa
 	complete, err := r.run(ctx)
 	close(r.work)
 	workers.Wait()
+	r.pending.Wait() // the journal commits still in flight
 	if err == nil && ctx.Err() != nil {
 		// Interrupted after the listing: work was abandoned, not done.
 		complete, err = false, ctx.Err()
@@ -146,6 +155,7 @@ func newRun(j *journal.Journal, job Job, opts Options) (*run, error) {
 		pipelines:  semaphore.NewWeighted(job.Transfer.Memory),
 		readLimit:  newLimiter(job.Transfer.ReadBandwidth),
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
+		commits:    make(chan struct{}, maxCommits),
 		failedKeys: map[string]bool{},
 		fpKey:      fpKey,
 		fpFormat:   fpFormat,
@@ -171,7 +181,10 @@ func (r *run) run(ctx context.Context) (complete bool, err error) {
 // stops the run at its first request with one error, not one per object,
 // and never passes as a run with nothing to do.
 func (r *run) prepare(ctx context.Context) error {
-	if err := r.checkTarget(); err != nil {
+	if err := r.checkTarget(ctx); err != nil {
+		return err
+	}
+	if err := r.checkShard(); err != nil {
 		return err
 	}
 	if err := r.checkRetention(ctx); err != nil {
@@ -280,7 +293,7 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 			}
 			return fmt.Errorf("destination %s: %w", r.job.Dest.Name(), err)
 		}
-		if known[up.UploadID] {
+		if known[up.UploadID] || !r.ownsUpload(up.Key) {
 			continue
 		}
 		if r.opts.DryRun {
@@ -295,6 +308,20 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ownsUpload reports whether this run may abort an upload to destKey: a
+// shard aborts only its own keys' uploads, since the others' checkpoints
+// are in journals it cannot see. Hashed names do not tell the source key,
+// so a sharded run leaves them all (see docs/scaling.md).
+func (r *run) ownsUpload(destKey string) bool {
+	if r.job.Shard == nil {
+		return true
+	}
+	if e := r.job.Encryption; e != nil && e.HashedNames {
+		return false
+	}
+	return r.keyRange().Contains(r.job.SourcePrefix + strings.TrimPrefix(destKey, r.job.DestPrefix))
 }
 
 func (r *run) noteQueued(size int64) {
@@ -331,6 +358,13 @@ func (r *run) process(ctx context.Context, c journal.Change) error {
 		// Interrupted: the change stays queued as it was for the next run.
 		return nil
 	}
+	r.failChange(c, err)
+	return err
+}
+
+// failChange counts a change that failed and records the failure in the
+// journal, where the change stays queued with its attempt counted.
+func (r *run) failChange(c journal.Change, err error) {
 	r.noteFailure(c.Key, c.Op.String(), err)
 	r.noteDone(0)
 	if o := r.opts.Observer; o != nil {
@@ -342,7 +376,6 @@ func (r *run) process(ctx context.Context, c journal.Change) error {
 	if ferr := r.jb.Fail(c, err); ferr != nil {
 		r.log.Error("could not record failure in journal", "key", c.Key, "err", ferr)
 	}
-	return err
 }
 
 // failedEarlier reports whether key failed earlier in this run.

@@ -37,6 +37,9 @@ type VerifyOptions struct {
 	// an identity; and its record says which source state it is a copy of.
 	Journal *journal.Job
 	Logger  *slog.Logger
+	// Range, when set, limits verify to one shard's destination keys, and
+	// to the source keys whose replicas they are.
+	Range KeyRange
 }
 
 // VerifyReport lists how the replica differs from the source.
@@ -89,18 +92,32 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 	deep := !enc || len(opts.Identities) > 0
 	rep.JournalChecked = opts.Journal != nil
 	v := &verifier{job: job, opts: opts}
-	replicas, unreadable, err := collectReplicas(ctx, job, opts.Identities)
+	hashed := enc && job.Encryption.HashedNames
+	if hashed && job.Encryption.NameSecret == nil && opts.Range != (KeyRange{}) {
+		return rep, fmt.Errorf("verify %s by shard: with hashed names, telling which source keys a shard holds needs the name secret (name_secret_file)", job.Name)
+	}
+	replicas, unreadable, err := collectReplicas(ctx, job, opts.Identities, opts.Range)
 	if err != nil {
 		return rep, err
 	}
 	rep.Replica = len(replicas) + len(unreadable)
+	// Plain names keep the source order: the shard's source keys are its
+	// destination range moved to the source prefix. Hashed names scatter
+	// them, so the whole source is listed and the others' keys passed over.
+	srcRange := KeyRange{}
+	if !hashed && opts.Range != (KeyRange{}) {
+		srcRange = opts.Range.Mapped(job.DestPrefix, job.SourcePrefix)
+	}
 	matched := map[string]replicaFacts{} // source key → replica, for the deep check
 	var suspects []string                // keys the deep check must include
-	for src, err := range job.Source.List(ctx, backends.ListOptions{Prefix: job.SourcePrefix}) {
+	for src, err := range job.Source.List(ctx, backends.ListOptions{Prefix: job.SourcePrefix, StartAfter: srcRange.After}) {
 		if err != nil {
 			return rep, fmt.Errorf("list source %s/%s: %w", job.Source.Name(), job.SourcePrefix, err)
 		}
-		if !job.Filter.Match(strings.TrimPrefix(src.Key, job.SourcePrefix)) {
+		if srcRange.Past(src.Key) {
+			break
+		}
+		if !job.Filter.Match(strings.TrimPrefix(src.Key, job.SourcePrefix)) || !opts.Range.Contains(job.destKey(src.Key)) {
 			continue
 		}
 		rep.Source++
@@ -192,12 +209,15 @@ func Verify(ctx context.Context, job Job, opts VerifyOptions) (VerifyReport, err
 // (replicaKey): the original key, or without identities for hashed names,
 // the destination key. Replicas whose META cannot be read are returned
 // apart, by destination key; an identity that opens none stops it.
-func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[string]replicaFacts, map[string]error, error) {
+func collectReplicas(ctx context.Context, job Job, ids []age.Identity, rng KeyRange) (map[string]replicaFacts, map[string]error, error) {
 	out, unreadable := map[string]replicaFacts{}, map[string]error{}
 	if job.Encryption != nil && job.Encryption.HashedNames && len(ids) == 0 {
-		for o, err := range job.Dest.List(ctx, backends.ListOptions{Prefix: job.DestPrefix}) {
+		for o, err := range job.Dest.List(ctx, backends.ListOptions{Prefix: job.DestPrefix, StartAfter: rng.After}) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("list replica %s/%s: %w", job.Dest.Name(), job.DestPrefix, err)
+			}
+			if rng.Past(o.Key) {
+				break
 			}
 			if job.reserved(o.Key) {
 				continue
@@ -206,7 +226,7 @@ func collectReplicas(ctx context.Context, job Job, ids []age.Identity) (map[stri
 		}
 		return out, unreadable, nil
 	}
-	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids, Concurrency: job.Transfer.Concurrency}) {
+	for r, err := range Catalog(ctx, job, CatalogOptions{Identities: ids, Concurrency: job.Transfer.Concurrency, Range: rng}) {
 		if err != nil && r.DestKey == "" {
 			return nil, nil, err
 		}

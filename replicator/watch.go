@@ -141,6 +141,9 @@ func (w *watcher) intake(_ context.Context, events []Event) error {
 		if !strings.HasPrefix(e.Key, job.SourcePrefix) || !job.Filter.Match(strings.TrimPrefix(e.Key, job.SourcePrefix)) {
 			continue
 		}
+		if !w.r.keyRange().Contains(e.Key) {
+			continue // another shard's: its own queue has the event too
+		}
 		if e.Op == journal.OpDelete && job.Deletes != DeletesPropagate {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,8 +26,12 @@ import (
 // <Token>", 400 for a malformed message, 413 past 10 MiB, 503 when Intake
 // failed. GET and HEAD answer 200 "ok" without authentication, for probes.
 // A message that was authorized but not recorded (400, 413, 503) calls gap,
-// since a sender that does not retry loses its events. Neither the token nor
-// message bodies are ever logged.
+// since a sender that does not retry loses its events; those calls are
+// rate-limited to one per minute (webhookGapEvery), the last one delayed
+// rather than dropped, so that a flood of bad messages costs at most one
+// reconcile scan (a full source listing) a minute and the last gap is still
+// followed by one. The scheme "Bearer" matches in any case, as HTTP
+// requires. Neither the token nor message bodies are ever logged.
 type Webhook struct {
 	// Addr is the host:port to listen on, such as "127.0.0.1:8088". A
 	// non-loopback address without a Token is allowed, with a warning.
@@ -49,6 +54,9 @@ const (
 	webhookGrace = 5 * time.Second
 	// webhookRetryAfter is the Retry-After of a 503, in seconds.
 	webhookRetryAfter = "5"
+	// webhookGapEvery is the least time between two gaps the webhook
+	// reports.
+	webhookGapEvery = time.Minute
 )
 
 // Name returns "webhook".
@@ -82,7 +90,9 @@ func (w *Webhook) serve(ctx context.Context, ln net.Listener, intake Intake, gap
 	// that an intake under way can still record what it received.
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
-	h := &webhookHandler{token: w.Token, intake: intake, gap: gap, log: log}
+	gaps := newGapLimiter(gap, webhookGapEvery, time.Now, time.AfterFunc)
+	defer gaps.stop()
+	h := &webhookHandler{token: w.Token, intake: intake, gap: gaps.call, log: log}
 	srv := &http.Server{
 		Handler:           h,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -221,9 +231,67 @@ func (h *webhookHandler) authorized(r *http.Request) bool {
 	if h.token == "" {
 		return true
 	}
-	got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-	want := sha256.Sum256([]byte("Bearer " + h.token))
-	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	got := sha256.Sum256([]byte(token))
+	want := sha256.Sum256([]byte(h.token))
+	return strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// gapLimiter passes on calls to gap at most once per every: a call within
+// every of the last one passed is held and passed when every has elapsed,
+// and further calls meanwhile join it.
+type gapLimiter struct {
+	gap   func()
+	every time.Duration
+	now   func() time.Time
+	after func(time.Duration, func()) *time.Timer
+
+	mu      sync.Mutex
+	last    time.Time   // when gap was last called
+	pending *time.Timer // a held call, when not nil
+	stopped bool
+}
+
+func newGapLimiter(gap func(), every time.Duration, now func() time.Time, after func(time.Duration, func()) *time.Timer) *gapLimiter {
+	return &gapLimiter{gap: gap, every: every, now: now, after: after}
+}
+
+func (g *gapLimiter) call() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped || g.pending != nil {
+		return
+	}
+	now := g.now()
+	if wait := g.last.Add(g.every).Sub(now); !g.last.IsZero() && wait > 0 {
+		g.pending = g.after(wait, g.fire)
+		return
+	}
+	g.last = now
+	g.gap()
+}
+
+// fire passes a held call.
+func (g *gapLimiter) fire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pending = nil
+	if g.stopped {
+		return
+	}
+	g.last = g.now()
+	g.gap()
+}
+
+// stop drops a held call: the webhook stopped, and the next watch starts
+// with a reconcile scan anyway.
+func (g *gapLimiter) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
+	if g.pending != nil {
+		g.pending.Stop()
+	}
 }
 
 // unavailable answers 503 with a Retry-After.

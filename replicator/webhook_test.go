@@ -362,3 +362,73 @@ func TestWebhookWarnsWithoutTokenBeyondLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookBearerAnyCase: the auth scheme matches case-insensitively
+// (RFC 9110); the token itself does not.
+func TestWebhookBearerAnyCase(t *testing.T) {
+	fake := &fakeIntake{}
+	h := &webhookHandler{token: webhookToken, intake: fake.intake, gap: func() {}, log: slog.New(slog.DiscardHandler)}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for auth, want := range map[string]int{
+		"bearer " + webhookToken:                  http.StatusOK,
+		"BEARER " + webhookToken:                  http.StatusOK,
+		"Bearer " + strings.ToUpper(webhookToken): http.StatusUnauthorized,
+		"Basic " + webhookToken:                   http.StatusUnauthorized,
+		"bearer":                                  http.StatusUnauthorized,
+	} {
+		if got, body := postEvents(t, srv.URL, auth, minioWebhook); got != want {
+			t.Errorf("Authorization %q: status %d (%s), want %d", strings.Replace(auth, webhookToken, "TOKEN", 1), got, body, want)
+		}
+	}
+}
+
+// fakeClock is the clock and timers of a gapLimiter under test: time
+// moves only when told, and held calls fire only when the test fires them.
+type fakeClock struct {
+	now  time.Time
+	held []func()
+}
+
+func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) *time.Timer {
+	c.held = append(c.held, f)
+	return time.AfterFunc(time.Hour, func() {}) // only for Stop
+}
+
+// TestWebhookGapsRateLimited: 200 malformed messages report one gap at
+// once and hold one more for when the minute has passed: one reconcile
+// scan a minute at most, and still one after the last gap.
+func TestWebhookGapsRateLimited(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	var gaps atomic.Int32
+	limiter := newGapLimiter(func() { gaps.Add(1) }, webhookGapEvery, clock.Now, clock.AfterFunc)
+	defer limiter.stop()
+	h := &webhookHandler{token: webhookToken, intake: (&fakeIntake{}).intake, gap: limiter.call, log: slog.New(slog.DiscardHandler)}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	for range 200 {
+		if code, _ := postEvents(t, srv.URL, "Bearer "+webhookToken, "{not json"); code != http.StatusBadRequest {
+			t.Fatalf("malformed message: status %d, want 400", code)
+		}
+	}
+	if g := gaps.Load(); g != 1 || len(clock.held) != 1 {
+		t.Fatalf("200 malformed messages: %d gaps reported, %d held; want 1 and 1", g, len(clock.held))
+	}
+	clock.now = clock.now.Add(webhookGapEvery)
+	clock.held[0]()
+	if g := gaps.Load(); g != 2 {
+		t.Errorf("after the minute: %d gaps, want 2 (the held one)", g)
+	}
+	// Quiet since: nothing more is reported or held.
+	clock.now = clock.now.Add(10 * webhookGapEvery)
+	if g := gaps.Load(); g != 2 || len(clock.held) != 1 {
+		t.Errorf("no more messages: %d gaps, %d held; want 2 and 1", g, len(clock.held))
+	}
+	// A gap long after the last one is reported at once.
+	postEvents(t, srv.URL, "Bearer "+webhookToken, "{not json")
+	if g := gaps.Load(); g != 3 || len(clock.held) != 1 {
+		t.Errorf("a gap after a quiet spell: %d gaps, %d held; want 3 and 1", g, len(clock.held))
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -54,6 +55,9 @@ type Config struct {
 	// HTTPClient replaces the tuned client New builds (tests); CAFile is
 	// then ignored.
 	HTTPClient *http.Client
+	// Logger receives the SDK's own log lines (see backends.SDKLogger);
+	// nil discards them.
+	Logger *slog.Logger
 }
 
 // Bucket is a backends.Bucket on one S3 bucket. It is safe for concurrent use.
@@ -102,7 +106,7 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	// handing a custom client to the config loader breaks $AWS_CA_BUNDLE
 	// ("unable to add custom RootCAs HTTPClient"), while the loader's own
 	// client still serves the credential providers (STS, SSO, IMDS).
-	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(region), config.WithLogger(backends.SDKLogger(cfg.Logger))}
 	if cfg.AccessKey != "" {
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))

@@ -51,7 +51,7 @@ func openBucket(ctx context.Context, cfg *Config, loc Location, log *slog.Logger
 	case "aws", "s3":
 		b, err = s3.New(ctx, s3.Config{
 			Bucket: loc.Bucket, Region: ep.Region, URL: ep.URL, PathStyle: ep.PathStyle,
-			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: timeouts,
+			AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, CAFile: ep.CAFile, Timeouts: timeouts, Logger: log,
 		})
 	case "minio", "ovh":
 		mc, cerr := ep.minioConfig(loc.Bucket)

@@ -107,18 +107,15 @@ type Encryption struct {
 // mapping form.
 type encryptionFields Encryption
 
-// UnmarshalYAML takes `none`, or a mapping whose fields are checked
-// strictly like the rest of the file.
+// UnmarshalYAML takes `none`, or a mapping (whose fields checkFields
+// checked).
 func (e *Encryption) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		if n.Value != "none" {
-			return fmt.Errorf("line %d: encryption: %q (use none, or a mapping with recipients)", n.Line, n.Value)
+			return fmt.Errorf("%q (use none, or a mapping with recipients)", n.Value)
 		}
 		*e = Encryption{None: true, line: n.Line}
 		return nil
-	}
-	if err := checkKnownFields(n, reflect.TypeFor[encryptionFields](), "encryption"); err != nil {
-		return err
 	}
 	var f encryptionFields
 	if err := n.Decode(&f); err != nil {
@@ -144,11 +141,8 @@ type Retention struct {
 // retentionFields is Retention without its UnmarshalYAML.
 type retentionFields Retention
 
-// UnmarshalYAML checks the fields strictly and keeps the line.
+// UnmarshalYAML keeps the line (checkFields checked the fields).
 func (r *Retention) UnmarshalYAML(n *yaml.Node) error {
-	if err := checkKnownFields(n, reflect.TypeFor[retentionFields](), "retention"); err != nil {
-		return err
-	}
 	var f retentionFields
 	if err := n.Decode(&f); err != nil {
 		return err
@@ -191,11 +185,11 @@ type EventConfig struct {
 // Duration is a time span written as 90s, 15m, 1h or 1h30m.
 type Duration time.Duration
 
-// UnmarshalYAML parses the duration and names the line when it is bad.
+// UnmarshalYAML parses the duration; checkFields adds the field and line.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration (examples: 90s, 15m, 1h)", n.Line, n.Value)
+		return fmt.Errorf("%q is not a duration (examples: 90s, 15m, 1h)", n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -241,14 +235,15 @@ func ParseLocation(s string) (Location, error) {
 	return Location{Endpoint: ep, Bucket: bucket, Prefix: prefix}, nil
 }
 
-// UnmarshalYAML parses the location and keeps its line for later errors.
+// UnmarshalYAML parses the location and keeps its line for later errors;
+// checkFields adds the field and line to an error.
 func (l *Location) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: expected ENDPOINT:BUCKET[/PREFIX]", n.Line)
+		return errors.New("expected ENDPOINT:BUCKET[/PREFIX]")
 	}
 	loc, err := ParseLocation(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err
 	}
 	loc.line = n.Line
 	*l = loc
@@ -286,11 +281,11 @@ func ParseSize(s string) (Size, error) {
 	return Size(v * mult), nil
 }
 
-// UnmarshalYAML parses the size and names the line when it is bad.
+// UnmarshalYAML parses the size; checkFields adds the field and line.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err
 	}
 	*s = v
 	return nil
@@ -403,22 +398,49 @@ func parseConfig(raw []byte, secretsOptional bool) (*Config, error) {
 		return nil, errors.New("the file is empty")
 	}
 	doc := root.Content[0]
-	if err := checkKnownFields(doc, reflect.TypeFor[Config](), ""); err != nil {
+	written := map[string]string{}
+	if err := expandEnv(doc, secretsOptional, "", "", written); err != nil {
 		return nil, err
 	}
-	if err := expandEnv(doc, secretsOptional, ""); err != nil {
-		return nil, err
+	// From here on, an error may quote a value expanded from ${VAR}.
+	if err := checkFields(doc, reflect.TypeFor[Config](), ""); err != nil {
+		return nil, redact(err, written)
 	}
 	var cfg Config
 	if err := doc.Decode(&cfg); err != nil {
-		return nil, cleanYAMLError(err)
+		return nil, redact(cleanYAMLError(err), written)
 	}
 	recordLines(doc, &cfg)
 	if err := cfg.validate(); err != nil {
-		return nil, err
+		return nil, redact(err, written)
 	}
 	return &cfg, nil
 }
+
+// redact replaces, in a configuration error, every value expanded from
+// ${VAR} by the text written in the file: an error names the field and
+// the variable, never what the environment holds (a secret pasted in the
+// wrong variable, a region that is a password). Short values are replaced
+// only where quoted, so that "line 1" stays readable.
+func redact(err error, written map[string]string) error {
+	msg := err.Error()
+	values := sortedKeys(written)
+	// Longest first: a value inside another is replaced after it.
+	sort.SliceStable(values, func(a, b int) bool { return len(values[a]) > len(values[b]) })
+	for _, v := range values {
+		msg = strings.ReplaceAll(msg, strconv.Quote(v), strconv.Quote(written[v]))
+		if len(v) >= minRedacted {
+			msg = strings.ReplaceAll(msg, v, written[v])
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return errors.New(msg)
+}
+
+// minRedacted is the shortest expanded value redact replaces unquoted.
+const minRedacted = 4
 
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
@@ -426,20 +448,43 @@ func cleanYAMLError(err error) error {
 	return errors.New(msg)
 }
 
-// checkKnownFields walks the document and rejects mapping keys that have no
-// matching yaml tag, naming the field path and line.
-func checkKnownFields(n *yaml.Node, t reflect.Type, path string) error {
+// lineRE is the "line N: " yaml starts its decode errors with.
+var lineRE = regexp.MustCompile(`^line \d+: `)
+
+// checkFields walks the document and rejects mapping keys that have no
+// matching yaml tag and values that do not decode into their field (a
+// size, a duration, a number), naming the field path and line.
+func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	// The blocks with their own UnmarshalYAML: the mapping form is checked
+	// like any struct.
+	switch {
+	case t == reflect.TypeFor[Encryption]() && n.Kind == yaml.MappingNode:
+		t = reflect.TypeFor[encryptionFields]()
+	case t == reflect.TypeFor[Retention]():
+		t = reflect.TypeFor[retentionFields]()
+	}
+	_, custom := reflect.PointerTo(t).MethodByName("UnmarshalYAML")
+	if custom || n.Kind == yaml.ScalarNode {
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			msg := lineRE.ReplaceAllString(cleanYAMLError(err).Error(), "")
+			switch t.Kind() {
+			case reflect.Int:
+				msg = fmt.Sprintf("%q is not a whole number", n.Value)
+			case reflect.Bool:
+				msg = fmt.Sprintf("%q is not true or false", n.Value)
+			}
+			return fmt.Errorf("line %d: %s: %s", n.Line, orRoot(path), msg)
+		}
+		return nil
+	}
 	switch t.Kind() {
 	case reflect.Struct:
-		if _, custom := reflect.PointerTo(t).MethodByName("UnmarshalYAML"); custom {
-			return nil
-		}
 		if n.Kind != yaml.MappingNode {
 			return fmt.Errorf("line %d: %s: expected a mapping", n.Line, orRoot(path))
 		}
@@ -456,7 +501,7 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, path string) error {
 			if !ok {
 				return fmt.Errorf("line %d: unknown field %q in %s (known: %s)", k.Line, k.Value, orRoot(path), strings.Join(sortedKeys(fields), ", "))
 			}
-			if err := checkKnownFields(v, ft, join(path, k.Value)); err != nil {
+			if err := checkFields(v, ft, join(path, k.Value)); err != nil {
 				return err
 			}
 		}
@@ -465,7 +510,7 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, path string) error {
 			return fmt.Errorf("line %d: %s: expected a mapping", n.Line, orRoot(path))
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkKnownFields(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
+			if err := checkFields(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)); err != nil {
 				return err
 			}
 		}
@@ -474,7 +519,7 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, path string) error {
 			return fmt.Errorf("line %d: %s: expected a list", n.Line, orRoot(path))
 		}
 		for i, c := range n.Content {
-			if err := checkKnownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := checkFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
@@ -509,11 +554,13 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${VAR} in scalar values (never in keys). An unset
 // variable is an error, except in a secret field (field names the value's
-// key) when secretsOptional, where the reference stays as written; the
-// error never shows values.
-func expandEnv(n *yaml.Node, secretsOptional bool, field string) error {
+// key, path its place) when secretsOptional, where the reference stays as
+// written; the error never shows values. written maps each expanded
+// value to the text the file holds, for redact.
+func expandEnv(n *yaml.Node, secretsOptional bool, field, path string, written map[string]string) error {
 	if n.Kind == yaml.ScalarNode {
 		var missing string
+		raw := n.Value
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
 			name := ref[2 : len(ref)-1]
 			v, ok := os.LookupEnv(name)
@@ -526,19 +573,26 @@ func expandEnv(n *yaml.Node, secretsOptional bool, field string) error {
 			return v
 		})
 		if missing != "" {
-			return fmt.Errorf("line %d: environment variable %s is not set", n.Line, missing)
+			return fmt.Errorf("line %d: %s: environment variable %s is not set", n.Line, orRoot(path), missing)
+		}
+		if n.Value != raw && n.Value != "" {
+			written[n.Value] = raw
 		}
 		return nil
 	}
 	for i, c := range n.Content {
-		key := ""
-		if n.Kind == yaml.MappingNode {
+		key, sub := "", path
+		switch n.Kind {
+		case yaml.MappingNode:
 			if i%2 == 0 {
 				continue
 			}
 			key = n.Content[i-1].Value
+			sub = join(path, key)
+		case yaml.SequenceNode:
+			sub = fmt.Sprintf("%s[%d]", path, i)
 		}
-		if err := expandEnv(c, secretsOptional, key); err != nil {
+		if err := expandEnv(c, secretsOptional, key, sub, written); err != nil {
 			return err
 		}
 	}

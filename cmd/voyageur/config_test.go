@@ -88,12 +88,15 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 	}{
 		{"unknown field", "    deletes: propagate", "    delets: propagate", []string{"line 13", `unknown field "delets"`, "jobs[0]"}},
 		{"unknown nested field", "concurrency: 8,", "concurency: 8,", []string{"line 15", `"concurency"`, "jobs[0].transfer"}},
-		{"bad size", "part_size: 16MiB", "part_size: 16 furlongs", []string{"line 15", "furlongs"}},
+		{"bad size", "part_size: 16MiB", "part_size: 16 furlongs", []string{"line 15", "jobs[0].transfer.part_size", "furlongs"}},
+		{"size in words", "part_size: 16MiB", "part_size: five", []string{"line 15", `jobs[0].transfer.part_size: "five" is not a size`}},
+		{"count in words", "concurrency: 8,", "concurrency: eight,", []string{"line 15", "jobs[0].transfer.concurrency:", "eight"}},
+		{"bad encryption scalar", "    deletes: propagate", "    deletes: propagate\n    encryption: yes-please", []string{"line 14", "jobs[0].encryption:", "use none"}},
 		{"part size too small", "part_size: 16MiB", "part_size: 1MiB", []string{"line 8", "part_size", "5MiB"}},
 		{"missing endpoint", "source: src:fintech", "source: nowhere:fintech", []string{"line 9", "jobs[0].source", `unknown endpoint "nowhere"`}},
-		{"malformed location", "destination: dst:ledgers-replica", "destination: dst-ledgers-replica", []string{"line 10", "ENDPOINT:BUCKET"}},
-		{"bad bucket", "destination: dst:ledgers-replica", "destination: dst:Ledgers_Replica", []string{"line 10", "bucket name"}},
-		{"unset variable", "${VOY_TEST_K}", "${VOY_TEST_UNSET_VAR}", []string{"line 4", "VOY_TEST_UNSET_VAR", "not set"}},
+		{"malformed location", "destination: dst:ledgers-replica", "destination: dst-ledgers-replica", []string{"line 10", "jobs[0].destination:", "ENDPOINT:BUCKET"}},
+		{"bad bucket", "destination: dst:ledgers-replica", "destination: dst:Ledgers_Replica", []string{"line 10", "jobs[0].destination:", "bucket name"}},
+		{"unset variable", "${VOY_TEST_K}", "${VOY_TEST_UNSET_VAR}", []string{"line 4", "endpoints.src.access_key", "VOY_TEST_UNSET_VAR", "not set"}},
 		{"bad type", "type: minio", "type: ceph", []string{"line 5", "endpoints.dst", `"ceph"`}},
 		{"bad ovh region", "region: bhs}", "region: gra}", []string{"line 6", "bhs", "ca-east-tor"}},
 		{"bad deletes", "deletes: propagate", "deletes: sometimes", []string{"line 8", "jobs[0].deletes"}},
@@ -104,7 +107,7 @@ func TestConfigErrorsNameFieldAndLine(t *testing.T) {
 		{"bad glob", `"tmp/**"`, `"tmp/[**"`, []string{"glob", "tmp/[**"}},
 		{"memory below part size", "memory: 256MiB", "memory: 8MiB", []string{"transfer.memory"}},
 		{"not yaml", "jobs:", "jobs: [", []string{"line"}},
-		{"bad timeout", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {idle: soon}}", []string{"line 5", `"soon" is not a duration`}},
+		{"bad timeout", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {idle: soon}}", []string{"line 5", `endpoints.dst.timeouts.idle: "soon" is not a duration`}},
 		{"timeout too short", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {response: 10ms}}", []string{"line 5", "endpoints.dst", "timeouts.response", "10ms"}},
 		{"unknown timeout", "access_key: k, secret_key: s}", "access_key: k, secret_key: s, timeouts: {read: 5s}}", []string{"line 5", `unknown field "read"`, "endpoints.dst.timeouts"}},
 	}
@@ -138,6 +141,29 @@ func TestConfigErrorsNeverShowSecrets(t *testing.T) {
 	for _, s := range []string{"AKIDSECRETVALUE", "verysecretvalue"} {
 		if strings.Contains(err.Error(), s) {
 			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}
+
+// TestConfigErrorsNameVariableNotValue: an error about a value expanded
+// from ${VAR} names the field and the variable, never the value (which may
+// be a secret in the wrong variable).
+func TestConfigErrorsNameVariableNotValue(t *testing.T) {
+	t.Setenv("VOY_TEST_K", "k")
+	t.Setenv("VOY_TEST_S", "s")
+	const value = "dstSecretPassw0rdXYZ"
+	t.Setenv("VOY_TEST_VALUE", value)
+	for _, c := range []struct{ from, to, want string }{
+		{"region: bhs}", `region: "${VOY_TEST_VALUE}"}`, `region "${VOY_TEST_VALUE}"`},
+		{"part_size: 16MiB", `part_size: "${VOY_TEST_VALUE}"`, `jobs[0].transfer.part_size: "${VOY_TEST_VALUE}" is not a size`},
+		{"    deletes: propagate", "    deletes: propagate\n    encryption: {recipients: [\"${VOY_TEST_VALUE}\"], names: plain}", "${VOY_TEST_VALUE}"},
+		{"deletes: propagate", `deletes: "x-${VOY_TEST_VALUE}"`, `"x-${VOY_TEST_VALUE}"`},
+		{"concurrency: 8,", `concurrency: "${VOY_TEST_VALUE}",`, "jobs[0].transfer.concurrency"},
+		{`url: "http://127.0.0.1:9001"`, `url: "ftp://${VOY_TEST_VALUE}"`, `"ftp://${VOY_TEST_VALUE}"`},
+	} {
+		_, err := ParseConfig([]byte(strings.Replace(goodConfig, c.from, c.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), value) || strings.Contains(err.Error(), "Passw0rd") {
+			t.Errorf("%s: error %v; want it to name %s and never show the value", c.to, err, c.want)
 		}
 	}
 }

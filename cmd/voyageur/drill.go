@@ -133,6 +133,7 @@ drill-YYYYMMDDTHHMMSSZ.json and a self-contained .html page there.`,
 	f.IntVar(&o.sample, "sample", 0, "restore a random N objects (default 20, and at least 64 MiB)")
 	f.StringVar(&o.sampleBytes, "sample-bytes", "", "restore random objects until SIZE is sampled (e.g. 1GiB)")
 	f.StringVar(&o.report, "report", "", "write drill-YYYYMMDDTHHMMSSZ.json and .html into DIR")
+	g.addJournalFlag(f)
 	f.BoolVar(&o.json, "json", false, "print the report as one JSON object on stdout")
 	f.BoolVar(&o.history, "history", false, "list the drills stored at the destinations, newest first")
 	_ = cmd.MarkFlagRequired("config")
@@ -177,6 +178,7 @@ func runDrill(ctx context.Context, o drillOptions, g *globals, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	g.applyJournal(cfg)
 	jobs, err := drillJobs(cfg, o.jobs)
 	if err != nil {
 		return err
@@ -324,13 +326,13 @@ func writeDrillSummary(w io.Writer, r drill.Report) {
 				j.ServeVerified, humanBytes(int64(j.ServeBytesPerSecond)))
 		}
 		for _, f := range j.Failed {
-			fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Reason)
+			fmt.Fprintf(w, "  failed %s: %s\n", termSafe(f.Key), termSafe(f.Reason))
 		}
 		for _, h := range j.Custody.HostIdentities {
 			fmt.Fprintf(w, "  identity on this host: %s matches a recipient of the job\n", h.Path)
 		}
 		for _, p := range j.Problems {
-			fmt.Fprintf(w, "  problem: %s\n", p)
+			fmt.Fprintf(w, "  problem: %s\n", termSafe(p))
 		}
 	}
 	verdict := "passed"

@@ -70,6 +70,10 @@ func TestEncryptionConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	pqRecipient := strings.TrimSpace(strings.TrimPrefix(pqOut.String(), "Public key: "))
+	identityFile := filepath.Join(dir, "identity.txt")
+	if err := runKeygen(keygenOptions{output: identityFile}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
 
 	base := `journal: j.db
 endpoints:
@@ -86,7 +90,7 @@ jobs:
 		{`{recipients: ["` + recipient + `"], names: plain, compression: none}`, ""},
 		{`{recipients: ["age1notakey"]}`, `line 8: jobs[0].encryption.recipients[0]: `},
 		{`{recipients: ["` + recipient + `"]}`, "name_secret_file: missing"},
-		{`{recipients: ["` + recipient + `"], name_secret_file: "` + secret + `", colour: red}`, `unknown field "colour" in encryption`},
+		{`{recipients: ["` + recipient + `"], name_secret_file: "` + secret + `", colour: red}`, `unknown field "colour" in jobs[0].encryption`},
 		{`{recipients: ["` + recipient + `"], names: plain, compression: lz4}`, `compression: "lz4"`},
 		{`{recipients: ["` + recipient + `"], names: plain, level: 40}`, `level: 40`},
 		{`{name_secret_file: "` + secret + `"}`, "recipients: none"},
@@ -116,6 +120,7 @@ jobs:
 		`{recipients: ["` + recipient + `"], name_secret_file: "` + filepath.Join(dir, "missing") + `"}`: "missing",
 		`{recipients_file: "` + filepath.Join(dir, "nope.txt") + `", names: plain}`:                      "nope.txt",
 		`{recipients: ["` + recipient + `", "` + pqRecipient + `"], names: plain}`:                       "encryption",
+		`{recipients: ["` + recipient + `"], name_secret_file: "` + identityFile + `"}`:                  "is an age identity, not a name secret",
 	} {
 		err := build(enc)
 		var ce *ConfigError

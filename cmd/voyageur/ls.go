@@ -16,6 +16,7 @@ import (
 type lsOptions struct {
 	config, job, identity, prefix, asOf string
 	json                                bool
+	shard                               shardFlags
 }
 
 func newLsCmd(g *globals) *cobra.Command {
@@ -40,6 +41,7 @@ identity. It reads only the replica: neither the journal nor the source.`,
 	f.StringVar(&o.prefix, "prefix", "", "list only original keys starting with this prefix")
 	f.StringVar(&o.asOf, "as-of", "", "list the replica as it was at this time (RFC 3339)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per line")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -66,6 +68,9 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	if copts.Range, err = o.shard.replicaRange(job); err != nil {
+		return err
+	}
 	if job.Encryption != nil && job.Encryption.HashedNames && len(copts.Identities) == 0 {
 		return configErrorf("job %s hides names (names: hashed): --identity FILE is required to list them", job.Name)
 	}
@@ -88,7 +93,7 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 			return identityHint(err, o.identity)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "voyageur: %s: %v\n", rep.DestKey, err)
+			fmt.Fprintf(stderr, "voyageur: %s: %s\n", termSafe(rep.DestKey), termSafe(err.Error()))
 			failed = true
 			continue
 		}
@@ -101,7 +106,7 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 			continue
 		}
 		writeHeader()
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Size, m.MTime.UTC().Format(time.RFC3339), m.Key)
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Size, m.MTime.UTC().Format(time.RFC3339), termSafe(m.Key))
 	}
 	writeHeader()
 	if err := tw.Flush(); err != nil {

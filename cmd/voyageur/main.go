@@ -43,6 +43,7 @@ type globals struct {
 	verbose   bool
 	quiet     bool
 	logFormat string // text | json
+	journal   string // --journal, on the commands that use one
 }
 
 func (g *globals) logger(w io.Writer) *slog.Logger {
@@ -54,6 +55,9 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 		level = slog.LevelWarn
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	if t, ok := terminal(w); ok {
+		w = t // shared with the progress bar
+	}
 	if g.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -123,8 +127,15 @@ concurrent, checkpointed multipart uploads that resume after a crash.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every object (debug level)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log lines as text (logfmt) or json, on stderr")
-	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
-		newServeCmd(&g), newInitCmd(), newVersionCmd(), newDrillCmd(&g))
+	root.AddCommand(newSyncCmd(&g), newStatusCmd(&g), newForgetCmd(&g), newKeygenCmd(), newRestoreCmd(&g), newLsCmd(&g), newVerifyCmd(&g), newWatchCmd(&g),
+		newServeCmd(&g), newInitCmd(), newVersionCmd(), newDrillCmd(&g), newShardPlanCmd(&g))
+	// cobra's completion command shows its help and exits 0 for a shell it
+	// does not know (tcsh): a usage error is what a script must see.
+	root.InitDefaultCompletionCmd()
+	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
+		comp.Args = cobra.NoArgs
+		comp.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 	for _, c := range root.Commands() {
 		if c.Flags().Lookup("job") != nil {
 			_ = c.RegisterFlagCompletionFunc("job", completeJobs)
@@ -164,7 +175,17 @@ func completeJobs(cmd *cobra.Command, _ []string, _ string) ([]cobra.Completion,
 // openJournal opens the configured journal, failing fast when another run
 // holds it.
 func openJournal(cfg *Config) (*journal.Journal, error) {
-	j, err := journal.Open(cfg.Journal, lockTimeout)
+	return journalError(journal.Open(cfg.Journal, lockTimeout))
+}
+
+// openJournalReadOnly opens the configured journal for a command that only
+// reads it (status, sync --dry-run): nothing is created or changed, and a
+// read-only file will do.
+func openJournalReadOnly(cfg *Config) (*journal.Journal, error) {
+	return journalError(journal.OpenReadOnly(cfg.Journal, lockTimeout))
+}
+
+func journalError(j *journal.Journal, err error) (*journal.Journal, error) {
 	switch {
 	case errors.Is(err, journal.ErrLocked):
 		return nil, fmt.Errorf("%w (is another sync or watch running?)", err)

@@ -108,6 +108,10 @@ func (m *metrics) serve(ctx context.Context, addr string, log *slog.Logger) (sto
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn("metrics listen beyond loopback: anyone who reaches the port can read them (job names, queue depth); give a loopback HOST:PORT such as 127.0.0.1:9464 unless a firewall guards it",
+			"addr", ln.Addr().String())
+	}
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

@@ -12,11 +12,54 @@ import (
 	"github.com/voyageur-ca/voyageur/replicator"
 )
 
+// termOut is a terminal shared by the progress bar and the log lines: a
+// log line first clears the unfinished bar line, and the bar is drawn again
+// after it, so that neither lands in the middle of the other.
+type termOut struct {
+	mu  sync.Mutex
+	w   io.Writer
+	bar string // the bar line shown, "" when none
+}
+
+// terminals holds the termOut of each terminal, so that the logger and the
+// bar of one command share it.
+var terminals sync.Map // *os.File -> *termOut
+
+// terminal returns the termOut of w when w is a terminal.
+func terminal(w io.Writer) (*termOut, bool) {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, false
+	}
+	t, _ := terminals.LoadOrStore(f, &termOut{w: f})
+	return t.(*termOut), true
+}
+
+func (t *termOut) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.bar == "" {
+		return t.w.Write(p)
+	}
+	io.WriteString(t.w, "\r\033[K")
+	n, err := t.w.Write(p)
+	io.WriteString(t.w, t.bar)
+	return n, err
+}
+
+// setBar shows line as the bar; "" clears it.
+func (t *termOut) setBar(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	io.WriteString(t.w, "\r\033[K"+line)
+	t.bar = line
+}
+
 // startProgressBar redraws one status line on w every 250 ms while a job
 // runs, only when w is a terminal; it returns the function that stops it.
 func startProgressBar(w io.Writer, job string, p *replicator.Progress, off bool) (stop func()) {
-	f, ok := w.(*os.File)
-	if off || !ok || !term.IsTerminal(int(f.Fd())) {
+	f, ok := terminal(w)
+	if off || !ok {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -28,10 +71,10 @@ func startProgressBar(w io.Writer, job string, p *replicator.Progress, off bool)
 		for {
 			select {
 			case <-done:
-				fmt.Fprint(f, "\r\033[K")
+				f.setBar("")
 				return
 			case <-t.C:
-				fmt.Fprint(f, "\r\033[K"+progressLine(job, p, time.Since(start)))
+				f.setBar(progressLine(job, p, time.Since(start)))
 			}
 		}
 	})

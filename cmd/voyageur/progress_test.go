@@ -46,3 +46,22 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestLogLineClearsProgressBar: a log line written while the bar shows
+// starts on a cleared line, and the bar comes back after it.
+func TestLogLineClearsProgressBar(t *testing.T) {
+	var buf bytes.Buffer
+	out := &termOut{w: &buf}
+	out.setBar("ledgers: 1/2 objects")
+	if _, err := out.Write([]byte("level=WARN msg=retrying\n")); err != nil {
+		t.Fatal(err)
+	}
+	out.setBar("")
+	if _, err := out.Write([]byte("level=INFO msg=done\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := "\r\033[Kledgers: 1/2 objects" + "\r\033[Klevel=WARN msg=retrying\nledgers: 1/2 objects" + "\r\033[K" + "level=INFO msg=done\n"
+	if got := buf.String(); got != want {
+		t.Errorf("terminal got %q\nwant %q", got, want)
+	}
+}

@@ -19,6 +19,7 @@ import (
 type restoreOptions struct {
 	config, job, identity, to, prefix, asOf, tmpDir string
 	dryRun, json, overwrite                         bool
+	shard                                           shardFlags
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
@@ -58,6 +59,7 @@ source's modification times.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be restored, write nothing")
 	f.BoolVar(&o.overwrite, "overwrite", false, "replace files or objects at the target whose content differs from the replica's")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job", "to"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -121,13 +123,16 @@ func (d emptyDir) Write(context.Context, string, func(io.Writer) (crypto.Meta, e
 	return fmt.Errorf("dry run: nothing is written to %s", string(d))
 }
 
-func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) error {
+func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stderr io.Writer) (err error) {
 	cfg, job, err := replicaJob(ctx, g, o.config, o.job, false, stderr)
 	if err != nil {
 		return err
 	}
 	copts, err := catalogOptions(o.identity, o.prefix, o.asOf)
 	if err != nil {
+		return err
+	}
+	if copts.Range, err = o.shard.replicaRange(job); err != nil {
 		return err
 	}
 	if job.Encryption != nil && len(copts.Identities) == 0 {
@@ -154,9 +159,20 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 	} else if _, err := os.Stat(o.to); o.dryRun && errors.Is(err, fs.ErrNotExist) {
 		target = emptyDir(o.to) // a dry run creates nothing
 	} else {
-		d, err := replicator.NewDirTarget(o.to)
-		if err != nil {
-			return err
+		_, serr := os.Stat(o.to)
+		d, derr := replicator.NewDirTarget(o.to)
+		if derr != nil {
+			return derr
+		}
+		if errors.Is(serr, fs.ErrNotExist) {
+			// A restore that fails before writing anything (a wrong
+			// identity) leaves no directory behind; Remove spares one
+			// that holds anything.
+			defer func() {
+				if err != nil {
+					os.Remove(o.to)
+				}
+			}()
 		}
 		defer d.Close()
 		target = d
@@ -172,6 +188,9 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 			return jerr
 		}
 	} else {
+		if err != nil {
+			s.Error = "" // printed once, with its hint, as the command's error
+		}
 		writeHumanSummary(stdout, s, "restored")
 	}
 	switch {

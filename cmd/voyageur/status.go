@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,20 +17,22 @@ import (
 
 type statusOptions struct {
 	config string
+	job    string
 	json   bool
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var o statusOptions
 	cmd := &cobra.Command{
-		Use:   "status -c FILE [--json]",
+		Use:   "status -c FILE [--job NAME] [--json]",
 		Short: "Show each job's replicated objects, queue, interrupted uploads, last run and failures",
 		Long: `status reads the journal and prints, for each job, the number of replicated
 objects, the queued changes, interrupted uploads, the last run and the keys
 that keep failing. While voyageur sync or watch runs, it holds the journal;
 status then prints the snapshot the run refreshes every 5 seconds. Status
-never creates a journal.`,
+opens the journal read-only: it never creates or changes it.`,
 		Example: `  voyageur status -c /etc/voyageur/voyageur.yaml
+  voyageur status -c voyageur.yaml --job ledgers
   voyageur status -c voyageur.yaml --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,7 +40,9 @@ never creates a journal.`,
 		},
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", "", "configuration file (required)")
+	cmd.Flags().StringVar(&o.job, "job", "", "show only this job")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON on stdout")
+	g.addJournalFlag(cmd.Flags())
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -53,6 +58,9 @@ type jobStatus struct {
 	LastRun     *lastRunStatus `json:"last_run,omitempty"`
 	LastSuccess *time.Time     `json:"last_success,omitempty"`
 	Failures    []queuedError  `json:"failures,omitempty"`
+	// Failed are the changes that failed permanently: not retried, shown
+	// until voyageur forget (or a new change of the key) clears them.
+	Failed []queuedError `json:"failed,omitempty"`
 }
 
 // lastRunStatus is a journal.Run under the names status prints.
@@ -77,7 +85,13 @@ type queuedError struct {
 
 func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 	cfg, err := LoadConfigWithoutSecrets(o.config, g.logger(stderr))
+	if err == nil {
+		g.applyJournal(cfg)
+	}
 	if err != nil {
+		return err
+	}
+	if cfg.Jobs, err = selectJobs(cfg, o.job); err != nil {
 		return err
 	}
 	if _, err := os.Stat(cfg.Journal); errors.Is(err, fs.ErrNotExist) {
@@ -91,11 +105,11 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "(no journal at %s yet: nothing has run)\n", cfg.Journal)
 		for _, st := range out {
-			writeHumanStatus(stdout, st)
+			writeHumanStatus(stdout, st, false)
 		}
 		return nil
 	}
-	j, err := openJournal(cfg)
+	j, err := openJournalReadOnly(cfg)
 	if errors.Is(err, journal.ErrLocked) {
 		// A running sync or watch holds the journal: answer from its
 		// snapshot.
@@ -103,12 +117,13 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 		if serr != nil {
 			return err
 		}
+		snap.Jobs = slices.DeleteFunc(snap.Jobs, func(st jobStatus) bool { return o.job != "" && st.Job != o.job })
 		if o.json {
 			return json.NewEncoder(stdout).Encode(snap)
 		}
 		fmt.Fprintf(stdout, "(from the running %s, pid %d, as of %s)\n", snap.Command, snap.Pid, snap.Taken.Local().Format(time.RFC3339))
 		for _, st := range snap.Jobs {
-			writeHumanStatus(stdout, st)
+			writeHumanStatus(stdout, st, true)
 		}
 		return nil
 	}
@@ -124,7 +139,7 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 		return json.NewEncoder(stdout).Encode(map[string]any{"journal": cfg.Journal, "jobs": out})
 	}
 	for _, st := range out {
-		writeHumanStatus(stdout, st)
+		writeHumanStatus(stdout, st, false)
 	}
 	return nil
 }
@@ -169,17 +184,31 @@ func collectStatus(jb *journal.Job, jc JobConfig) (jobStatus, error) {
 			st.Failures = append(st.Failures, queuedError{Key: c.Key, Attempts: c.Attempts, Error: c.LastError})
 		}
 	}
+	failed, err := jb.Failed(20)
+	if err != nil {
+		return st, err
+	}
+	for _, c := range failed {
+		st.Failed = append(st.Failed, queuedError{Key: c.Key, Attempts: c.Attempts, Error: c.LastError})
+	}
 	return st, nil
 }
 
-func writeHumanStatus(w io.Writer, st jobStatus) {
+// writeHumanStatus prints one job's status; running says that a sync or
+// watch holds the journal, whose uploads are then under way rather than
+// interrupted.
+func writeHumanStatus(w io.Writer, st jobStatus, running bool) {
+	uploads := "interrupted uploads:"
+	if running {
+		uploads = "uploads in progress:"
+	}
 	fmt.Fprintf(w, "job %s: %s -> %s\n", st.Job, st.Source, st.Destination)
-	fmt.Fprintf(w, "  replicated objects: %d\n  queued changes:     %d\n  interrupted uploads: %d\n", st.Replicated, st.Queued, st.Uploads)
+	fmt.Fprintf(w, "  replicated objects: %d\n  queued changes:     %d\n  %s %d\n", st.Replicated, st.Queued, uploads, st.Uploads)
 	if r := st.LastRun; r != nil {
 		fmt.Fprintf(w, "  last run: %s (%s): copied %d, skipped %d, deleted %d, failed %d\n",
 			r.Finished.Local().Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Millisecond), r.Copied, r.Skipped, r.Deleted, r.Failed)
 		if r.Error != "" {
-			fmt.Fprintf(w, "  last run error: %s\n", r.Error)
+			fmt.Fprintf(w, "  last run error: %s\n", termSafe(r.Error))
 		}
 	} else {
 		fmt.Fprintln(w, "  last run: never")
@@ -188,6 +217,12 @@ func writeHumanStatus(w io.Writer, st jobStatus) {
 		fmt.Fprintf(w, "  last complete success: %s\n", st.LastSuccess.Local().Format(time.RFC3339))
 	}
 	for _, f := range st.Failures {
-		fmt.Fprintf(w, "  failing: %s (%d attempts): %s\n", f.Key, f.Attempts, f.Error)
+		fmt.Fprintf(w, "  failing: %s (%d attempts): %s\n", termSafe(f.Key), f.Attempts, termSafe(f.Error))
+	}
+	for _, f := range st.Failed {
+		fmt.Fprintf(w, "  failed, not retried: %s: %s\n", termSafe(f.Key), termSafe(f.Error))
+	}
+	if len(st.Failed) > 0 {
+		fmt.Fprintf(w, "  (clear with: voyageur forget -c FILE --job %s KEY...)\n", st.Job)
 	}
 }

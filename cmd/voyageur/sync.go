@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -21,16 +25,18 @@ type syncOptions struct {
 	job    string
 	dryRun bool
 	json   bool
+	shard  shardFlags
 }
 
 func newSyncCmd(g *globals) *cobra.Command {
 	var o syncOptions
 	cmd := &cobra.Command{
-		Use:   "sync -c FILE [--job NAME] [--dry-run] [--json]",
+		Use:   "sync -c FILE [--job NAME] [--dry-run] [--json] [--shard I/N [--shard-plan PLAN]] [--journal PATH]",
 		Short: "Replicate what changed since the last run (a scan diff), then exit",
 		Example: `  voyageur sync -c /etc/voyageur/voyageur.yaml
   voyageur sync -c voyageur.yaml --job ledgers --dry-run
-  voyageur sync -c voyageur.yaml --json | jq .copied`,
+  voyageur sync -c voyageur.yaml --json | jq .copied
+  voyageur sync -c voyageur.yaml --job ledgers --shard auto/8 --shard-plan /plan/ledgers.json --journal /journal/db`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSync(cmd.Context(), o, g, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -40,6 +46,8 @@ func newSyncCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.job, "job", "", "run only this job")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "show what would be copied and deleted, change nothing")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print one JSON summary object on stdout")
+	o.shard.add(cmd.Flags())
+	g.addJournalFlag(cmd.Flags())
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -89,7 +97,24 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	if err := checkResidency(cfg, jobs); err != nil {
 		return err
 	}
+	if o.shard.plan != "" && o.job == "" {
+		return configErrorf("--shard-plan %s: a plan is for one job: add --job", o.shard.plan)
+	}
+	for i := range specs {
+		if specs[i].Shard, err = o.shard.sourceShard(specs[i]); err != nil {
+			return err
+		}
+	}
+	g.applyJournal(cfg)
 	limitMemory(specs, false)
+	if o.dryRun {
+		j, closeJournal, err := dryRunJournal(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeJournal()
+		return syncJobs(ctx, j, specs, o, g, log, stdout, stderr)
+	}
 	j, err := openJournal(cfg)
 	if err != nil {
 		return err
@@ -99,6 +124,33 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 	snapDone := make(chan struct{})
 	go func() { snapshotter(snapCtx, j, cfg, "sync", log); close(snapDone) }()
 	defer func() { stopSnap(); <-snapDone }()
+	return syncJobs(ctx, j, specs, o, g, log, stdout, stderr)
+}
+
+// dryRunJournal is the journal a dry run reads: the configured one opened
+// read-only (a dry run writes nothing, and status can read alongside it),
+// or, before any run, an empty one in a temporary directory that
+// closeJournal removes.
+func dryRunJournal(cfg *Config) (j *journal.Journal, closeJournal func(), err error) {
+	if _, err := os.Stat(cfg.Journal); !errors.Is(err, fs.ErrNotExist) {
+		if j, err = openJournalReadOnly(cfg); err != nil {
+			return nil, nil, err
+		}
+		return j, func() { j.Close() }, nil
+	}
+	dir, err := os.MkdirTemp("", "voyageur-dry-run-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("dry run: empty journal: %w", err)
+	}
+	if j, err = journal.Open(filepath.Join(dir, "journal.db"), lockTimeout); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("dry run: empty journal: %w", err)
+	}
+	return j, func() { j.Close(); os.RemoveAll(dir) }, nil
+}
+
+// syncJobs runs the jobs one after the other on j and prints the summary.
+func syncJobs(ctx context.Context, j *journal.Journal, specs []replicator.Job, o syncOptions, g *globals, log *slog.Logger, stdout, stderr io.Writer) error {
 
 	var summaries []replicator.Summary
 	failed := false
@@ -111,7 +163,7 @@ func runSync(ctx context.Context, o syncOptions, g *globals, stdout, stderr io.W
 			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
 				return err
 			}
-			if errors.Is(err, replicator.ErrTargetChanged) {
+			if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) || errors.Is(err, replicator.ErrShardChanged) {
 				return &ConfigError{err}
 			}
 			log.Error("job failed", "job", spec.Name, "err", err)
@@ -215,6 +267,10 @@ func buildEncryption(jc JobConfig, needSecret bool) (*replicator.Encryption, err
 	if e.NameSecretFile != "" {
 		secret, err := crypto.LoadNameSecret(e.NameSecretFile)
 		switch {
+		case err == nil && bytes.Contains(bytes.ToUpper(secret), []byte("AGE-SECRET-KEY-")):
+			// Using the identity as the name secret would put the private
+			// key on the replicating host, which needs only recipients.
+			return nil, configErrorf("job %s: encryption.name_secret_file: %s is an age identity, not a name secret: keep the identity offline and make a name secret with head -c 32 /dev/urandom > FILE", jc.Name, e.NameSecretFile)
 		case err == nil:
 			enc.NameSecret = secret
 		case needSecret:
@@ -259,10 +315,10 @@ func writeHumanSummary(w io.Writer, s replicator.Summary, verb string) {
 	fmt.Fprintf(w, "%s: %s %d, skipped %d, deleted %d, failed %d; read %s, wrote %s in %.1fs\n",
 		s.Job, verb, s.Copied, s.Skipped, s.Deleted, s.Failed, humanBytes(s.BytesRead), humanBytes(s.BytesWritten), s.Seconds)
 	if s.Error != "" {
-		fmt.Fprintf(w, "  error: %s\n", s.Error)
+		fmt.Fprintf(w, "  error: %s\n", termSafe(s.Error))
 	}
 	for _, f := range s.Failures {
-		fmt.Fprintf(w, "  failed %s: %s\n", f.Key, f.Error)
+		fmt.Fprintf(w, "  failed %s: %s\n", termSafe(f.Key), termSafe(f.Error))
 	}
 	if n := s.Failed - int64(len(s.Failures)); n > 0 {
 		fmt.Fprintf(w, "  ... and %d more failures\n", n)

@@ -20,6 +20,7 @@ type verifyOptions struct {
 	config, job, identity string
 	sample                int
 	json                  bool
+	shard                 shardFlags
 }
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -50,6 +51,7 @@ the report says so. It exits 1 when anything differs.`,
 	f.StringVar(&o.identity, "identity", "", "age identity file: compare contents, not only names")
 	f.IntVar(&o.sample, "sample", 0, "compare the contents of a random N objects (0: all)")
 	f.BoolVar(&o.json, "json", false, "print the report as one JSON object on stdout")
+	o.shard.add(f)
 	for _, name := range []string{"config", "job"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -68,13 +70,17 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 	if err != nil {
 		return err
 	}
+	rng, err := o.shard.replicaRange(job)
+	if err != nil {
+		return err
+	}
 	log := g.logger(stderr)
 	jb, closeJournal, err := verifyJournal(cfg, job.Name, len(copts.Identities) > 0, log)
 	if err != nil {
 		return err
 	}
 	defer closeJournal()
-	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Journal: jb, Logger: log})
+	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Journal: jb, Logger: log, Range: rng})
 	if err != nil {
 		return identityHint(err, o.identity)
 	}
@@ -90,16 +96,16 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 		fmt.Fprintf(stdout, "%s: %d source objects, %d replicas; %d missing, %d extra, %d stale; %d compared byte for byte, %d corrupt; %s\n",
 			report.Job, report.Source, report.Replica, len(report.Missing), len(report.Extra), len(report.Stale), report.Deep, len(report.Corrupt), journalNote)
 		for _, k := range report.Missing {
-			fmt.Fprintf(stdout, "  missing %s\n", k)
+			fmt.Fprintf(stdout, "  missing %s\n", termSafe(k))
 		}
 		for _, k := range report.Extra {
-			fmt.Fprintf(stdout, "  extra   %s\n", k)
+			fmt.Fprintf(stdout, "  extra   %s\n", termSafe(k))
 		}
 		for _, k := range report.Stale {
-			fmt.Fprintf(stdout, "  stale   %s\n", k)
+			fmt.Fprintf(stdout, "  stale   %s\n", termSafe(k))
 		}
 		for _, f := range report.Corrupt {
-			fmt.Fprintf(stdout, "  corrupt %s: %s\n", f.Key, f.Error)
+			fmt.Fprintf(stdout, "  corrupt %s: %s\n", termSafe(f.Key), termSafe(f.Error))
 		}
 	}
 	if !report.OK() {

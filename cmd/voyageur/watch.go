@@ -17,21 +17,27 @@ import (
 
 type watchOptions struct {
 	config, job, metrics string
+	shard                shardFlags
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
 	var o watchOptions
 	cmd := &cobra.Command{
-		Use:   "watch -c FILE [--job NAME] [--metrics ADDR]",
+		Use:   "watch -c FILE [--job NAME] [--metrics ADDR] [--shard I/N [--shard-plan PLAN]] [--journal PATH]",
 		Short: "Replicate continuously from S3/MinIO event streams, with reconcile scans",
 		Long: `watch keeps each job's replica within seconds of its source: a reconcile scan
 at start, then the job's event sources (events: listen, sqs, webhook), a
 reconcile after every reconnect and every rescan period (default 1h). Every
 change is durable in the journal before its event is acknowledged. SIGTERM or
 SIGINT stops intake, abandons work in flight at its last checkpoint (it
-stays queued) and exits 0.`,
+stays queued) and exits 0.
+
+With --shard I/N, watch replicates only the shard's keys: its rescans list
+only its range, and events of other keys are acknowledged and dropped (with
+an SNS fan-out, each shard's queue has them all; docs/scaling.md).`,
 		Example: `  voyageur watch -c /etc/voyageur/voyageur.yaml --metrics 127.0.0.1:9464
-  voyageur watch -c voyageur.yaml --job ledgers`,
+  voyageur watch -c voyageur.yaml --job ledgers
+  voyageur watch -c voyageur.yaml --job ledgers --shard 1/4 --journal /var/lib/voyageur/ledgers-1-of-4.db`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runWatch(cmd.Context(), o, g, cmd.ErrOrStderr())
@@ -41,6 +47,8 @@ stays queued) and exits 0.`,
 	f.StringVarP(&o.config, "config", "c", "", "configuration file (required)")
 	f.StringVar(&o.job, "job", "", "watch only this job")
 	f.StringVar(&o.metrics, "metrics", "", "serve /metrics (Prometheus) and /healthz on this HOST:PORT")
+	o.shard.add(f)
+	g.addJournalFlag(f)
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -54,6 +62,15 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 	if err := checkResidency(cfg, jobs); err != nil {
 		return err
 	}
+	if o.shard.plan != "" && o.job == "" {
+		return configErrorf("--shard-plan %s: a plan is for one job: add --job", o.shard.plan)
+	}
+	for i := range specs {
+		if specs[i].Shard, err = o.shard.sourceShard(specs[i]); err != nil {
+			return err
+		}
+	}
+	g.applyJournal(cfg)
 	sources := make([][]replicator.EventSource, len(jobs))
 	names := make([]string, len(jobs))
 	for i, jc := range jobs {
@@ -86,7 +103,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		})
 	}
 	if err := wg.Wait(); err != nil {
-		if errors.Is(err, replicator.ErrTargetChanged) {
+		if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) || errors.Is(err, replicator.ErrShardChanged) {
 			return &ConfigError{err}
 		}
 		return err
@@ -116,6 +133,7 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 			out = append(out, &replicator.SQS{
 				QueueURL: ev.SQS, Endpoint: ev.URL, Region: ev.Region,
 				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
+				CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
 			})
 		case ev.Webhook != "":
 			out = append(out, &replicator.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})

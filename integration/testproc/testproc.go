@@ -34,6 +34,12 @@ func Start(cmd *exec.Cmd, logPath string) (*Process, error) {
 	}
 	defer logf.Close() // the child holds its own descriptor
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// No server the tests start may ask the cloud metadata address for
+	// credentials, whatever the caller's environment.
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "AWS_EC2_METADATA_DISABLED=true")
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
