@@ -1,5 +1,5 @@
 # voyageur build and test entry points. `make test` installs what the tests
-# need on a fresh Debian machine (pinned MinIO server and rclone builds, awscli, age,
+# need on a fresh Debian machine (pinned MinIO server, rclone and versitygw builds, awscli, age,
 # zstd) and runs every unit and integration test against real servers.
 
 SHELL       := /bin/bash
@@ -10,6 +10,8 @@ MINIO       := $(GOBIN)/minio
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 RCLONE_MOD  := github.com/rclone/rclone@v1.76.0
 RCLONE      := $(GOBIN)/rclone
+VERSITYGW_MOD := github.com/versity/versitygw/cmd/versitygw@v1.8.0
+VERSITYGW   := $(GOBIN)/versitygw
 
 FAUXQS      := .cache/fauxqs/node_modules/.bin/fauxqs
 AZURITE     := .cache/azurite/node_modules/.bin/azurite-blob
@@ -20,6 +22,7 @@ export VOYAGEUR_FAUXQS_BIN := $(CURDIR)/$(FAUXQS)
 export VOYAGEUR_AZURITE_BIN := $(CURDIR)/$(AZURITE)
 export VOYAGEUR_AZBLOB_JS := $(CURDIR)/.cache/azblob-js
 export VOYAGEUR_RCLONE_BIN := $(RCLONE)
+export VOYAGEUR_VERSITYGW_BIN := $(VERSITYGW)
 
 .PHONY: build test unit lint tools tools-apt tools-lint demo bench clean
 
@@ -39,6 +42,12 @@ $(MINIO):
 $(RCLONE):
 	@echo "installing rclone ($(RCLONE_MOD)), about two minutes..."
 	$(GO) install $(RCLONE_MOD)
+
+# versitygw, an S3 gateway whose POSIX backend keeps objects as files
+# (the folder marker tests), is a pinned Go module build too.
+$(VERSITYGW):
+	@echo "installing versitygw ($(VERSITYGW_MOD)), about three minutes..."
+	$(GO) install $(VERSITYGW_MOD)
 
 # Debian's awscli seeds and inspects buckets; age and zstd prove replicas
 # are recoverable without voyageur; the demo shows bytes with xxd and
@@ -81,7 +90,7 @@ tools-lint:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-tools: $(MINIO) $(RCLONE) tools-apt $(FAUXQS) $(AZURITE) $(AZBLOB_JS) tools-lint
+tools: $(MINIO) $(RCLONE) $(VERSITYGW) tools-apt $(FAUXQS) $(AZURITE) $(AZBLOB_JS) tools-lint
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
