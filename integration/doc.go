@@ -1,7 +1,8 @@
 // Package integration holds end-to-end tests of the voyageur binary against
-// real MinIO servers (and an SQS emulator, and the Azurite emulator) started
-// by the harnesses in integration/minioserver, integration/sqsserver and
-// integration/azuriteserver. Product code never
+// real MinIO servers (and an SQS emulator, the Azurite emulator and a
+// versitygw gateway) started by the harnesses in integration/minioserver,
+// integration/sqsserver, integration/azuriteserver and
+// integration/versitygwserver. Product code never
 // imports it.
 //
 // | test                          | proves                                                                 |
@@ -34,6 +35,15 @@
 // | TestAzureCrashResume          | SIGKILL mid-upload into Azurite (plain, encrypted): the resume sends only the blocks not staged, no marker left |
 // | TestAzureBadInput             | missing container, wrong key or SAS, no default credential, unreachable account, bad azure fields: one line, exit 1 or 2, no secret |
 // | TestWatchEventGrid            | watch on an Azurite source via Event Grid events on the webhook: both handshakes, both schemas, 40 events (lag p99 logged), hints checked, deletes, 401 |
+// | TestResumeOverSlowLink        | SIGKILL of a 400 MiB upload at 10/50/85 % over a 40 MB/s proxy: the resume sends at most (concurrency + 1) × part_size more than missing |
+// | TestRestoreDoesNotOverwrite   | restore lists differing files or objects in the way (exit 1), --dry-run says would overwrite, --overwrite replaces |
+// | TestFolderMarkers             | folder markers to MinIO, fs and versitygw, encrypted and plain: replicated, restored as markers, data never dropped quietly |
+// | TestVerifyTamperWithoutIdentity | byte flip, truncation, swap of encrypted replicas found without the identity (journal ETags) |
+// | TestPlainTamperAndStale       | plain replicas: tampered is corrupt, out of date is stale; restores check the bytes |
+// | TestWebhookPermanentFailure   | a key the source refuses for good leaves the queue, shows in status, is cleared by forget |
+// | TestServe, TestServeJobs      | voyageur serve read by awscli, minio-go, rclone: listings, ranges, conditions, presigned URLs, TLS, as-of, errors, tampering |
+// | TestDrill, TestDrillConfigErrors, TestDrillWatch | voyageur drill: sample restore and serve check, RTO/RPO, residency, custody, report page in chromium, exit codes, no secret |
+// | TestShardedSync, TestShardedHashedNames, TestShardFlags | N shard processes: exact union, split listing, balance, 4 → 8, SIGKILL, sharded restore and verify, bad flags |
 // | TestDemo                      | scripts/demo.sh (make demo) with a small archive: exit 0, the verified restore, nothing left running |
 // | TestComposeFile               | docker-compose.yml passes Debian's docker-compose config; pinned images, the five services |
 // | TestDockerfile                | two stages, CGO_ENABLED=0, distroless final stage, a non-root USER    |
