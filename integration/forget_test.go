@@ -53,6 +53,15 @@ func TestWebhookPermanentFailure(t *testing.T) {
 	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst,
 		ExtraJobLines: fmt.Sprintf("    events: [{webhook: %q, token: %q}]\n    rescan: 1h\n", hook, token)})
 	w := startWatch(t, cfg)
+	// /healthz (what startWatch waits for) is served before the webhook
+	// listens: an early POST was refused once.
+	waitFor(t, 20*time.Second, "the webhook to listen", func() bool {
+		resp, err := http.Get("http://" + hook + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
 
 	post := func(key string) {
 		t.Helper()
