@@ -630,13 +630,7 @@ func TestWatchEventGrid(t *testing.T) {
 	cfg := azureConfig(t, dir, azureEndpoint(az), cont+"/ledgers/", dst.endpointYAML(), dst.bucket+"/replica/", "{part_size: 5MiB, concurrency: 8}",
 		fmt.Sprintf("    deletes: propagate\n    max_delete: 100\n    events: [{webhook: %q, token: %q}]\n    rescan: 1h\n", hook, token))
 	w := startWatch(t, cfg)
-	waitFor(t, 20*time.Second, "the webhook to listen", func() bool {
-		resp, err := http.Get("http://" + hook + "/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	waitWebhook(t, hook)
 
 	// The handshakes, as Event Grid sends them: no token.
 	code := "4C6E9A5B-93B0-4F1B-8B49-5A7C2D1E0F3A"

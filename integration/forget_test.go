@@ -53,15 +53,7 @@ func TestWebhookPermanentFailure(t *testing.T) {
 	cfg := writeConfig(t, dir, jobConfig{Src: src, Dst: dst,
 		ExtraJobLines: fmt.Sprintf("    events: [{webhook: %q, token: %q}]\n    rescan: 1h\n", hook, token)})
 	w := startWatch(t, cfg)
-	// /healthz (what startWatch waits for) is served before the webhook
-	// listens: an early POST was refused once.
-	waitFor(t, 20*time.Second, "the webhook to listen", func() bool {
-		resp, err := http.Get("http://" + hook + "/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	waitWebhook(t, hook)
 
 	post := func(key string) {
 		t.Helper()
@@ -100,4 +92,17 @@ func TestWebhookPermanentFailure(t *testing.T) {
 	if keys := statusFailed(t, cfg); len(keys) != 0 {
 		t.Errorf("status after forget lists %v as failed", keys)
 	}
+}
+
+// waitWebhook waits until watch's webhook at hook answers: watch serves
+// /healthz (what startWatch waits for) before its event sources listen.
+func waitWebhook(t *testing.T, hook string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "the webhook to listen", func() bool {
+		resp, err := http.Get("http://" + hook + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
 }

@@ -10,12 +10,14 @@
 package multipart
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -204,22 +206,13 @@ func Send[R any](ctx context.Context, u Upload, src Source[R]) ([]journal.PartSt
 		default:
 		}
 	}
-	sortParts(sent)
+	slices.SortFunc(sent, func(a, b journal.PartState) int { return cmp.Compare(a.Number, b.Number) })
 	return sent, err
 }
 
 func done(p Part) {
 	if p.Done != nil {
 		p.Done()
-	}
-}
-
-func sortParts(parts []journal.PartState) {
-	// Few parts finish out of order: insertion sort.
-	for i := 1; i < len(parts); i++ {
-		for j := i; j > 0 && parts[j].Number < parts[j-1].Number; j-- {
-			parts[j], parts[j-1] = parts[j-1], parts[j]
-		}
 	}
 }
 
