@@ -2,6 +2,7 @@ package multipart
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
@@ -131,22 +132,13 @@ func (l *Limits) Free(b []byte) {
 	c := int64(cap(b))
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.isClass(c) {
+	if slices.Contains(l.classes, c) {
 		l.free[c] = append(l.free[c], b[:0])
 	} else {
 		l.used = max(l.used-c, 0)
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
-}
-
-func (l *Limits) isClass(c int64) bool {
-	for _, k := range l.classes {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }
 
 // Slot implements Budget.
@@ -165,6 +157,3 @@ func (l *Limits) Slot(ctx context.Context, n int64) (func(), error) {
 	}
 	return func() { l.slots.Release(1) }, nil
 }
-
-// Memory is the budget's size in bytes.
-func (l *Limits) Memory() int64 { return l.limit }
