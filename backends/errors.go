@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"syscall"
@@ -210,4 +211,16 @@ func LowerKeys(m map[string]string) map[string]string {
 		out[strings.ToLower(k)] = v
 	}
 	return out
+}
+
+// UploadListingRefused reports whether err, from a listing of incomplete
+// multipart uploads (the first request sync and restore make to a
+// destination), still lets the work go on: a store without the call (501),
+// or a key allowed to write but not to list uploads (AccessDenied). Only
+// the clean-up of stale uploads is lost. Anything else (an unreachable
+// store, refused credentials, a missing bucket, an untrusted certificate)
+// would fail every object.
+func UploadListingRefused(err error) bool {
+	var he *HTTPError
+	return errors.As(err, &he) && (he.Code == "AccessDenied" || he.Status == http.StatusNotImplemented)
 }

@@ -2,7 +2,7 @@
 // more than one package: voyageur against rclone on two real MinIO servers
 // (BenchmarkVsRclone) and from MinIO into the Azurite emulator
 // (BenchmarkAzureVsRclone), the no-op scan over a million keys (BenchmarkScale),
-// and in-process runs of replicator.Sync to profile (BenchmarkSync*).
+// and in-process runs of engine.Sync to profile (BenchmarkSync*).
 //
 // They are Go benchmarks so that they can start MinIO servers through
 // integration/minioserver, and so that `go test -cpuprofile` profiles the

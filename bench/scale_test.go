@@ -22,6 +22,7 @@ import (
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
 )
 
 // scaleKeys is the largest listing of BenchmarkScale. Keys are
@@ -103,8 +104,8 @@ func scaleJob(prefix string, secret []byte) (replicator.Job, error) {
 	return replicator.Job{
 		Name: "scale", Source: synthetic{n: scaleKeys}, SourcePrefix: prefix, Dest: sink{},
 		// The scans read narrower prefixes of the journal the warm-up
-		// built: one target for all of them.
-		Target: "synthetic:k -> sink",
+		// built: one route for all of them.
+		Route: "synthetic:k -> sink",
 		Encryption: &replicator.Encryption{
 			Options:     crypto.Options{Recipients: []age.Recipient{id.Recipient()}, Compression: crypto.Compression{Zstd: true}},
 			HashedNames: true, NameSecret: secret,
@@ -138,7 +139,7 @@ func scaleChild(path, prefix string) error {
 		return err
 	}
 	start := time.Now()
-	sum, err := replicator.Sync(context.Background(), j, job, replicator.Options{})
+	sum, err := engine.Sync(context.Background(), j, job, engine.Options{})
 	if err != nil {
 		return err
 	}
@@ -194,7 +195,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	job.Source = synthetic{n: n}
 	start := time.Now()
-	sum, err := replicator.Sync(context.Background(), j, job, replicator.Options{})
+	sum, err := engine.Sync(context.Background(), j, job, engine.Options{})
 	warm := time.Since(start)
 	if cerr := j.Close(); err == nil {
 		err = cerr

@@ -14,6 +14,7 @@ import (
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
 )
 
 // paged counts the LIST requests a listing of the synthetic source would
@@ -52,7 +53,7 @@ func BenchmarkShards(b *testing.B) {
 	var rows []string
 	for _, shards := range []int{1, 4, 8} {
 		var lists atomic.Int64
-		job := replicator.Job{Name: "shards", Source: paged{synthetic{n: n}, &lists}, SourcePrefix: "k/", Dest: sink{}, Target: "synthetic:k -> sink"}
+		job := replicator.Job{Name: "shards", Source: paged{synthetic{n: n}, &lists}, SourcePrefix: "k/", Dest: sink{}, Route: "synthetic:k -> sink"}
 		plan, err := replicator.MakeShardPlan(ctx, job, shards)
 		if err != nil {
 			b.Fatal(err)
@@ -78,7 +79,7 @@ func BenchmarkShards(b *testing.B) {
 				wg.Go(func() {
 					sj := job
 					sj.Shard = &replicator.JobShard{Shard: replicator.Shard{Index: i, Count: shards}, Range: layout.Range(i)}
-					sums[i], errs[i] = replicator.Sync(ctx, journals[i], sj, replicator.Options{})
+					sums[i], errs[i] = engine.Sync(ctx, journals[i], sj, engine.Options{})
 				})
 			}
 			wg.Wait()

@@ -20,9 +20,10 @@ import (
 	"github.com/voyageur-ca/voyageur/integration/minioserver"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
 )
 
-// The BenchmarkSync* benchmarks run replicator.Sync in this process, with
+// The BenchmarkSync* benchmarks run engine.Sync in this process, with
 // the backends and retry layer the binary builds, between two MinIO
 // servers, so that -cpuprofile and -memprofile see the copy engine:
 //
@@ -100,7 +101,7 @@ func benchSyncData(b *testing.B, n, size int, encrypted bool, fill func([]byte),
 			Name: "bench", Source: wrap(source), SourcePrefix: "in/", Dest: wrap(dest), Encryption: enc,
 		}
 		b.StartTimer()
-		sum, err := replicator.Sync(ctx, j, job, replicator.Options{})
+		sum, err := engine.Sync(ctx, j, job, engine.Options{})
 		b.StopTimer()
 		j.Close()
 		if err != nil || sum.Copied != int64(n) {

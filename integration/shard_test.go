@@ -26,6 +26,7 @@ import (
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/integration/sqsserver"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // countingProxy forwards to a MinIO server and counts what a shard asks of
@@ -422,7 +423,7 @@ func TestShardedSync(t *testing.T) {
 	}
 	found, sources := 0, 0
 	for i, res := range runShards(t, vargv) {
-		var rep replicator.VerifyReport
+		var rep recovery.VerifyReport
 		if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
 			t.Fatalf("verify shard %d: %q %s", i, res.stdout, res.stderr)
 		}
@@ -441,7 +442,7 @@ func TestShardedSync(t *testing.T) {
 
 // onlyFinding names the one object a verify report finds wrong, "" when it is
 // not exactly one.
-func onlyFinding(rep replicator.VerifyReport) string {
+func onlyFinding(rep recovery.VerifyReport) string {
 	var all []string
 	all = append(all, rep.Missing...)
 	all = append(all, rep.Extra...)
@@ -590,7 +591,7 @@ func TestShardedHashedNames(t *testing.T) {
 	owner := replicator.EvenLayout("replica/", 4, replicator.HexDigits).ShardOf(badKey)
 	sources := 0
 	for i, res := range runShards(t, shardArgs("verify", "--json", "-c", cfg, "--job", "ledgers", "--identity", k.identity)) {
-		var rep replicator.VerifyReport
+		var rep recovery.VerifyReport
 		if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
 			t.Fatalf("verify shard %d: %q %s", i, res.stdout, res.stderr)
 		}

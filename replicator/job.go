@@ -1,17 +1,24 @@
-// Package replicator copies the objects of a source bucket prefix to a
-// destination: it diffs a streamed listing against the journal's index,
-// queues every change durably, and drains the queue with bounded workers,
-// using concurrent, checkpointed multipart uploads for large objects.
+// Package replicator holds what the replication engine and the recovery
+// path share: a job (its source, destination, names, encryption, transfer
+// settings and shard), how source keys map to replica names and
+// fingerprints, and the counters every run reports from.
 //
-// It parses no configuration and prints nothing: the CLI hands it a Job and
-// reads back a Summary.
+// The work itself is in its subpackages:
+//
+//   - engine: sync and watch (scan, queue, put and delete, rebuild);
+//   - multipart: the one multipart upload driver;
+//   - events: the change event sources watch listens to (webhook, SQS,
+//     MinIO listen, S3, EventBridge and Event Grid event parsing);
+//   - recovery: the disaster-recovery read path (catalog, restore and its
+//     targets, verify), which needs neither the journal nor the source;
+//   - serve: the replica as a read-only S3 endpoint;
+//   - drill: recovery drills and their evidence report.
+//
+// None of them parses configuration or prints: the CLI hands them a Job
+// and reads back a Summary.
 package replicator
 
 import (
-	"log/slog"
-	"sync/atomic"
-	"time"
-
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
 )
@@ -34,29 +41,6 @@ const (
 	MaxParts    = 10000
 )
 
-// Transfer tunes the copy engine.
-type Transfer struct {
-	// PartSize is the multipart part size and the single-PUT threshold:
-	// objects larger than it are copied in parts. It grows for objects
-	// that would need more than MaxParts parts.
-	PartSize int64
-	// Concurrency bounds the requests moving object bytes at once (single
-	// PUTs and part uploads together).
-	Concurrency int
-	// Memory bounds the bytes buffered in flight; it must be at least
-	// PartSize.
-	Memory int64
-	// Bandwidth limits the bytes per second sent to the destination, as
-	// they go on the wire (after compression and encryption): the link to
-	// the replica is the constrained, paid one, and compressed bytes are
-	// what it carries. Restore limits its reads of the replica with it.
-	// 0 = no limit.
-	Bandwidth int64
-	// ReadBandwidth limits the bytes per second read from the source; 0 =
-	// no limit.
-	ReadBandwidth int64
-}
-
 // Job is one replication job.
 type Job struct {
 	Name   string
@@ -66,11 +50,11 @@ type Job struct {
 	SourcePrefix string
 	Dest         backends.Bucket
 	DestPrefix   string
-	// Target names the source and the destination as the configuration
+	// Route names the source and the destination as the configuration
 	// does (endpoint names, buckets, prefixes), so that a new address for
 	// the same store keeps the job's journal state while another store
-	// does not (see checkTarget). Empty: the buckets' names.
-	Target  string
+	// does not (see RouteName). Empty: the buckets' names.
+	Route   string
 	Filter  *Filter
 	Deletes DeletePolicy
 	// MaxDelete caps the deletes of one run: when a run would delete more,
@@ -111,60 +95,3 @@ type Encryption struct {
 	// when they have it, to check that each replica's name matches its META.
 	NameSecret []byte
 }
-
-// Options are per-run settings.
-type Options struct {
-	// DryRun plans and reports without writing to the destination or the
-	// journal.
-	DryRun bool
-	Logger *slog.Logger
-	// Progress, when not nil, is updated as the run goes.
-	Progress *Progress
-	// Observer, when not nil, is told of every replicated, deleted and
-	// failed object (metrics).
-	Observer Observer
-}
-
-// Observer is told what replication does, for metrics. Its methods are
-// called from many goroutines.
-type Observer interface {
-	// Replicated reports a replica made durable; eventTime is when the
-	// change happened at the source (zero when not known, e.g. a scan).
-	Replicated(job string, bytes int64, eventTime time.Time)
-	Deleted(job string)
-	Failed(job string)
-	// Reconciled reports a complete reconcile scan.
-	Reconciled(job string, at time.Time)
-}
-
-// Progress holds live counters a caller may read while a run goes.
-type Progress struct {
-	ObjectsQueued, ObjectsDone atomic.Int64
-	BytesQueued, BytesDone     atomic.Int64
-}
-
-// Failure is one object that could not be replicated in this run.
-type Failure struct {
-	Key   string `json:"key"`
-	Op    string `json:"op"`
-	Error string `json:"error"`
-}
-
-// Summary reports a run.
-type Summary struct {
-	Job          string    `json:"job"`
-	DryRun       bool      `json:"dry_run,omitempty"`
-	Copied       int64     `json:"copied"`
-	Skipped      int64     `json:"skipped"`
-	Deleted      int64     `json:"deleted"`
-	Failed       int64     `json:"failed"`
-	BytesRead    int64     `json:"bytes_read"`
-	BytesWritten int64     `json:"bytes_written"`
-	Seconds      float64   `json:"seconds"`
-	Failures     []Failure `json:"failures,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	Started      time.Time `json:"-"`
-}
-
-// maxFailuresListed bounds the failures kept in a Summary; Failed counts all.
-const maxFailuresListed = 1000

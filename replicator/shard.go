@@ -14,10 +14,6 @@ import (
 	"github.com/voyageur-ca/voyageur/backends"
 )
 
-// ErrShardChanged reports a journal whose index was built for other keys
-// than the shard now asks for.
-var ErrShardChanged = errors.New("the journal was built for another shard")
-
 // HexDigits is the alphabet of hashed replica names (crypto.HashedName):
 // their name space splits evenly over it without any discovery.
 const HexDigits = "0123456789abcdef"
@@ -72,8 +68,8 @@ func (r KeyRange) Covers(o KeyRange) bool {
 	return o.After >= r.After && (!r.Bounded || (o.Bounded && o.Upto <= r.Upto))
 }
 
-// whole reports whether the range holds every key.
-func (r KeyRange) whole() bool { return r == KeyRange{} }
+// Whole reports whether the range holds every key.
+func (r KeyRange) Whole() bool { return r == KeyRange{} }
 
 // Layout splits the key space into len(Bounds)+1 contiguous ranges: shard
 // i holds the keys after Bounds[i-1] up to Bounds[i]. Any sorted bounds make
@@ -164,8 +160,10 @@ func mapBound(b, from, to string) string {
 // (voyageur shard-plan) and read by every shard, so that they all split
 // the same way without talking to each other.
 type ShardPlan struct {
-	Job     string    `json:"job"`
-	Target  string    `json:"target"`
+	Job string `json:"job"`
+	// Route is the job's RouteName: a plan is for one source and
+	// destination.
+	Route   string    `json:"target"`
 	Shards  int       `json:"shards"`
 	Keys    int64     `json:"keys"`
 	Created time.Time `json:"created"`
@@ -178,8 +176,8 @@ func (p ShardPlan) Layout(job Job) (Layout, error) {
 	switch {
 	case p.Job != job.Name:
 		return Layout{}, fmt.Errorf("the plan is for job %q, not %q", p.Job, job.Name)
-	case p.Target != job.target():
-		return Layout{}, fmt.Errorf("the plan is for %s, the config now says %s", p.Target, job.target())
+	case p.Route != job.RouteName():
+		return Layout{}, fmt.Errorf("the plan is for %s, the config now says %s", p.Route, job.RouteName())
 	case len(p.Bounds) != p.Shards-1 || !slices.IsSorted(p.Bounds):
 		return Layout{}, fmt.Errorf("the plan's bounds are not %d sorted keys", p.Shards-1)
 	}
@@ -212,7 +210,7 @@ func MakeShardPlan(ctx context.Context, job Job, n int) (ShardPlan, error) {
 		}
 		total++
 	}
-	p := ShardPlan{Job: job.Name, Target: job.target(), Shards: n, Keys: total, Created: time.Now().UTC(), Bounds: []string{}}
+	p := ShardPlan{Job: job.Name, Route: job.RouteName(), Shards: n, Keys: total, Created: time.Now().UTC(), Bounds: []string{}}
 	for i := 1; i < n; i++ {
 		// The key at rank i*total/n - 1 ends shard i-1.
 		rank := int64(i)*total/int64(n) - 1
@@ -259,79 +257,8 @@ type JobShard struct {
 	Range KeyRange
 }
 
-// shardCursor names the journal cursor holding the source keys its index
-// covers (absent: all of them).
-const shardCursor = "shard"
-
-// keyRange returns the source keys this run owns.
-func (r *run) keyRange() KeyRange {
-	if r.job.Shard == nil {
-		return KeyRange{}
-	}
-	return r.job.Shard.Range
-}
-
-// checkShard ties the journal's index to the keys it covers. An index
-// that covers the shard's range knows every replica in it, so the shard's
-// copies and deletes are right; it keeps the range it covers, since its
-// entries outside this shard's are still true enough to run the wider
-// range again (a stale one costs a copy, never a delete). An index that
-// covers less would miss the deletes of keys it never saw, and is refused
-// unless it is empty: a fresh journal records this shard's range and
-// rebuilds its index from the destination's fingerprints.
-func (r *run) checkShard() error {
-	want := r.keyRange()
-	raw, err := r.jb.Cursor(shardCursor)
-	if err != nil {
-		return err
-	}
-	n, err := r.jb.IndexCount()
-	if err != nil {
-		return err
-	}
-	q, err := r.jb.QueueLen()
-	if err != nil {
-		return err
-	}
-	have := KeyRange{} // no cursor: the index of an unsharded run
-	if raw != nil {
-		if err := json.Unmarshal(raw, &have); err != nil {
-			return fmt.Errorf("job %s: read the journal's shard range: %w", r.job.Name, err)
-		}
-	}
-	fresh := n+q == 0
-	if !fresh && have.Covers(want) {
-		return nil
-	}
-	if !fresh {
-		return fmt.Errorf("job %s: %w: its index covers the source keys %s, this run (shard %s) owns %s; "+
-			"rerun with the layout this journal was built for, or give each shard a new journal (--journal): "+
-			"its first run rebuilds the index from the destination's fingerprints and copies nothing again "+
-			"(run the old layout once just before, so that no delete is pending)",
-			r.job.Name, ErrShardChanged, have, r.shardName(), want)
-	}
-	if r.opts.DryRun {
-		return nil
-	}
-	if want.whole() {
-		return r.jb.SetCursor(shardCursor, nil)
-	}
-	raw, err = json.Marshal(want)
-	if err != nil {
-		return err
-	}
-	return r.jb.SetCursor(shardCursor, raw)
-}
-
-func (r *run) shardName() string {
-	if r.job.Shard == nil {
-		return "unsharded"
-	}
-	return r.job.Shard.Shard.String()
-}
-
 func (r KeyRange) String() string {
-	if r.whole() {
+	if r.Whole() {
 		return "(all)"
 	}
 	up := "end"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 type lsOptions struct {
@@ -87,7 +87,7 @@ func runLs(ctx context.Context, o lsOptions, g *globals, stdout, stderr io.Write
 		}
 	}
 	failed := false
-	for rep, err := range replicator.Catalog(ctx, job, copts) {
+	for rep, err := range recovery.Catalog(ctx, job, copts) {
 		if err != nil && rep.DestKey == "" {
 			tw.Flush()
 			return identityHint(err, o.identity)

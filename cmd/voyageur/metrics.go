@@ -14,12 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/voyageur-ca/voyageur/journal"
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
 )
 
 // metrics are watch's Prometheus metrics, all prefixed voyageur_ and
 // labelled voyageur_job (not "job", Prometheus' own target label). They
-// implement replicator.Observer.
+// implement engine.Observer.
 type metrics struct {
 	reg           *prometheus.Registry
 	replicated    *prometheus.CounterVec
@@ -30,7 +30,7 @@ type metrics struct {
 	lastReconcile *prometheus.GaugeVec
 }
 
-var _ replicator.Observer = (*metrics)(nil)
+var _ engine.Observer = (*metrics)(nil)
 
 func newMetrics(j *journal.Journal, jobs []string) *metrics {
 	m := &metrics{

@@ -57,7 +57,7 @@ func (t *termOut) setBar(line string) {
 
 // startProgressBar redraws one status line on w every 250 ms while a job
 // runs, only when w is a terminal; it returns the function that stops it.
-func startProgressBar(w io.Writer, job string, p *replicator.Progress, off bool) (stop func()) {
+func startProgressBar(w io.Writer, job string, p *replicator.Counters, off bool) (stop func()) {
 	f, ok := terminal(w)
 	if off || !ok {
 		return func() {}
@@ -81,7 +81,7 @@ func startProgressBar(w io.Writer, job string, p *replicator.Progress, off bool)
 	return func() { close(done); wg.Wait() }
 }
 
-func progressLine(job string, p *replicator.Progress, elapsed time.Duration) string {
+func progressLine(job string, p *replicator.Counters, elapsed time.Duration) string {
 	objs, objsTotal := p.ObjectsDone.Load(), p.ObjectsQueued.Load()
 	done, total := p.BytesDone.Load(), p.BytesQueued.Load()
 	rate := float64(done) / max(elapsed.Seconds(), 0.001)

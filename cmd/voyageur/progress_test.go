@@ -10,7 +10,7 @@ import (
 )
 
 func TestProgressLine(t *testing.T) {
-	p := &replicator.Progress{}
+	p := &replicator.Counters{}
 	p.ObjectsQueued.Store(10)
 	p.ObjectsDone.Store(4)
 	p.BytesQueued.Store(100 << 20)
@@ -24,14 +24,14 @@ func TestProgressLine(t *testing.T) {
 
 func TestNoProgressBarWhenNotATerminal(t *testing.T) {
 	var buf bytes.Buffer
-	stop := startProgressBar(&buf, "j", &replicator.Progress{}, false)
+	stop := startProgressBar(&buf, "j", &replicator.Counters{}, false)
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	f, err := os.CreateTemp(t.TempDir(), "stderr")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop = startProgressBar(f, "j", &replicator.Progress{}, false)
+	stop = startProgressBar(f, "j", &replicator.Counters{}, false)
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	if st, _ := f.Stat(); buf.Len() != 0 || st.Size() != 0 {

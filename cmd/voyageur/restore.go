@@ -14,6 +14,7 @@ import (
 
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 type restoreOptions struct {
@@ -77,8 +78,8 @@ func replicaJob(ctx context.Context, g *globals, config, name string, needSecret
 }
 
 // catalogOptions reads --identity, --prefix and --as-of.
-func catalogOptions(identity, prefix, asOf string) (replicator.CatalogOptions, error) {
-	opts := replicator.CatalogOptions{Prefix: prefix}
+func catalogOptions(identity, prefix, asOf string) (recovery.CatalogOptions, error) {
+	opts := recovery.CatalogOptions{Prefix: prefix}
 	if identity != "" {
 		ids, err := crypto.LoadIdentities(identity)
 		if err != nil {
@@ -99,7 +100,7 @@ func catalogOptions(identity, prefix, asOf string) (replicator.CatalogOptions, e
 // identityHint points at --identity when no identity opened a replica:
 // the file is almost always the cause.
 func identityHint(err error, identity string) error {
-	if replicator.IsWrongIdentity(err) {
+	if recovery.IsWrongIdentity(err) {
 		return fmt.Errorf("%w (check --identity %s)", err, identity)
 	}
 	return err
@@ -108,14 +109,14 @@ func identityHint(err error, identity string) error {
 // emptyDir stands for a directory a dry run would create: it holds nothing.
 type emptyDir string
 
-var _ replicator.Target = emptyDir("")
+var _ recovery.Target = emptyDir("")
 
 func (d emptyDir) Name() string              { return string(d) }
 func (emptyDir) Check(context.Context) error { return nil }
 func (emptyDir) Restored(context.Context, crypto.Meta) (bool, error) {
 	return false, nil
 }
-func (emptyDir) Refuse(m crypto.Meta) error { return replicator.DirRefuses(m) }
+func (emptyDir) Refuse(m crypto.Meta) error { return recovery.DirRefuses(m) }
 func (emptyDir) Existing(context.Context, crypto.Meta) (io.ReadCloser, bool, error) {
 	return nil, false, nil
 }
@@ -139,7 +140,7 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 		return configErrorf("job %s is encrypted: --identity FILE is required", job.Name)
 	}
 	log := g.logger(stderr)
-	var target replicator.Target
+	var target recovery.Target
 	ep, _, hasColon := strings.Cut(o.to, ":")
 	toBucket := hasColon && cfg.Endpoints[ep].Type != ""
 	if hasColon && !toBucket && !strings.Contains(ep, "/") {
@@ -155,12 +156,12 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 		if err != nil {
 			return err
 		}
-		target = &replicator.BucketTarget{Bucket: b, Prefix: loc.Prefix, PartSize: job.Transfer.PartSize, Concurrency: job.Transfer.Concurrency, TempDir: o.tmpDir}
+		target = &recovery.BucketTarget{Bucket: b, Prefix: loc.Prefix, PartSize: job.Transfer.PartSize, Concurrency: job.Transfer.Concurrency, TempDir: o.tmpDir}
 	} else if _, err := os.Stat(o.to); o.dryRun && errors.Is(err, fs.ErrNotExist) {
 		target = emptyDir(o.to) // a dry run creates nothing
 	} else {
 		_, serr := os.Stat(o.to)
-		d, derr := replicator.NewDirTarget(o.to)
+		d, derr := recovery.NewDirTarget(o.to)
 		if derr != nil {
 			return derr
 		}
@@ -177,10 +178,10 @@ func runRestore(ctx context.Context, o restoreOptions, g *globals, stdout, stder
 		defer d.Close()
 		target = d
 	}
-	progress := &replicator.Progress{}
+	progress := &replicator.Counters{}
 	stopBar := startProgressBar(stderr, job.Name, progress, g.quiet || o.json)
-	s, err := replicator.Restore(ctx, job, target, replicator.RestoreOptions{
-		Catalog: copts, DryRun: o.dryRun, Overwrite: o.overwrite, Logger: log, Progress: progress,
+	s, err := recovery.Restore(ctx, job, target, recovery.RestoreOptions{
+		Catalog: copts, DryRun: o.dryRun, Overwrite: o.overwrite, Logger: log, Counters: progress,
 	})
 	stopBar()
 	if o.json {

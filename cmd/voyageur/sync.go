@@ -18,6 +18,7 @@ import (
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
 )
 
 type syncOptions struct {
@@ -155,15 +156,15 @@ func syncJobs(ctx context.Context, j *journal.Journal, specs []replicator.Job, o
 	var summaries []replicator.Summary
 	failed := false
 	for _, spec := range specs {
-		progress := &replicator.Progress{}
+		progress := &replicator.Counters{}
 		stopBar := startProgressBar(stderr, spec.Name, progress, g.quiet || o.json)
-		s, err := replicator.Sync(ctx, j, spec, replicator.Options{DryRun: o.dryRun, Logger: log, Progress: progress})
+		s, err := engine.Sync(ctx, j, spec, engine.Options{DryRun: o.dryRun, Logger: log, Counters: progress})
 		stopBar()
 		if err != nil {
 			if errors.Is(err, journal.ErrLocked) || ctx.Err() != nil {
 				return err
 			}
-			if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) || errors.Is(err, replicator.ErrShardChanged) {
+			if errors.Is(err, engine.ErrRouteChanged) || errors.Is(err, engine.ErrDestinationEmpty) || errors.Is(err, engine.ErrShardChanged) {
 				return &ConfigError{err}
 			}
 			log.Error("job failed", "job", spec.Name, "err", err)
@@ -206,7 +207,7 @@ func buildJob(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger, 
 	spec := replicator.Job{
 		Name: jc.Name, Source: src, SourceBucket: jc.Source.Bucket, SourcePrefix: jc.Source.Prefix,
 		Dest: dst, DestPrefix: jc.Destination.Prefix,
-		Target: jc.Source.String() + " -> " + jc.Destination.String(),
+		Route:  jc.Source.String() + " -> " + jc.Destination.String(),
 		Filter: filter,
 		Transfer: replicator.Transfer{
 			PartSize: int64(jc.Transfer.PartSize), Concurrency: jc.Transfer.Concurrency,

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/voyageur-ca/voyageur/journal"
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 type verifyOptions struct {
@@ -80,7 +80,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 		return err
 	}
 	defer closeJournal()
-	report, err := replicator.Verify(ctx, job, replicator.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Journal: jb, Logger: log, Range: rng})
+	report, err := recovery.Verify(ctx, job, recovery.VerifyOptions{Identities: copts.Identities, Sample: o.sample, Journal: jb, Logger: log, Range: rng})
 	if err != nil {
 		return identityHint(err, o.identity)
 	}

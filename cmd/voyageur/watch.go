@@ -12,7 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/voyageur-ca/voyageur/backends/minio"
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
+	"github.com/voyageur-ca/voyageur/replicator/events"
 )
 
 type watchOptions struct {
@@ -71,7 +72,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 		}
 	}
 	g.applyJournal(cfg)
-	sources := make([][]replicator.EventSource, len(jobs))
+	sources := make([][]events.EventSource, len(jobs))
 	names := make([]string, len(jobs))
 	for i, jc := range jobs {
 		if sources[i], err = buildSources(cfg, jc, log); err != nil {
@@ -97,13 +98,13 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 	wg.Go(func() error { snapshotter(wctx, j, cfg, "watch", log); return nil })
 	for i, spec := range specs {
 		wg.Go(func() error {
-			return replicator.Watch(wctx, j, spec, replicator.WatchOptions{
+			return engine.Watch(wctx, j, spec, engine.WatchOptions{
 				Sources: sources[i], Rescan: time.Duration(jobs[i].Rescan), Logger: log, Observer: m,
 			})
 		})
 	}
 	if err := wg.Wait(); err != nil {
-		if errors.Is(err, replicator.ErrTargetChanged) || errors.Is(err, replicator.ErrDestinationEmpty) || errors.Is(err, replicator.ErrShardChanged) {
+		if errors.Is(err, engine.ErrRouteChanged) || errors.Is(err, engine.ErrDestinationEmpty) || errors.Is(err, engine.ErrShardChanged) {
 			return &ConfigError{err}
 		}
 		return err
@@ -113,8 +114,8 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 }
 
 // buildSources makes the job's event sources from its `events:` list.
-func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.EventSource, error) {
-	var out []replicator.EventSource
+func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]events.EventSource, error) {
+	var out []events.EventSource
 	src := cfg.Endpoints[jc.Source.Endpoint]
 	for _, ev := range jc.Events {
 		switch {
@@ -127,16 +128,16 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]replicator.Eve
 			if err != nil {
 				return nil, configErrorf("job %s: events listen: %w", jc.Name, err)
 			}
-			out = append(out, &replicator.Listen{Bucket: b, Prefix: jc.Source.Prefix, Logger: log})
+			out = append(out, &events.Listen{Bucket: b, Prefix: jc.Source.Prefix, Logger: log})
 		case ev.SQS != "":
 			// Without region:, the SQS source takes it from the queue URL.
-			out = append(out, &replicator.SQS{
+			out = append(out, &events.SQS{
 				QueueURL: ev.SQS, Endpoint: ev.URL, Region: ev.Region,
 				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
 				CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
 			})
 		case ev.Webhook != "":
-			out = append(out, &replicator.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})
+			out = append(out, &events.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})
 		default:
 			return nil, fmt.Errorf("job %s: an event source with nothing set", jc.Name) // validated when loading
 		}

@@ -1,6 +1,6 @@
 // Package drill runs a disaster-recovery exercise on one job's replica, as a
 // real disaster would see it: the destination alone. It restores a random
-// sample through the normal restore path (replicator.Restore into a
+// sample through the normal restore path (recovery.Restore into a
 // DirTarget), checks every object's SHA-256, reads the sample again through
 // the failover path (voyageur serve, in-process), and measures the recovery time
 // (RTO) and the recovery point (RPO). The source and the journal, when they
@@ -27,6 +27,7 @@ import (
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // Sampling defaults: DefaultSample objects and, when the job holds that
@@ -169,14 +170,14 @@ func Run(ctx context.Context, job replicator.Job, opts Options) (res Result, err
 		return res, fmt.Errorf("drill %s: destination: %w", job.Name, err)
 	}
 	if job.Encryption != nil && len(opts.Identities) == 0 {
-		return res, fmt.Errorf("drill %s: %w", job.Name, replicator.ErrNeedIdentity)
+		return res, fmt.Errorf("drill %s: %w", job.Name, recovery.ErrNeedIdentity)
 	}
 
 	// The whole catalog, timed: it is the first step of a full restore.
 	t0 := time.Now()
 	var firstReplica time.Duration
-	var reps []replicator.Replica
-	for rep, err := range replicator.Catalog(ctx, job, replicator.CatalogOptions{Identities: opts.Identities, Concurrency: job.Transfer.Concurrency}) {
+	var reps []recovery.Replica
+	for rep, err := range recovery.Catalog(ctx, job, recovery.CatalogOptions{Identities: opts.Identities, Concurrency: job.Transfer.Concurrency}) {
 		if err != nil && rep.DestKey == "" {
 			return res, fmt.Errorf("drill %s: %w", job.Name, err)
 		}
@@ -285,7 +286,7 @@ func seconds(s float64) string {
 // pick chooses the sample: the largest object up to MaxLargest, then random
 // objects until both the object and the byte targets are met (or the
 // replica is exhausted).
-func pick(reps []replicator.Replica, opts Options) []replicator.Replica {
+func pick(reps []recovery.Replica, opts Options) []recovery.Replica {
 	wantN, wantBytes := opts.Sample, opts.SampleBytes
 	switch {
 	case wantN == 0 && wantBytes == 0:
@@ -300,7 +301,7 @@ func pick(reps []replicator.Replica, opts Options) []replicator.Replica {
 			largest = i
 		}
 	}
-	var out []replicator.Replica
+	var out []recovery.Replica
 	var bytes int64
 	if largest >= 0 {
 		out = append(out, reps[largest])
@@ -319,19 +320,19 @@ func pick(reps []replicator.Replica, opts Options) []replicator.Replica {
 	return out
 }
 
-// restoreSample restores the sample with replicator.Restore into a
+// restoreSample restores the sample with recovery.Restore into a
 // temporary directory, the replica listing narrowed to the sampled keys so
 // that the restore runs at the job's concurrency on them alone, and checks
 // each object's SHA-256: Restore checks the replica's recorded digest, and
 // the drill then compares with the source where it still holds the version
 // replicated.
-func restoreSample(ctx context.Context, job replicator.Job, sample []replicator.Replica, opts Options, firstReplica time.Duration, res *Result) error {
+func restoreSample(ctx context.Context, job replicator.Job, sample []recovery.Replica, opts Options, firstReplica time.Duration, res *Result) error {
 	dir, err := os.MkdirTemp(opts.TempDir, "voyageur-drill-")
 	if err != nil {
 		return fmt.Errorf("drill %s: temporary directory: %w", job.Name, err)
 	}
 	defer os.RemoveAll(dir)
-	dt, err := replicator.NewDirTarget(dir)
+	dt, err := recovery.NewDirTarget(dir)
 	if err != nil {
 		return fmt.Errorf("drill %s: %w", job.Name, err)
 	}
@@ -344,7 +345,7 @@ func restoreSample(ctx context.Context, job replicator.Job, sample []replicator.
 	narrowed := job
 	narrowed.Dest = &sampleBucket{Bucket: job.Dest, keys: keys}
 	t0 := time.Now()
-	s, err := replicator.Restore(ctx, narrowed, st, replicator.RestoreOptions{Catalog: replicator.CatalogOptions{Identities: opts.Identities}})
+	s, err := recovery.Restore(ctx, narrowed, st, recovery.RestoreOptions{Catalog: recovery.CatalogOptions{Identities: opts.Identities}})
 	res.RestoreSeconds = round(time.Since(t0).Seconds())
 	if err != nil {
 		return fmt.Errorf("drill %s: %w", job.Name, err)
@@ -434,7 +435,7 @@ type restored struct {
 // object from its write (the GET of its replica) to its first byte, and
 // the sample from the first write to the last.
 type sampleTarget struct {
-	*replicator.DirTarget
+	*recovery.DirTarget
 
 	mu               sync.Mutex
 	firstWrite, last time.Time
@@ -513,7 +514,7 @@ func againstSource(ctx context.Context, src backends.Bucket, o restored) (agains
 // measureRPO finds the oldest change not yet replicated: queued in the
 // journal, or (in a bounded listing of the source) an object newer than its
 // replica or without one. Its age is the data a disaster now would lose.
-func measureRPO(ctx context.Context, job replicator.Job, reps []replicator.Replica, opts Options, res *Result) {
+func measureRPO(ctx context.Context, job replicator.Job, reps []recovery.Replica, opts Options, res *Result) {
 	now := time.Now()
 	var oldest time.Time
 	note := func(t time.Time) {

@@ -5,18 +5,18 @@ import (
 	"testing"
 
 	"github.com/voyageur-ca/voyageur/crypto"
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
-func replicas(sizes ...int64) []replicator.Replica {
-	out := make([]replicator.Replica, len(sizes))
+func replicas(sizes ...int64) []recovery.Replica {
+	out := make([]recovery.Replica, len(sizes))
 	for i, s := range sizes {
-		out[i] = replicator.Replica{DestKey: fmt.Sprint(i), Meta: crypto.Meta{Key: fmt.Sprint(i), Size: s}}
+		out[i] = recovery.Replica{DestKey: fmt.Sprint(i), Meta: crypto.Meta{Key: fmt.Sprint(i), Size: s}}
 	}
 	return out
 }
 
-func total(rs []replicator.Replica) (n int64) {
+func total(rs []recovery.Replica) (n int64) {
 	for _, r := range rs {
 		n += r.Meta.Size
 	}

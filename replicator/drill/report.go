@@ -18,6 +18,7 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // Report is one drill of one or more jobs: the JSON of --json and of
@@ -208,7 +209,7 @@ func decodeStored(rc io.Reader, key string, ids []age.Identity) (Report, error) 
 	var src io.Reader = io.LimitReader(rc, maxStoredReport)
 	if strings.HasSuffix(key, ".age") {
 		if len(ids) == 0 {
-			return Report{}, replicator.ErrNeedIdentity
+			return Report{}, recovery.ErrNeedIdentity
 		}
 		d, err := age.Decrypt(src, ids...)
 		if err != nil {

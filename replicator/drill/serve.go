@@ -17,6 +17,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 	"github.com/voyageur-ca/voyageur/replicator/serve"
 )
 
@@ -27,7 +28,7 @@ import (
 // Each body's SHA-256 must equal the restore's, which was checked against
 // the replica's digest (and the source's bytes where reachable). A job the
 // serve path cannot serve is noted, not failed: serve refuses it too.
-func serveSample(ctx context.Context, job replicator.Job, sample []replicator.Replica, sums map[string][]byte, opts Options, res *Result) {
+func serveSample(ctx context.Context, job replicator.Job, sample []recovery.Replica, sums map[string][]byte, opts Options, res *Result) {
 	access, secret := randomHex(10), randomHex(20)
 	srv, err := serve.New([]replicator.Job{job}, serve.Options{Identities: opts.Identities, AccessKey: access, SecretKey: secret, Concurrency: job.Transfer.Concurrency})
 	if err != nil {

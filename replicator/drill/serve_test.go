@@ -16,6 +16,8 @@ import (
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // TestServeSample reads a replicated job through the in-process serve
@@ -52,12 +54,12 @@ func TestServeSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, err := replicator.Sync(ctx, j, job, replicator.Options{}); err != nil || s.Failed != 0 {
+	if s, err := engine.Sync(ctx, j, job, engine.Options{}); err != nil || s.Failed != 0 {
 		t.Fatalf("sync: %+v %v", s, err)
 	}
 	j.Close()
-	var sample []replicator.Replica
-	for rep, err := range replicator.Catalog(ctx, job, replicator.CatalogOptions{Identities: []age.Identity{id}}) {
+	var sample []recovery.Replica
+	for rep, err := range recovery.Catalog(ctx, job, recovery.CatalogOptions{Identities: []age.Identity{id}}) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // fingerprintMeta is voyageur's own user metadata on replicas
@@ -158,7 +158,7 @@ func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest
 }
 
 // plainGet selects bytes [off, off+n) of a plain replica version.
-func plainGet(rep *replicator.Replica, off, n int64) backends.GetOptions {
+func plainGet(rep *recovery.Replica, off, n int64) backends.GetOptions {
 	opts := backends.GetOptions{Offset: off, Length: n, VersionID: rep.VersionID}
 	if n == 0 {
 		// An empty object has nothing to select: read it whole.

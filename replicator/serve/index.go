@@ -14,13 +14,14 @@ import (
 	"github.com/rclone/gofakes3"
 
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // entry is one served object: its key in the bucket (the original key
 // relative to the job's source prefix) and the replica that holds it.
 type entry struct {
 	key string
-	rep replicator.Replica
+	rep recovery.Replica
 }
 
 // etag is the object's ETag as served, quoted: the source's where the
@@ -70,9 +71,9 @@ func (x *index) find(key string) (*entry, bool) {
 // logged and left out; a listing error or a wrong identity fails the load.
 // Keys two replicas claim (hashed names without the name secret) are left
 // out, as restore does: nothing tells which one the job wrote.
-func loadIndex(ctx context.Context, job replicator.Job, opts replicator.CatalogOptions, log *slog.Logger, progress func(int)) (*index, error) {
+func loadIndex(ctx context.Context, job replicator.Job, opts recovery.CatalogOptions, log *slog.Logger, progress func(int)) (*index, error) {
 	var entries []entry
-	for rep, err := range replicator.Catalog(ctx, job, opts) {
+	for rep, err := range recovery.Catalog(ctx, job, opts) {
 		if err != nil && rep.DestKey == "" {
 			return nil, err
 		}

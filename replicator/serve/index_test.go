@@ -9,7 +9,7 @@ import (
 
 	"github.com/rclone/gofakes3"
 
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 func testIndex(keys []string) *index {
@@ -17,7 +17,7 @@ func testIndex(keys []string) *index {
 	keys = slices.Compact(keys)
 	x := &index{}
 	for _, k := range keys {
-		x.entries = append(x.entries, entry{key: k, rep: replicator.Replica{DestKey: "r/" + k}})
+		x.entries = append(x.entries, entry{key: k, rep: recovery.Replica{DestKey: "r/" + k}})
 	}
 	return x
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
-	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 const (
@@ -51,7 +51,7 @@ type opened struct {
 type source struct {
 	ctx     context.Context
 	b       backends.Bucket
-	rep     *replicator.Replica
+	rep     *recovery.Replica
 	head    []byte
 	tail    []byte
 	limit   int64
@@ -117,7 +117,7 @@ func (s *source) Close() error {
 // (or altered) has another file key or fails authentication, so its bytes
 // can never be spliced into a response, and an ETag check would only hide
 // tampering behind "changed".
-func getReplica(ctx context.Context, b backends.Bucket, rep *replicator.Replica, off, n int64) (io.ReadCloser, error) {
+func getReplica(ctx context.Context, b backends.Bucket, rep *recovery.Replica, off, n int64) (io.ReadCloser, error) {
 	opts := backends.GetOptions{Offset: off, Length: n, VersionID: rep.VersionID}
 	rc, _, err := b.Get(ctx, rep.DestKey, opts)
 	if err != nil {
@@ -127,7 +127,7 @@ func getReplica(ctx context.Context, b backends.Bucket, rep *replicator.Replica,
 }
 
 // readFull fetches n bytes of the replica from off.
-func readFull(ctx context.Context, b backends.Bucket, rep *replicator.Replica, off, n int64, fetched *atomic.Int64) ([]byte, error) {
+func readFull(ctx context.Context, b backends.Bucket, rep *recovery.Replica, off, n int64, fetched *atomic.Int64) ([]byte, error) {
 	rc, err := getReplica(ctx, b, rep, off, n)
 	if err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func readFull(ctx context.Context, b backends.Bucket, rep *replicator.Replica, o
 
 // open reads what every GET of the replica needs: the header (to unwrap the
 // file key once), the final chunk (authenticated by age) and the TRAILER.
-func open(ctx context.Context, b backends.Bucket, rep *replicator.Replica, ids []age.Identity, fetched *atomic.Int64) (*opened, error) {
+func open(ctx context.Context, b backends.Bucket, rep *recovery.Replica, ids []age.Identity, fetched *atomic.Int64) (*opened, error) {
 	o := &opened{size: rep.Size}
 	if rep.Size <= headSize+tailSize {
 		all, err := readFull(ctx, b, rep, 0, rep.Size, fetched)
@@ -187,7 +187,7 @@ func open(ctx context.Context, b backends.Bucket, rep *replicator.Replica, ids [
 // stream opens random access to the replica's zstd stream for one request
 // whose streaming reads go no further than limit (a replica offset).
 // The caller closes the returned closer when the request is done.
-func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *replicator.Replica, limit int64, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
+func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *recovery.Replica, limit int64, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
 	src := &source{ctx: ctx, b: b, rep: rep, head: o.head, tail: o.tail, limit: limit, fetched: fetched}
 	ra, size, err := age.DecryptReaderAt(src, rep.Size, age.NewInjectedFileKeyIdentity(o.fileKey))
 	if err != nil {
@@ -221,7 +221,7 @@ func newOpenedCache() *openedCache {
 }
 
 // cacheKey names one replica version as the catalog saw it.
-func cacheKey(rep *replicator.Replica) string {
+func cacheKey(rep *recovery.Replica) string {
 	return rep.DestKey + "\x00" + rep.VersionID + "\x00" + rep.ETag
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/rclone/gofakes3/signature"
 
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/recovery"
 )
 
 // DefaultRefresh is how often catalogs are read again when Options.Refresh
@@ -112,7 +113,7 @@ func New(jobs []replicator.Job, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("serve job %s: the name is reserved for /%s; rename the job to serve it", j.Name, j.Name)
 		}
 		if j.Encryption != nil && len(opts.Identities) == 0 {
-			return nil, fmt.Errorf("serve job %s: %w", j.Name, replicator.ErrNeedIdentity)
+			return nil, fmt.Errorf("serve job %s: %w", j.Name, recovery.ErrNeedIdentity)
 		}
 		if _, dup := s.buckets[j.Name]; dup {
 			return nil, fmt.Errorf("serve job %s: given twice", j.Name)
@@ -218,7 +219,7 @@ func (s *Server) load(ctx context.Context, b *bucket) error {
 			}
 		}()
 	}
-	copts := replicator.CatalogOptions{AsOf: s.opts.AsOf, Identities: s.opts.Identities, Concurrency: s.opts.Concurrency}
+	copts := recovery.CatalogOptions{AsOf: s.opts.AsOf, Identities: s.opts.Identities, Concurrency: s.opts.Concurrency}
 	if s.metas != nil && b.encrypted() {
 		copts.KnownMeta = s.metas.known(b.job)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/voyageur-ca/voyageur/crypto"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
+	"github.com/voyageur-ca/voyageur/replicator/engine"
 )
 
 const partSize = replicator.MinPartSize
@@ -45,7 +46,7 @@ type fixture struct {
 	data     map[string][]byte // by key relative to the source prefix
 }
 
-// newFixture replicates objects with replicator.Sync between two fs
+// newFixture replicates objects with engine.Sync between two fs
 // buckets: encrypted (hashed names) or plain.
 func newFixture(t *testing.T, encrypted bool) *fixture {
 	t.Helper()
@@ -90,7 +91,7 @@ func newFixture(t *testing.T, encrypted bool) *fixture {
 	add("empty", 0)
 	add("one byte", 1)
 	add("big.bin", 3*partSize+100)
-	s, err := replicator.Sync(context.Background(), j, f.job, replicator.Options{})
+	s, err := engine.Sync(context.Background(), j, f.job, engine.Options{})
 	if err != nil || s.Failed != 0 {
 		t.Fatalf("sync: %+v %v", s, err)
 	}
