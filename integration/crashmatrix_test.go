@@ -256,7 +256,7 @@ func uncheckpointedParts(t testing.TB, journalPath string, dst side) []string {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	cps, err := j.Job("ledgers").Checkpoints()
+	cps, err := j.Section("ledgers").Checkpoints()
 	if err != nil {
 		t.Fatal(err)
 	}

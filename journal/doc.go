@@ -19,7 +19,8 @@
 //	                                     seq comes from the queue bucket's sequence
 //	    qkeys   source key → seq         the key's current queue item (coalescing)
 //	    uploads source key → Checkpoint  multipart upload state, Parts sorted by Number
-//	    cursor  name       → raw bytes   small named values, e.g. "generation"
+//	    cursor  name       → raw bytes   small named values (Section.Value), e.g.
+//	                                     "generation"; the bucket name is older than the API
 //	    runs    seq        → Run         run history, the newest 100 kept
 //	    counts  "index"    → uint64      number of index entries
 //	            "queue"    → uint64      number of queue items

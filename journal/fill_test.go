@@ -13,7 +13,7 @@ import (
 // full, is not left half empty.
 func TestIndexPagesStayFull(t *testing.T) {
 	j := openTemp(t)
-	jb := j.Job("fill")
+	jb := j.Section("fill")
 	const n, workers = 20000, 16
 	for start := 0; start < n; start += 256 {
 		var batch []Change

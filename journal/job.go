@@ -19,11 +19,11 @@ var (
 	bucketQueue   = []byte("queue")
 	bucketQKeys   = []byte("qkeys")
 	bucketUploads = []byte("uploads")
-	bucketCursor  = []byte("cursor")
+	bucketValues  = []byte("cursor") // named "cursor" before the API said values
 	bucketRuns    = []byte("runs")
 	bucketCounts  = []byte("counts")
 
-	jobSubBuckets = [][]byte{bucketIndex, bucketQueue, bucketQKeys, bucketUploads, bucketCursor, bucketRuns, bucketCounts}
+	jobSubBuckets = [][]byte{bucketIndex, bucketQueue, bucketQKeys, bucketUploads, bucketValues, bucketRuns, bucketCounts}
 
 	// bucketFailed holds the changes that failed permanently. Journals
 	// written before it lack it until their next write creates it.
@@ -49,24 +49,24 @@ const (
 	maxLastError = 500
 )
 
-// Job is a handle on one job's part of the journal. Its methods are safe for
+// Section is a handle on one job's section of the journal. Its methods are safe for
 // concurrent use. Every error names the operation, the job and, where there
 // is one, the key.
-type Job struct {
+type Section struct {
 	j    *Journal
 	name string
 }
 
 // jobTx holds a job's sub-buckets within one transaction.
 type jobTx struct {
-	index, queue, qkeys, uploads, cursor, runs, counts *bolt.Bucket
+	index, queue, qkeys, uploads, values, runs, counts *bolt.Bucket
 	failed                                             *bolt.Bucket // nil in a view of a journal without it
 }
 
 // Name returns the job name.
-func (jb *Job) Name() string { return jb.name }
+func (jb *Section) Name() string { return jb.name }
 
-func (jb *Job) errorf(op, key string, err error) error {
+func (jb *Section) errorf(op, key string, err error) error {
 	if key == "" {
 		return fmt.Errorf("journal: %s in job %s: %w", op, jb.name, err)
 	}
@@ -75,7 +75,7 @@ func (jb *Job) errorf(op, key string, err error) error {
 
 // view runs fn in a read-only transaction. fn is not called (and view
 // returns nil) when the job has never been written to.
-func (jb *Job) view(fn func(*jobTx) error) error {
+func (jb *Section) view(fn func(*jobTx) error) error {
 	return jb.j.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs).Bucket([]byte(jb.name))
 		if b == nil {
@@ -92,7 +92,7 @@ func (jb *Job) view(fn func(*jobTx) error) error {
 
 // writeFunc returns a read-write transaction function that creates the job's
 // buckets if needed and runs fn.
-func (jb *Job) writeFunc(fn func(*jobTx) error) func(*bolt.Tx) error {
+func (jb *Section) writeFunc(fn func(*jobTx) error) func(*bolt.Tx) error {
 	return func(tx *bolt.Tx) error {
 		if jb.name == "" {
 			return errors.New("empty job name")
@@ -114,14 +114,14 @@ func (jb *Job) writeFunc(fn func(*jobTx) error) func(*bolt.Tx) error {
 }
 
 // update runs fn in one fsync'd read-write transaction.
-func (jb *Job) update(fn func(*jobTx) error) error {
+func (jb *Section) update(fn func(*jobTx) error) error {
 	return jb.j.db.Update(jb.writeFunc(fn))
 }
 
 // batch runs fn through db.Batch: concurrent calls share one transaction and
 // one fsync, and each returns only after its transaction committed. fn may
 // run more than once, each time in a fresh transaction.
-func (jb *Job) batch(fn func(*jobTx) error) error {
+func (jb *Section) batch(fn func(*jobTx) error) error {
 	return jb.j.db.Batch(jb.writeFunc(fn))
 }
 
@@ -129,7 +129,7 @@ func (jb *Job) batch(fn func(*jobTx) error) error {
 // it is not nil. A job bucket lacking one of them is reported as damaged.
 func subBuckets(b *bolt.Bucket, create func(*bolt.Bucket, []byte) (*bolt.Bucket, error)) (*jobTx, error) {
 	var t jobTx
-	dst := []**bolt.Bucket{&t.index, &t.queue, &t.qkeys, &t.uploads, &t.cursor, &t.runs, &t.counts}
+	dst := []**bolt.Bucket{&t.index, &t.queue, &t.qkeys, &t.uploads, &t.values, &t.runs, &t.counts}
 	for i, name := range jobSubBuckets {
 		if create != nil {
 			sub, err := create(b, name)
@@ -220,7 +220,7 @@ func decodeChange(k, v []byte) (Change, error) {
 }
 
 // Lookup returns the index entry of key; ok is false when there is none.
-func (jb *Job) Lookup(key string) (rec Record, ok bool, err error) {
+func (jb *Section) Lookup(key string) (rec Record, ok bool, err error) {
 	err = jb.view(func(t *jobTx) error {
 		v := t.index.Get([]byte(key))
 		if v == nil {
@@ -241,7 +241,7 @@ func (jb *Job) Lookup(key string) (rec Record, ok bool, err error) {
 // one short read-only transaction, so a caller can page through the index
 // alongside a streamed source listing with memory bounded by limit. limit
 // must be positive.
-func (jb *Job) IndexRange(prefix, after string, limit int) ([]IndexEntry, error) {
+func (jb *Section) IndexRange(prefix, after string, limit int) ([]IndexEntry, error) {
 	if limit <= 0 {
 		return nil, jb.errorf("index range", prefix, fmt.Errorf("limit %d is not positive", limit))
 	}
@@ -275,7 +275,7 @@ func (jb *Job) IndexRange(prefix, after string, limit int) ([]IndexEntry, error)
 
 // IndexCount returns the number of index entries. It reads a counter kept by
 // every write, so it costs the same for any index size.
-func (jb *Job) IndexCount() (n int, err error) {
+func (jb *Section) IndexCount() (n int, err error) {
 	err = jb.view(func(t *jobTx) error {
 		n = t.count(countIndex)
 		return nil
@@ -293,7 +293,7 @@ func (jb *Job) IndexCount() (n int, err error) {
 // earlier call or earlier in the same slice) removes that item; the newest
 // intent wins. Every change needs a key and a known Op; otherwise nothing is
 // enqueued.
-func (jb *Job) Enqueue(changes []Change) error {
+func (jb *Section) Enqueue(changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -354,7 +354,7 @@ func (jb *Job) Enqueue(changes []Change) error {
 
 // Pending returns up to limit queue items with Seq > afterSeq, in ascending
 // Seq order. limit must be positive.
-func (jb *Job) Pending(afterSeq uint64, limit int) ([]Change, error) {
+func (jb *Section) Pending(afterSeq uint64, limit int) ([]Change, error) {
 	if limit <= 0 {
 		return nil, jb.errorf("pending", "", fmt.Errorf("limit %d is not positive", limit))
 	}
@@ -380,7 +380,7 @@ func (jb *Job) Pending(afterSeq uint64, limit int) ([]Change, error) {
 }
 
 // QueueLen returns the number of queued changes, from a maintained counter.
-func (jb *Job) QueueLen() (n int, err error) {
+func (jb *Section) QueueLen() (n int, err error) {
 	err = jb.view(func(t *jobTx) error {
 		n = t.count(countQueue)
 		return nil
@@ -396,7 +396,7 @@ func (jb *Job) QueueLen() (n int, err error) {
 // key's current item: a newer change enqueued meanwhile survives), and the
 // key's checkpoint is deleted. It goes through db.Batch, so concurrent calls
 // share an fsync; it returns only after the transaction committed.
-func (jb *Job) Complete(c Change, rec Record) error {
+func (jb *Section) Complete(c Change, rec Record) error {
 	if err := jb.batch(completeFunc(c, rec)); err != nil {
 		return jb.errorf("complete", c.Key, err)
 	}
@@ -420,7 +420,7 @@ func completeFunc(c Change, rec Record) func(*jobTx) error {
 // CompleteDelete records a propagated delete of c.Key, in one transaction:
 // the index entry, the queue item c.Seq (by the same rule as Complete) and
 // any checkpoint are removed. It goes through db.Batch, as Complete does.
-func (jb *Job) CompleteDelete(c Change) error {
+func (jb *Section) CompleteDelete(c Change) error {
 	err := jb.batch(func(t *jobTx) error {
 		key := []byte(c.Key)
 		if err := t.deleteIndex(key); err != nil {
@@ -440,7 +440,7 @@ func (jb *Job) CompleteDelete(c Change) error {
 // Drop removes the queue item c.Seq (by the same rule as Complete) without
 // touching the index or checkpoints, for a change that needs no action. It
 // goes through db.Batch.
-func (jb *Job) Drop(c Change) error {
+func (jb *Section) Drop(c Change) error {
 	err := jb.batch(func(t *jobTx) error {
 		return t.dequeue([]byte(c.Key), c.Seq)
 	})
@@ -458,7 +458,7 @@ func (jb *Job) Drop(c Change) error {
 // and Failed shows it until Forget, or a new change of the key, clears it.
 // When the item is no longer the key's current one (completed, dropped or
 // replaced by a newer change) Fail does nothing. It goes through db.Batch.
-func (jb *Job) Fail(c Change, cause error) error {
+func (jb *Section) Fail(c Change, cause error) error {
 	var msg string
 	if cause != nil {
 		msg = truncateUTF8(cause.Error(), maxLastError)
@@ -504,7 +504,7 @@ func permanent(cause error) bool {
 
 // Failed returns up to limit changes that failed permanently, in key order,
 // with their attempts and last error. limit must be positive.
-func (jb *Job) Failed(limit int) ([]Change, error) {
+func (jb *Section) Failed(limit int) ([]Change, error) {
 	if limit <= 0 {
 		return nil, jb.errorf("failed", "", fmt.Errorf("limit %d is not positive", limit))
 	}
@@ -532,7 +532,7 @@ func (jb *Job) Failed(limit int) ([]Change, error) {
 // Forget clears keys in one transaction: each one's permanent failure and
 // its queued change, if any, so that nothing retries or reports it. It
 // returns the keys that had neither.
-func (jb *Job) Forget(keys []string) (unknown []string, err error) {
+func (jb *Section) Forget(keys []string) (unknown []string, err error) {
 	err = jb.update(func(t *jobTx) error {
 		unknown = unknown[:0]
 		for _, key := range keys {
@@ -572,7 +572,7 @@ func truncateUTF8(s string, n int) string {
 
 // Checkpoint returns the multipart checkpoint of key; ok is false when there
 // is none.
-func (jb *Job) Checkpoint(key string) (cp Checkpoint, ok bool, err error) {
+func (jb *Section) Checkpoint(key string) (cp Checkpoint, ok bool, err error) {
 	err = jb.view(func(t *jobTx) error {
 		v := t.uploads.Get([]byte(key))
 		if v == nil {
@@ -591,7 +591,7 @@ func (jb *Job) Checkpoint(key string) (cp Checkpoint, ok bool, err error) {
 // transaction (it is called after every finished part). The stored parts
 // are sorted by Number; of several parts with the same Number the last one
 // in cp.Parts is kept. cp itself is not modified.
-func (jb *Job) SaveCheckpoint(key string, cp Checkpoint) error {
+func (jb *Section) SaveCheckpoint(key string, cp Checkpoint) error {
 	cp.Parts = normalizeParts(cp.Parts)
 	v, err := json.Marshal(cp)
 	if err != nil {
@@ -617,7 +617,7 @@ func normalizeParts(parts []PartState) []PartState {
 
 // DeleteCheckpoint removes the checkpoint of key; removing a missing one is
 // not an error.
-func (jb *Job) DeleteCheckpoint(key string) error {
+func (jb *Section) DeleteCheckpoint(key string) error {
 	err := jb.update(func(t *jobTx) error {
 		return t.uploads.Delete([]byte(key))
 	})
@@ -628,7 +628,7 @@ func (jb *Job) DeleteCheckpoint(key string) error {
 }
 
 // Checkpoints returns every checkpoint of the job, by source key.
-func (jb *Job) Checkpoints() (map[string]Checkpoint, error) {
+func (jb *Section) Checkpoints() (map[string]Checkpoint, error) {
 	out := make(map[string]Checkpoint)
 	err := jb.view(func(t *jobTx) error {
 		return t.uploads.ForEach(func(k, v []byte) error {
@@ -648,7 +648,7 @@ func (jb *Job) Checkpoints() (map[string]Checkpoint, error) {
 
 // UploadCount returns how many checkpoints (unfinished multipart uploads)
 // the job holds, without decoding them.
-func (jb *Job) UploadCount() (n int, err error) {
+func (jb *Section) UploadCount() (n int, err error) {
 	err = jb.view(func(t *jobTx) error {
 		n = t.uploads.Stats().KeyN
 		return nil
@@ -659,35 +659,35 @@ func (jb *Job) UploadCount() (n int, err error) {
 	return n, nil
 }
 
-// SetCursor stores a small named value, such as the scan generation. A nil
+// SetValue stores a small named value, such as the scan generation. A nil
 // or empty value removes it.
-func (jb *Job) SetCursor(name string, value []byte) error {
+func (jb *Section) SetValue(name string, value []byte) error {
 	err := jb.update(func(t *jobTx) error {
 		if len(value) == 0 {
-			return t.cursor.Delete([]byte(name))
+			return t.values.Delete([]byte(name))
 		}
-		return t.cursor.Put([]byte(name), value)
+		return t.values.Put([]byte(name), value)
 	})
 	if err != nil {
-		return jb.errorf("set cursor", name, err)
+		return jb.errorf("set value", name, err)
 	}
 	return nil
 }
 
-// Cursor returns a copy of the named value, or nil when it is unset.
-func (jb *Job) Cursor(name string) (value []byte, err error) {
+// Value returns a copy of the named value, or nil when it is unset.
+func (jb *Section) Value(name string) (value []byte, err error) {
 	err = jb.view(func(t *jobTx) error {
-		value = bytes.Clone(t.cursor.Get([]byte(name)))
+		value = bytes.Clone(t.values.Get([]byte(name)))
 		return nil
 	})
 	if err != nil {
-		return nil, jb.errorf("read cursor", name, err)
+		return nil, jb.errorf("read value", name, err)
 	}
 	return value, nil
 }
 
 // AddRun appends r to the run history, keeping the newest 100 runs.
-func (jb *Job) AddRun(r Run) error {
+func (jb *Section) AddRun(r Run) error {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return jb.errorf("add run", "", fmt.Errorf("encode: %w", err))
@@ -723,7 +723,7 @@ func (jb *Job) AddRun(r Run) error {
 }
 
 // Runs returns up to n runs, newest first; n <= 0 returns all that are kept.
-func (jb *Job) Runs(n int) ([]Run, error) {
+func (jb *Section) Runs(n int) ([]Run, error) {
 	var out []Run
 	err := jb.view(func(t *jobTx) error {
 		c := t.runs.Cursor()

@@ -261,11 +261,11 @@ func (j *Journal) Close() error {
 // Path returns the path the journal was opened with.
 func (j *Journal) Path() string { return j.path }
 
-// Job returns a handle on the named job. It is cheap and does no I/O: the
+// Section returns a handle on the named job's section. It is cheap and does no I/O: the
 // job's buckets are created by its first write, and reads of a job that has
 // nothing yet return empty results.
-func (j *Journal) Job(name string) *Job {
-	return &Job{j: j, name: name}
+func (j *Journal) Section(name string) *Section {
+	return &Section{j: j, name: name}
 }
 
 // Jobs returns the names of the jobs that have been written to, in byte order.

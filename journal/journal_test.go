@@ -53,7 +53,7 @@ func put(key string) Change {
 	return Change{Key: key, Op: OpPut, VersionID: "v1", ETag: `"e"`, Size: 42, Reason: "scan", EventTime: t0}
 }
 
-func enqueue(t testing.TB, jb *Job, changes ...Change) []Change {
+func enqueue(t testing.TB, jb *Section, changes ...Change) []Change {
 	t.Helper()
 	if err := jb.Enqueue(changes); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func enqueue(t testing.TB, jb *Job, changes ...Change) []Change {
 	return changes
 }
 
-func pendingAll(t testing.TB, jb *Job) []Change {
+func pendingAll(t testing.TB, jb *Section) []Change {
 	t.Helper()
 	got, err := jb.Pending(0, 1<<20)
 	if err != nil {
@@ -70,7 +70,7 @@ func pendingAll(t testing.TB, jb *Job) []Change {
 	return got
 }
 
-func mustLen(t testing.TB, jb *Job, wantIndex, wantQueue int) {
+func mustLen(t testing.TB, jb *Section, wantIndex, wantQueue int) {
 	t.Helper()
 	if n, err := jb.IndexCount(); err != nil || n != wantIndex {
 		t.Errorf("IndexCount = %d, %v; want %d", n, err, wantIndex)
@@ -103,7 +103,7 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 
 func TestEmptyJobReads(t *testing.T) {
 	j := openTemp(t)
-	jb := j.Job("nothing")
+	jb := j.Section("nothing")
 	if jb.Name() != "nothing" {
 		t.Errorf("Name() = %q", jb.Name())
 	}
@@ -123,7 +123,7 @@ func TestEmptyJobReads(t *testing.T) {
 	if got, err := jb.Checkpoints(); len(got) != 0 || err != nil {
 		t.Errorf("Checkpoints = %v, %v", got, err)
 	}
-	if got, err := jb.Cursor("generation"); got != nil || err != nil {
+	if got, err := jb.Value("generation"); got != nil || err != nil {
 		t.Errorf("Cursor = %v, %v", got, err)
 	}
 	if got, err := jb.Runs(10); len(got) != 0 || err != nil {
@@ -144,7 +144,7 @@ func TestOpString(t *testing.T) {
 
 func TestEnqueuePendingComplete(t *testing.T) {
 	j := openTemp(t)
-	jb := j.Job("daily")
+	jb := j.Section("daily")
 	in := enqueue(t, jb, put("a"), put("b"), Change{Key: "c", Op: OpDelete, Reason: "event"})
 	for i, c := range in {
 		if c.Seq != uint64(i+1) {
@@ -204,7 +204,7 @@ func TestEnqueuePendingComplete(t *testing.T) {
 
 func TestEnqueueCoalesces(t *testing.T) {
 	j := openTemp(t)
-	jb := j.Job("daily")
+	jb := j.Section("daily")
 	old := enqueue(t, jb, put("k"), put("other"))
 	newer := enqueue(t, jb, Change{Key: "k", Op: OpDelete, Reason: "event"})
 	got := pendingAll(t, jb)
@@ -242,7 +242,7 @@ func TestEnqueueCoalesces(t *testing.T) {
 }
 
 func TestEnqueueRejectsInvalid(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	bad := []Change{put("ok"), {Key: "a.csv", Op: 9}}
 	err := jb.Enqueue(bad)
 	if err == nil || err.Error() != "journal: enqueue a.csv in job daily: invalid op(9)" {
@@ -261,13 +261,13 @@ func TestEnqueueRejectsInvalid(t *testing.T) {
 	if _, err := jb.IndexRange("", "", 0); err == nil {
 		t.Error("IndexRange with limit 0 succeeded")
 	}
-	if err := openTemp(t).Job("").Enqueue([]Change{put("k")}); err == nil {
+	if err := openTemp(t).Section("").Enqueue([]Change{put("k")}); err == nil {
 		t.Error("Enqueue in a job with an empty name succeeded")
 	}
 }
 
 func TestFailAndDrop(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	in := enqueue(t, jb, put("k"), put("j"))
 	long := strings.Repeat("é", 400) // 800 bytes
 	for i := range 3 {
@@ -295,7 +295,7 @@ func TestFailAndDrop(t *testing.T) {
 }
 
 func TestCheckpoints(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	parts := []PartState{
 		{Number: 3, ETag: "e3", Size: 5 << 20, End: 15 << 20, Chunk: 240, Hash: []byte{3}},
 		{Number: 1, ETag: "e1", Size: 5 << 20, End: 5 << 20, Chunk: 80, Hash: []byte{1}},
@@ -351,29 +351,29 @@ func TestCheckpoints(t *testing.T) {
 }
 
 func TestCursor(t *testing.T) {
-	jb := openTemp(t).Job("daily")
-	if err := jb.SetCursor("generation", []byte{0, 7}); err != nil {
+	jb := openTemp(t).Section("daily")
+	if err := jb.SetValue("generation", []byte{0, 7}); err != nil {
 		t.Fatal(err)
 	}
-	if err := jb.SetCursor("continuation", []byte("a/b")); err != nil {
+	if err := jb.SetValue("continuation", []byte("a/b")); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := jb.Cursor("generation"); err != nil || !slices.Equal(got, []byte{0, 7}) {
+	if got, err := jb.Value("generation"); err != nil || !slices.Equal(got, []byte{0, 7}) {
 		t.Errorf("Cursor(generation) = %v, %v", got, err)
 	}
-	if err := jb.SetCursor("generation", nil); err != nil {
+	if err := jb.SetValue("generation", nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := jb.Cursor("generation"); err != nil || got != nil {
+	if got, err := jb.Value("generation"); err != nil || got != nil {
 		t.Errorf("Cursor(generation) after clearing = %v, %v; want nil", got, err)
 	}
-	if got, err := jb.Cursor("continuation"); err != nil || string(got) != "a/b" {
+	if got, err := jb.Value("continuation"); err != nil || string(got) != "a/b" {
 		t.Errorf("Cursor(continuation) = %q, %v", got, err)
 	}
 }
 
 func TestRunsKeepsNewest100(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	for i := range 103 {
 		r := Run{Started: t0.Add(time.Duration(i) * time.Hour), Finished: t0.Add(time.Duration(i)*time.Hour + time.Minute),
 			Copied: int64(i), Skipped: 2, Deleted: 3, Failed: 4, BytesRead: 5, BytesWritten: 6, Complete: i%2 == 0, Error: "e"}
@@ -398,7 +398,7 @@ func TestRunsKeepsNewest100(t *testing.T) {
 }
 
 func TestIndexRange(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	keys := []string{"b", "a/b/c", "日本/x", "a", "a/b", "é", "a0", "Z", "a/", "a/\u00ff", "a/~", "\x7f"}
 	changes := make([]Change, len(keys))
 	for i, k := range keys {
@@ -472,7 +472,7 @@ func TestIndexRange(t *testing.T) {
 }
 
 func TestConcurrentComplete(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	const workers, each = 32, 10
 	changes := make([]Change, workers*each)
 	for i := range changes {
@@ -512,7 +512,7 @@ func TestReopenPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb := j.Job("daily")
+	jb := j.Section("daily")
 	in := enqueue(t, jb, put("done"), put("queued"), put("failing"))
 	if err := jb.Complete(in[0], record("done")); err != nil {
 		t.Fatal(err)
@@ -525,14 +525,14 @@ func TestReopenPersists(t *testing.T) {
 	if err := jb.SaveCheckpoint("queued", cp); err != nil {
 		t.Fatal(err)
 	}
-	if err := jb.SetCursor("generation", []byte{9}); err != nil {
+	if err := jb.SetValue("generation", []byte{9}); err != nil {
 		t.Fatal(err)
 	}
 	run := Run{Started: t0, Finished: t0.Add(time.Second), Copied: 1, Complete: true}
 	if err := jb.AddRun(run); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Job("weekly").SetCursor("generation", []byte{1}); err != nil {
+	if err := j.Section("weekly").SetValue("generation", []byte{1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := j.Close(); err != nil {
@@ -544,7 +544,7 @@ func TestReopenPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	jb = j.Job("daily")
+	jb = j.Section("daily")
 	if got, err := j.Jobs(); err != nil || !slices.Equal(got, []string{"daily", "weekly"}) {
 		t.Errorf("Jobs = %v, %v", got, err)
 	}
@@ -560,7 +560,7 @@ func TestReopenPersists(t *testing.T) {
 	if got, ok, err := jb.Checkpoint("queued"); err != nil || !ok || !reflect.DeepEqual(got, cp) {
 		t.Errorf("Checkpoint = %+v, %v, %v", got, ok, err)
 	}
-	if got, err := jb.Cursor("generation"); err != nil || !slices.Equal(got, []byte{9}) {
+	if got, err := jb.Value("generation"); err != nil || !slices.Equal(got, []byte{9}) {
 		t.Errorf("Cursor = %v, %v", got, err)
 	}
 	if got, err := jb.Runs(10); err != nil || !reflect.DeepEqual(got, []Run{run}) {
@@ -594,7 +594,7 @@ func writeJournal(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb := j.Job("daily")
+	jb := j.Section("daily")
 	changes := make([]Change, 2000)
 	for i := range changes {
 		changes[i] = put(fmt.Sprintf("some/longish/prefix/%06d.parquet", i))
@@ -800,7 +800,7 @@ func TestOpenLockedBySubprocess(t *testing.T) {
 func BenchmarkComplete(b *testing.B) {
 	for _, mode := range []string{"batch", "update"} {
 		b.Run(mode, func(b *testing.B) {
-			jb := openTemp(b).Job("bench")
+			jb := openTemp(b).Section("bench")
 			changes := make([]Change, b.N)
 			for i := range changes {
 				changes[i] = put(fmt.Sprintf("obj/%09d", i))
@@ -867,7 +867,7 @@ func TestOpenReadOnly(t *testing.T) {
 	}
 
 	j := openTemp(t)
-	if err := j.Job("ledgers").Enqueue([]Change{{Key: "a.csv", Op: OpPut, Size: 1}}); err != nil {
+	if err := j.Section("ledgers").Enqueue([]Change{{Key: "a.csv", Op: OpPut, Size: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := OpenReadOnly(j.Path(), 0); !errors.Is(err, ErrLocked) {
@@ -888,10 +888,10 @@ func TestOpenReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a second reader: %v", err)
 	}
-	if n, err := r2.Job("ledgers").QueueLen(); err != nil || n != 1 {
+	if n, err := r2.Section("ledgers").QueueLen(); err != nil || n != 1 {
 		t.Errorf("QueueLen = %d, %v; want 1", n, err)
 	}
-	if err := r1.Job("ledgers").Enqueue([]Change{{Key: "b.csv", Op: OpPut, Size: 1}}); err == nil {
+	if err := r1.Section("ledgers").Enqueue([]Change{{Key: "b.csv", Op: OpPut, Size: 1}}); err == nil {
 		t.Error("a read-only journal accepted a write")
 	}
 	if _, err := Open(j.Path(), 0); !errors.Is(err, ErrLocked) {
@@ -915,7 +915,7 @@ func (permanentError) Permanent() bool { return true }
 // (nothing retries it) into the failed list; a new change of the key, or
 // Forget, clears it.
 func TestFailPermanently(t *testing.T) {
-	jb := openTemp(t).Job("daily")
+	jb := openTemp(t).Section("daily")
 	in := enqueue(t, jb, put("in/../secret.txt"), put("ok"))
 	if err := jb.Fail(in[0], fmt.Errorf("stat in/../secret.txt: %w", permanentError{})); err != nil {
 		t.Fatal(err)

@@ -270,7 +270,7 @@ func readJournal(cfg *Config, jc JobConfig) (*drill.JournalFacts, string) {
 		return nil, fmt.Sprintf("%v (a running watch or sync holds it)", err)
 	}
 	defer j.Close()
-	facts, err := drill.ReadJournal(j.Job(jc.Name), len(jc.Events) > 0)
+	facts, err := drill.ReadJournal(j.Section(jc.Name), len(jc.Events) > 0)
 	if err != nil {
 		return nil, err.Error()
 	}

@@ -56,7 +56,7 @@ func runForget(o forgetOptions, g *globals, keys []string, stdout, stderr io.Wri
 		return err
 	}
 	defer j.Close()
-	unknown, err := j.Job(o.job).Forget(keys)
+	unknown, err := j.Section(o.job).Forget(keys)
 	if err != nil {
 		return err
 	}

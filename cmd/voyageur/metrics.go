@@ -59,7 +59,7 @@ func newMetrics(j *journal.Journal, jobs []string) *metrics {
 	m.reg.MustRegister(m.replicated, m.bytes, m.deleted, m.failures, m.lag, m.lastReconcile,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, job := range jobs {
-		jb := j.Job(job)
+		jb := j.Section(job)
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "voyageur_queue_depth", Help: "Changes waiting in the journal queue.", ConstLabels: prometheus.Labels{"voyageur_job": job},
 		}, func() float64 {

@@ -39,7 +39,7 @@ func snapshotPath(journalPath string) string { return journalPath + ".status.jso
 func collectAll(j *journal.Journal, cfg *Config) ([]jobStatus, error) {
 	out := make([]jobStatus, 0, len(cfg.Jobs))
 	for _, jc := range cfg.Jobs {
-		st, err := collectStatus(j.Job(jc.Name), jc)
+		st, err := collectStatus(j.Section(jc.Name), jc)
 		if err != nil {
 			return nil, fmt.Errorf("status of job %s: %w", jc.Name, err)
 		}

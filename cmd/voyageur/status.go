@@ -144,7 +144,7 @@ func runStatus(o statusOptions, g *globals, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func collectStatus(jb *journal.Job, jc JobConfig) (jobStatus, error) {
+func collectStatus(jb *journal.Section, jc JobConfig) (jobStatus, error) {
 	st := jobStatus{Job: jc.Name, Source: jc.Source.String(), Destination: jc.Destination.String()}
 	var err error
 	if st.Replicated, err = jb.IndexCount(); err != nil {

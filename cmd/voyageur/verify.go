@@ -120,7 +120,7 @@ func runVerify(ctx context.Context, o verifyOptions, g *globals, stdout, stderr 
 // it then goes on without that comparison, saying so, rather than
 // creating a journal or waiting. With an identity the missing journal is
 // no loss: decrypting checks every compared replica.
-func verifyJournal(cfg *Config, job string, identity bool, log *slog.Logger) (*journal.Job, func(), error) {
+func verifyJournal(cfg *Config, job string, identity bool, log *slog.Logger) (*journal.Section, func(), error) {
 	none := func() {}
 	if _, err := os.Stat(cfg.Journal); errors.Is(err, fs.ErrNotExist) {
 		if identity {
@@ -137,5 +137,5 @@ func verifyJournal(cfg *Config, job string, identity bool, log *slog.Logger) (*j
 	case err != nil:
 		return nil, none, &ConfigError{err}
 	}
-	return j.Job(job), func() { j.Close() }, nil
+	return j.Section(job), func() { j.Close() }, nil
 }

@@ -53,7 +53,7 @@ type JournalFacts struct {
 
 // ReadJournal reads a job's journal for a drill; watch asks for the lag
 // histogram. It reads at most indexLagLimit index entries.
-func ReadJournal(jb *journal.Job, watch bool) (*JournalFacts, error) {
+func ReadJournal(jb *journal.Section, watch bool) (*JournalFacts, error) {
 	f := JournalFacts{Keys: map[string]string{}}
 	var err error
 	if f.Pending, err = jb.Pending(0, pendingLimit); err != nil {

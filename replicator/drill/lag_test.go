@@ -19,7 +19,7 @@ func TestReadJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	jb := j.Job("ledgers")
+	jb := j.Section("ledgers")
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	for _, r := range []journal.Run{
 		{Started: t0, Finished: t0.Add(time.Minute), Complete: true},

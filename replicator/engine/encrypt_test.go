@@ -71,7 +71,7 @@ func TestEncryptedResumeSendsOnlyTheRest(t *testing.T) {
 	if err != nil || s.Failed != 1 {
 		t.Fatalf("interrupted run: %+v %v", s, err)
 	}
-	cp, ok, _ := e.J.Job("t").Checkpoint("in/big")
+	cp, ok, _ := e.J.Section("t").Checkpoint("in/big")
 	if !ok || len(cp.Parts) != 3 || cp.Writer == nil {
 		t.Fatalf("checkpoint: %v %+v after %+v", ok, cp.Parts, s)
 	}
@@ -101,7 +101,7 @@ func TestEncryptedResumeKeepsOnlyTheLeadingRun(t *testing.T) {
 	dst := e.Job.Dest
 	e.Job.Dest = &failingParts{Bucket: dst, from: 4}
 	Sync(context.Background(), e.J, e.Job, Options{})
-	jb := e.J.Job("t")
+	jb := e.J.Section("t")
 	cp, _, _ := jb.Checkpoint("in/big")
 	// Forget part 2 in the checkpoint: parts 1 and 3 remain recorded.
 	cp.Parts = append(cp.Parts[:1], cp.Parts[2:]...)
@@ -129,7 +129,7 @@ func TestEncryptedResumeWithUnusableStateStartsOver(t *testing.T) {
 	dst := e.Job.Dest
 	e.Job.Dest = &failingParts{Bucket: dst, from: 2}
 	Sync(context.Background(), e.J, e.Job, Options{})
-	jb := e.J.Job("t")
+	jb := e.J.Section("t")
 	cp, _, _ := jb.Checkpoint("in/big")
 	cp.Writer = []byte(strings.Repeat("x", 10))
 	if err := jb.SaveCheckpoint("in/big", cp); err != nil {

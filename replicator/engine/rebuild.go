@@ -16,9 +16,9 @@ import (
 // before copying, the worker looks for an up-to-date replica.
 const reasonRebuild = "rebuild"
 
-// cursorRebuild is set from the start of a rebuild until a scan completes,
+// valueRebuild is set from the start of a rebuild until a scan completes,
 // so that a rebuild interrupted mid-listing goes on at the next run.
-const cursorRebuild = "rebuild"
+const valueRebuild = "rebuild"
 
 // fingerprint names the source object's state as this job stores it: the
 // same facts upToDate compares, and the recipients. It is "" when the job
@@ -38,7 +38,7 @@ func (r *run) rebuilding(ctx context.Context) (bool, error) {
 	if r.opts.DryRun {
 		return false, nil
 	}
-	if v, err := r.jb.Cursor(cursorRebuild); err != nil || len(v) > 0 {
+	if v, err := r.jb.Value(valueRebuild); err != nil || len(v) > 0 {
 		return len(v) > 0, err
 	}
 	if n, err := r.jb.IndexCount(); err != nil || n > 0 {
@@ -68,7 +68,7 @@ func (r *run) rebuilding(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	r.log.Info("the journal has no index for this job and the destination holds replicas: rebuilding the index from their fingerprints")
-	return true, r.jb.SetCursor(cursorRebuild, []byte{1})
+	return true, r.jb.SetValue(valueRebuild, []byte{1})
 }
 
 // adopt records the replica at the destination as the index entry of

@@ -99,10 +99,10 @@ func TestRebuildLostJournal(t *testing.T) {
 					t.Errorf("%s: replica fingerprint %q (present %v), want %q", k, fp, ok, want)
 				}
 			}
-			if v, _ := e.J.Job("t").Cursor(cursorRebuild); v != nil {
-				t.Errorf("rebuild cursor still set after a complete scan")
+			if v, _ := e.J.Section("t").Value(valueRebuild); v != nil {
+				t.Errorf("rebuild value still set after a complete scan")
 			}
-			if n, _ := e.J.Job("t").IndexCount(); n != len(sizes) {
+			if n, _ := e.J.Section("t").IndexCount(); n != len(sizes) {
 				t.Errorf("index holds %d entries, want %d", n, len(sizes))
 			}
 			if s := e.sync(t, Options{}); s.Copied != 0 || s.Skipped != int64(len(sizes)) {
@@ -121,9 +121,9 @@ func TestRebuildResumes(t *testing.T) {
 	}
 	e.sync(t, Options{})
 	e.loseJournal(t)
-	jb := e.J.Job("t")
-	// What a killed rebuild leaves: the cursor, and one key recognized.
-	if err := jb.SetCursor(cursorRebuild, []byte{1}); err != nil {
+	jb := e.J.Section("t")
+	// What a killed rebuild leaves: the value, and one key recognized.
+	if err := jb.SetValue(valueRebuild, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
 	a := e.stat(t, "out/a")
@@ -181,10 +181,10 @@ func TestResumedRebuildCountsOnce(t *testing.T) {
 	}
 	e.sync(t, Options{})
 	e.loseJournal(t)
-	jb := e.J.Job("t")
-	// What a rebuild killed after its listing leaves: the cursor and the
+	jb := e.J.Section("t")
+	// What a rebuild killed after its listing leaves: the value and the
 	// queued changes.
-	if err := jb.SetCursor(cursorRebuild, []byte{1}); err != nil {
+	if err := jb.SetValue(valueRebuild, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
 	var queued []journal.Change

@@ -147,7 +147,7 @@ func TestRetentionRenewedOnResume(t *testing.T) {
 			t.Fatalf("encrypted %v: interrupted run: %+v, %v", enc, s, err)
 		}
 		// The run resumes two days after the upload began.
-		jb := e.J.Job("t")
+		jb := e.J.Section("t")
 		cp, ok, err := jb.Checkpoint("in/big")
 		if err != nil || !ok || !cp.Locked {
 			t.Fatalf("encrypted %v: checkpoint %+v, %v, %v; want a locked upload", enc, cp, ok, err)

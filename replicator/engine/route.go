@@ -38,7 +38,7 @@ func (r *run) checkRoute(ctx context.Context) error {
 // job's.
 func (r *run) checkRecordedRoute() error {
 	want := r.job.RouteName()
-	got, err := r.jb.Cursor(routeCursor)
+	got, err := r.jb.Value(routeCursor)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (r *run) checkRecordedRoute() error {
 	case got == nil && r.opts.DryRun:
 		return nil
 	case got == nil:
-		return r.jb.SetCursor(routeCursor, []byte(want))
+		return r.jb.SetValue(routeCursor, []byte(want))
 	case string(got) != want:
 		return fmt.Errorf("job %s: %w: the journal holds the state of %s, the config now says %s; "+
 			"to replicate there, give the job a new name (its first run rebuilds the index from the replicas already there), "+

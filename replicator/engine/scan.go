@@ -19,7 +19,7 @@ const indexPage = 1000
 // merge with the source listing holds one page in memory, and no read
 // transaction stays open while workers write.
 type indexCursor struct {
-	jb     *journal.Job
+	jb     *journal.Section
 	prefix string
 	// rng bounds the keys walked: a shard's index entries outside its
 	// range are not its business.
@@ -167,7 +167,7 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 	}
 	if rebuild {
 		// Every listed key is now indexed, or queued for the rebuild.
-		if err := r.jb.SetCursor(cursorRebuild, nil); err != nil {
+		if err := r.jb.SetValue(valueRebuild, nil); err != nil {
 			return false, err
 		}
 		r.log.Info("index rebuilt from the destination", "replicas_recognized", r.adopted.Load())

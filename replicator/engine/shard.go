@@ -12,9 +12,9 @@ import (
 // than the shard now asks for.
 var ErrShardChanged = errors.New("the journal was built for another shard")
 
-// shardCursor names the journal cursor holding the source keys its index
+// shardValue names the journal value holding the source keys its index
 // covers (absent: all of them).
-const shardCursor = "shard"
+const shardValue = "shard"
 
 // keyRange returns the source keys this run owns.
 func (r *run) keyRange() replicator.KeyRange {
@@ -34,7 +34,7 @@ func (r *run) keyRange() replicator.KeyRange {
 // rebuilds its index from the destination's fingerprints.
 func (r *run) checkShard() error {
 	want := r.keyRange()
-	raw, err := r.jb.Cursor(shardCursor)
+	raw, err := r.jb.Value(shardValue)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (r *run) checkShard() error {
 	if err != nil {
 		return err
 	}
-	have := replicator.KeyRange{} // no cursor: the index of an unsharded run
+	have := replicator.KeyRange{} // no value: the index of an unsharded run
 	if raw != nil {
 		if err := json.Unmarshal(raw, &have); err != nil {
 			return fmt.Errorf("job %s: read the journal's shard range: %w", r.job.Name, err)
@@ -67,13 +67,13 @@ func (r *run) checkShard() error {
 		return nil
 	}
 	if want.Whole() {
-		return r.jb.SetCursor(shardCursor, nil)
+		return r.jb.SetValue(shardValue, nil)
 	}
 	raw, err = json.Marshal(want)
 	if err != nil {
 		return err
 	}
-	return r.jb.SetCursor(shardCursor, raw)
+	return r.jb.SetValue(shardValue, raw)
 }
 
 func (r *run) shardName() string {

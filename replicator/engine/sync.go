@@ -34,7 +34,7 @@ const maxCommits = 1024
 type run struct {
 	job  replicator.Job
 	j    *journal.Journal
-	jb   *journal.Job
+	jb   *journal.Section
 	opts Options
 	log  *slog.Logger
 
@@ -147,7 +147,7 @@ func newRun(j *journal.Journal, job replicator.Job, opts Options) (*run, error) 
 		job:        job,
 		count:      count,
 		j:          j,
-		jb:         j.Job(job.Name),
+		jb:         j.Section(job.Name),
 		opts:       opts,
 		log:        opts.Logger.With("job", job.Name),
 		limits:     newLimits(job),
@@ -265,7 +265,7 @@ func (r *run) abortStaleUploads(ctx context.Context) error {
 	}
 	known := map[string]bool{}
 	for _, name := range jobs {
-		cps, err := r.j.Job(name).Checkpoints()
+		cps, err := r.j.Section(name).Checkpoints()
 		if err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func TestSyncCopiesThenSkips(t *testing.T) {
 	if s.Copied != 0 || s.Skipped != int64(len(sizes)) || s.BytesWritten != 0 {
 		t.Errorf("second run copied again: %+v", s)
 	}
-	if n, _ := e.J.Job("t").QueueLen(); n != 0 {
+	if n, _ := e.J.Section("t").QueueLen(); n != 0 {
 		t.Errorf("queue holds %d items after a clean run", n)
 	}
 }
@@ -202,7 +202,7 @@ func TestInterruptedMultipartResumes(t *testing.T) {
 	if err != nil || s.Failed != 1 || len(s.Failures) != 1 || !strings.Contains(s.Failures[0].Error, "upload part 4 of out/big") {
 		t.Fatalf("interrupted run: %+v, %v", s, err)
 	}
-	cp, ok, err := e.J.Job("t").Checkpoint("in/big")
+	cp, ok, err := e.J.Section("t").Checkpoint("in/big")
 	if err != nil || !ok || len(cp.Parts) != 3 {
 		t.Fatalf("checkpoint after 3 parts: %+v %v %v", cp, ok, err)
 	}
@@ -221,7 +221,7 @@ func TestInterruptedMultipartResumes(t *testing.T) {
 	for up, err := range e.Dst.ListMultipartUploads(context.Background(), "") {
 		t.Errorf("upload left behind: %+v %v", up, err)
 	}
-	if _, ok, _ := e.J.Job("t").Checkpoint("in/big"); ok {
+	if _, ok, _ := e.J.Section("t").Checkpoint("in/big"); ok {
 		t.Error("checkpoint kept after completion")
 	}
 }
@@ -368,7 +368,7 @@ func TestInterruptedSyncSaysSo(t *testing.T) {
 	if s, err := Sync(ctx, e.J, e.Job, Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted sync returned %v (%+v)", err, s)
 	}
-	runs, _ := e.J.Job("t").Runs(1)
+	runs, _ := e.J.Section("t").Runs(1)
 	if len(runs) != 1 || runs[0].Complete {
 		t.Errorf("run record %+v", runs)
 	}

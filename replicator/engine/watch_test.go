@@ -167,7 +167,7 @@ func TestWatchRecordsRuns(t *testing.T) {
 		done <- Watch(ctx, e.J, e.Job, WatchOptions{Sources: []events.EventSource{gaps}, Logger: slog.New(slog.NewTextHandler(logs, nil)), Observer: obs})
 	}()
 	runs := func() []journal.Run {
-		rs, err := e.J.Job("t").Runs(10)
+		rs, err := e.J.Section("t").Runs(10)
 		if err != nil {
 			t.Fatal(err)
 		}

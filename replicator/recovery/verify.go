@@ -36,7 +36,7 @@ type VerifyOptions struct {
 	// sync recorded when it wrote it, which tells a replica changed since
 	// (a byte flip, a truncation, another replica copied over it) without
 	// an identity; and its record says which source state it is a copy of.
-	Journal *journal.Job
+	Journal *journal.Section
 	Logger  *slog.Logger
 	// Range, when set, limits verify to one shard's destination keys, and
 	// to the source keys whose replicas they are.
