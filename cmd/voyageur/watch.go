@@ -75,7 +75,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 	sources := make([][]events.EventSource, len(jobs))
 	names := make([]string, len(jobs))
 	for i, jc := range jobs {
-		if sources[i], err = buildSources(cfg, jc, log); err != nil {
+		if sources[i], err = buildSources(ctx, cfg, jc, log); err != nil {
 			return err
 		}
 		names[i] = jc.Name
@@ -114,7 +114,7 @@ func runWatch(ctx context.Context, o watchOptions, g *globals, stderr io.Writer)
 }
 
 // buildSources makes the job's event sources from its `events:` list.
-func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]events.EventSource, error) {
+func buildSources(ctx context.Context, cfg *Config, jc JobConfig, log *slog.Logger) ([]events.EventSource, error) {
 	var out []events.EventSource
 	src := cfg.Endpoints[jc.Source.Endpoint]
 	for _, ev := range jc.Events {
@@ -130,12 +130,11 @@ func buildSources(cfg *Config, jc JobConfig, log *slog.Logger) ([]events.EventSo
 			}
 			out = append(out, &events.Listen{Bucket: b, Prefix: jc.Source.Prefix, Logger: log})
 		case ev.SQS != "":
-			// Without region:, the SQS source takes it from the queue URL.
-			out = append(out, &events.SQS{
-				QueueURL: ev.SQS, Endpoint: ev.URL, Region: ev.Region,
-				AccessKey: src.AccessKey, SecretKey: src.SecretKey, Logger: log,
-				CAFile: src.CAFile, Timeouts: src.backendTimeouts(),
-			})
+			s, err := sqsSource(ctx, ev, src, 0, log)
+			if err != nil {
+				return nil, configErrorf("job %s: events sqs: %w", jc.Name, err)
+			}
+			out = append(out, s)
 		case ev.Webhook != "":
 			out = append(out, &events.Webhook{Addr: ev.Webhook, Token: ev.Token, Logger: log})
 		default:

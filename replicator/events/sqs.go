@@ -1,20 +1,14 @@
 package events
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -46,29 +40,14 @@ type SQS struct {
 	// QueueURL is the queue, as SQS names it
 	// (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME). It is passed as is.
 	QueueURL string
-	// Endpoint, when set, is where every request goes (such as
-	// http://127.0.0.1:PORT for an emulator), whatever the host of
-	// QueueURL.
-	Endpoint string
-	// Region defaults to the one QueueURL names, then to the AWS default
-	// configuration's.
-	Region string
-	// AccessKey and SecretKey are static credentials; when empty, the AWS
-	// default credential chain applies.
-	AccessKey, SecretKey string
-	// CAFile is a PEM bundle of extra trusted CAs, and Timeouts bound the
-	// client's connections, as for the source endpoint's S3 client (a
-	// private CA, a TLS-inspecting proxy). The response and idle timeouts
-	// are raised to outlast a long poll.
-	CAFile   string
-	Timeouts backends.Timeouts
+	// Client sends the requests. The CLI builds it next to the S3 clients,
+	// with the source endpoint's credentials, CA bundle and timeouts; its
+	// response and idle timeouts must outlast SQSPollTime(WaitSeconds).
+	Client SQSAPI
 	// WaitSeconds is the long-poll wait, 1..20; 0 means 20.
 	WaitSeconds int32
 	// Logger receives warnings; nil discards them.
 	Logger *slog.Logger
-	// Client replaces the client Run builds (tests); Endpoint, Region and
-	// the credentials are then ignored.
-	Client SQSAPI
 }
 
 var _ EventSource = (*SQS)(nil)
@@ -80,22 +59,30 @@ const (
 	sqsDeleteTime   = 10 * time.Second
 	sqsBackoffFirst = time.Second // the wait after one failure, doubling
 	sqsBackoffMax   = time.Minute // with every consecutive one up to this
-	// sqsPollMargin is how much longer than the long-poll wait the
-	// response may take.
-	sqsPollMargin = 10 * time.Second
 )
+
+// SQSPollTime is the longest a receive of Run may take with a long-poll
+// wait of waitSeconds (0: the default): the wait, which holds back the
+// response headers and every byte, and a margin.
+func SQSPollTime(waitSeconds int32) time.Duration {
+	if waitSeconds == 0 {
+		waitSeconds = sqsDefaultWait
+	}
+	return time.Duration(waitSeconds)*time.Second + 10*time.Second
+}
 
 // Name returns "sqs".
 func (s *SQS) Name() string { return "sqs" }
 
 // Run receives messages until ctx is done, then returns nil. It returns an
-// error only for a bad configuration (queue URL, endpoint, credentials,
-// region, wait, CA bundle), before receiving anything.
+// error only for a bad configuration (queue URL, wait, no client), before
+// receiving anything.
 func (s *SQS) Run(ctx context.Context, intake Intake, gap func()) error {
-	client, wait, err := s.setup(ctx)
+	wait, err := s.check()
 	if err != nil {
 		return err
 	}
+	client := s.Client
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -193,91 +180,20 @@ func (s *SQS) delete(ctx context.Context, client SQSAPI, entries []types.DeleteM
 	}
 }
 
-// setup checks the configuration and returns the client and long-poll wait.
-func (s *SQS) setup(ctx context.Context) (SQSAPI, int32, error) {
-	u, err := backends.ParseURL(s.QueueURL)
-	if err != nil {
-		return nil, 0, errors.New("sqs: queue url: want http(s)://host/ACCOUNT/NAME")
+// check checks the configuration and returns the long-poll wait.
+func (s *SQS) check() (int32, error) {
+	if _, err := backends.ParseURL(s.QueueURL); err != nil {
+		return 0, errors.New("sqs: queue url: want http(s)://host/ACCOUNT/NAME")
 	}
 	wait := s.WaitSeconds
 	if wait == 0 {
 		wait = sqsDefaultWait
 	}
 	if wait < 0 || wait > sqsDefaultWait {
-		return nil, 0, fmt.Errorf("sqs: wait of %d seconds: want 1 to 20", s.WaitSeconds)
+		return 0, fmt.Errorf("sqs: wait of %d seconds: want 1 to 20", s.WaitSeconds)
 	}
-	if s.Client != nil {
-		return s.Client, wait, nil
+	if s.Client == nil {
+		return 0, errors.New("sqs: no client")
 	}
-	if (s.AccessKey == "") != (s.SecretKey == "") {
-		return nil, 0, errors.New("sqs: access key and secret key must be set together")
-	}
-	var endpoint string
-	if s.Endpoint != "" {
-		e, err := backends.ParseEndpoint(s.Endpoint)
-		if err != nil {
-			return nil, 0, errors.New("sqs: endpoint url: want http(s)://host[:port]")
-		}
-		endpoint = e.String()
-	}
-
-	// A long poll holds back the response headers, and every byte, for up
-	// to wait seconds.
-	timeouts := s.Timeouts
-	poll := time.Duration(wait)*time.Second + sqsPollMargin
-	for _, d := range []*time.Duration{&timeouts.Response, &timeouts.Idle} {
-		if *d != 0 && *d < poll {
-			*d = poll
-		}
-	}
-	tr, err := backends.NewTransport(s.CAFile, timeouts)
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqs: %w", err)
-	}
-	// As for S3: the client gets its HTTP client through its own options,
-	// since handing a custom one to the config loader breaks
-	// $AWS_CA_BUNDLE; the loader's own client serves the credential
-	// providers.
-	opts := []func(*config.LoadOptions) error{config.WithLogger(backends.SDKLogger(s.Logger))}
-	if region := cmp.Or(s.Region, queueRegion(u.Host)); region != "" {
-		opts = append(opts, config.WithRegion(region))
-	}
-	if s.AccessKey != "" {
-		opts = append(opts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("sqs: load aws config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, 0, errors.New("sqs: no region: set one, or use a queue url that names it")
-	}
-	client := sqs.NewFromConfig(cfg, func(o *sqs.Options) {
-		o.HTTPClient = &http.Client{Transport: tr}
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-	})
-	return client, wait, nil
-}
-
-// queueRegion returns the region a queue URL host names, "" when it names
-// none: sqs.REGION.amazonaws.com (also the emulator's
-// sqs.REGION.127.0.0.1), and the legacy REGION.queue.amazonaws.com and
-// queue.amazonaws.com (us-east-1).
-func queueRegion(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	labels := strings.Split(host, ".")
-	switch {
-	case len(labels) >= 4 && labels[0] == "sqs":
-		return labels[1]
-	case host == "queue.amazonaws.com":
-		return "us-east-1"
-	case len(labels) == 4 && strings.HasSuffix(host, ".queue.amazonaws.com"):
-		return labels[0]
-	}
-	return ""
+	return wait, nil
 }

@@ -2,22 +2,8 @@ package events
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,10 +13,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/integration/sqsserver"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
@@ -73,43 +59,17 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// caBundle writes a PEM file holding a fresh self-signed CA certificate.
-func caBundle(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "voyageur test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// emulatorSource is an SQS source on the emulator with the client Run
-// builds itself (region from the queue URL, static credentials).
+// emulatorSource is an SQS source on the emulator. (The client the CLI
+// builds is tested in cmd/voyageur.)
 func emulatorSource(srv *sqsserver.Server, queueURL string, log *slog.Logger) *SQS {
-	return &SQS{QueueURL: queueURL, Endpoint: srv.URL, AccessKey: "test-access", SecretKey: "test-secret", Logger: log}
+	client := sqs.New(sqs.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test-access", "test-secret", ""),
+	})
+	return &SQS{QueueURL: queueURL, Client: client, Logger: log}
 }
 
 func TestSQSMessageShapes(t *testing.T) {
-	// The client Run builds must work with a CA bundle set, as on the
-	// corporate hosts.
-	t.Setenv("AWS_CA_BUNDLE", caBundle(t))
 	srv := sqsserver.Start(t)
 	q := srv.CreateQueue(t, "shapes")
 	for _, body := range []string{awsPut, snsWrap(t, eventBridgeDeleted), eventBridgeCreated, testEvent, minioWebhook} {
@@ -301,31 +261,22 @@ func TestSQSRetriesAndBatches(t *testing.T) {
 }
 
 func TestSQSConfigErrors(t *testing.T) {
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_REGION", "")
-	t.Setenv("AWS_DEFAULT_REGION", "")
 	queue := "https://sqs.ca-central-1.amazonaws.com/111122223333/voyageur"
+	client := sqs.New(sqs.Options{Region: "ca-central-1"})
 	for _, tc := range []struct {
-		name, caBundle string
-		src            SQS
-		want           string
+		name string
+		src  SQS
+		want string
 	}{
-		{"no queue", "", SQS{}, "sqs: queue url: want"},
-		{"queue not a url", "", SQS{QueueURL: "voyageur"}, "sqs: queue url: want"},
-		{"queue with credentials", "", SQS{QueueURL: "https://AKIA:topsecret@sqs.ca-central-1.amazonaws.com/1/q"}, "sqs: queue url: want"},
-		{"long wait", "", SQS{QueueURL: queue, WaitSeconds: 21}, "sqs: wait of 21 seconds"},
-		{"negative wait", "", SQS{QueueURL: queue, WaitSeconds: -1}, "sqs: wait of -1 seconds"},
-		{"half credentials", "", SQS{QueueURL: queue, SecretKey: "topsecret"}, "access key and secret key must be set together"},
-		{"bad endpoint", "", SQS{QueueURL: queue, Endpoint: "ftp://topsecret@host"}, "sqs: endpoint url: want"},
-		{"endpoint with a path", "", SQS{QueueURL: queue, Endpoint: "http://127.0.0.1:9/queue"}, "sqs: endpoint url: want"},
-		{"missing ca bundle", "/nonexistent/bundle.pem", SQS{QueueURL: queue}, "sqs: read ca bundle"},
-		{"no region", "", SQS{QueueURL: "http://127.0.0.1:9/000000000000/q"}, "sqs: no region"},
+		{"no queue", SQS{Client: client}, "sqs: queue url: want"},
+		{"queue not a url", SQS{QueueURL: "voyageur", Client: client}, "sqs: queue url: want"},
+		{"queue with credentials", SQS{QueueURL: "https://AKIA:topsecret@sqs.ca-central-1.amazonaws.com/1/q", Client: client}, "sqs: queue url: want"},
+		{"long wait", SQS{QueueURL: queue, WaitSeconds: 21, Client: client}, "sqs: wait of 21 seconds"},
+		{"negative wait", SQS{QueueURL: queue, WaitSeconds: -1, Client: client}, "sqs: wait of -1 seconds"},
+		{"no client", SQS{QueueURL: queue}, "sqs: no client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("AWS_CA_BUNDLE", tc.caBundle)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			err := tc.src.Run(ctx, (&fakeIntake{}).intake, func() {})
+			err := tc.src.Run(context.Background(), (&fakeIntake{}).intake, func() {})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run: %v, want an error containing %q", err, tc.want)
 			}
@@ -333,107 +284,5 @@ func TestSQSConfigErrors(t *testing.T) {
 				t.Errorf("error leaks a secret: %v", err)
 			}
 		})
-	}
-}
-
-func TestQueueRegion(t *testing.T) {
-	for host, want := range map[string]string{
-		"sqs.ca-central-1.amazonaws.com":   "ca-central-1",
-		"sqs.us-east-1.127.0.0.1:4566":     "us-east-1",
-		"queue.amazonaws.com":              "us-east-1",
-		"eu-west-1.queue.amazonaws.com":    "eu-west-1",
-		"127.0.0.1:4566":                   "",
-		"sqs.amazonaws.com":                "",
-		"sqs-fips.us-east-1.amazonaws.com": "",
-	} {
-		if got := queueRegion(host); got != want {
-			t.Errorf("queueRegion(%q) = %q, want %q", host, got, want)
-		}
-	}
-}
-
-// tlsSQS is an SQS endpoint over TLS speaking the JSON protocol: it hands
-// out one message holding awsPut, then answers nothing until the request
-// ends (hang) or with an empty receive after a while.
-func tlsSQS(t *testing.T, hang bool) *httptest.Server {
-	t.Helper()
-	var served atomic.Bool
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		// Read to the end, so that the server notices a client that gives up.
-		_, _ = io.Copy(io.Discard, r.Body)
-		rw.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		switch r.Header.Get("X-Amz-Target") {
-		case "AmazonSQS.ReceiveMessage":
-			if hang {
-				<-r.Context().Done()
-				return
-			}
-			if served.CompareAndSwap(false, true) {
-				body, _ := json.Marshal(awsPut)
-				fmt.Fprintf(rw, `{"Messages":[{"MessageId":"m1","ReceiptHandle":"r1","Body":%s}]}`, body)
-				return
-			}
-			select {
-			case <-r.Context().Done():
-			case <-time.After(time.Second):
-			}
-			io.WriteString(rw, `{"Messages":[]}`)
-		case "AmazonSQS.DeleteMessageBatch":
-			io.WriteString(rw, `{"Successful":[{"Id":"0"}],"Failed":[]}`)
-		default:
-			http.Error(rw, "unknown target", http.StatusBadRequest)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// TestSQSEndpointTLSAndTimeouts: the client Run builds trusts the CA file
-// it is given (and not without it), and its timeouts apply, raised to
-// outlast the long poll.
-func TestSQSEndpointTLSAndTimeouts(t *testing.T) {
-	srv := tlsSQS(t, false)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	const queue = "https://sqs.ca-central-1.amazonaws.com/123456789012/ledgers"
-	source := func(srvURL, caFile string, timeouts backends.Timeouts, logs *testenv.LogBuffer) *SQS {
-		return &SQS{QueueURL: queue, Endpoint: srvURL, AccessKey: "test-access", SecretKey: "test-secret", WaitSeconds: 1,
-			CAFile: caFile, Timeouts: timeouts, Logger: slog.New(slog.NewTextHandler(logs, nil))}
-	}
-
-	logs := &testenv.LogBuffer{}
-	fake := &fakeIntake{}
-	stop := runSource(t, source(srv.URL, "", backends.Timeouts{}, logs), fake.intake, func() {})
-	eventually(t, "a certificate error without the CA file", func() bool { return strings.Contains(logs.String(), "certificate") })
-	stop()
-	if calls, _ := fake.snapshot(); calls != 0 {
-		t.Errorf("intake called %d times through an untrusted certificate", calls)
-	}
-
-	fake = &fakeIntake{}
-	stop = runSource(t, source(srv.URL, ca, backends.Timeouts{}, &testenv.LogBuffer{}), fake.intake, func() {})
-	eventually(t, "the event through the trusted endpoint", func() bool {
-		_, events := fake.snapshot()
-		return len(events) == 1 && events[0].Key == wantAWSPut.Key
-	})
-	stop()
-
-	// A response timeout of 1s is raised to the poll plus its margin
-	// (11s): then the stalled receive fails as a timeout, and is retried.
-	hung := tlsSQS(t, true)
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hung.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logs = &testenv.LogBuffer{}
-	stop = runSource(t, source(hung.URL, ca, backends.Timeouts{Response: time.Second}, logs), (&fakeIntake{}).intake, func() {})
-	defer stop()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(logs.String(), "timeout awaiting response headers") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no response timeout from a stalled endpoint:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
