@@ -147,7 +147,7 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 		return backends.ObjectInfo{}, err
 	}
 	ids := make([]string, len(parts))
-	sums := md5.New()
+	sums := make([][]byte, len(parts))
 	var size int64
 	for i, p := range parts {
 		if i > 0 && p.Number <= parts[i-1].Number {
@@ -157,11 +157,10 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 			return backends.ObjectInfo{}, fmt.Errorf("%s %s: part %d: etag %s is not this upload's", op, key, p.Number, p.ETag)
 		}
 		ids[i] = blockID(uploadID, p.Number)
-		raw, _ := hex.DecodeString(partETag(uploadID, p.Number))
-		sums.Write(raw)
+		sums[i], _ = backends.PartMD5(partETag(uploadID, p.Number))
 		size += p.Size
 	}
-	etag := fmt.Sprintf("%x-%d", sums.Sum(nil), len(parts))
+	etag := backends.MultipartETag(sums)
 	meta := m.Metadata
 	if meta == nil {
 		meta = map[string]*string{}

@@ -235,7 +235,7 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 		return fail(err)
 	}
 	files := make([]storedPart, len(parts))
-	sums := md5.New()
+	sums := make([][]byte, len(parts))
 	for i, p := range parts {
 		if i > 0 && p.Number <= parts[i-1].Number {
 			return fail(fmt.Errorf("part numbers not ascending: %d after %d", p.Number, parts[i-1].Number))
@@ -250,18 +250,18 @@ func (b *Bucket) CompleteMultipart(ctx context.Context, key, uploadID string, pa
 		if i < len(parts)-1 && sp.Size < MinPartSize {
 			return fail(fmt.Errorf("part %d is %d bytes, below the %d-byte minimum of all parts but the last", p.Number, sp.Size, MinPartSize))
 		}
-		raw, err := hex.DecodeString(sp.ETag)
+		raw, err := backends.PartMD5(sp.ETag)
 		if err != nil {
-			return fail(fmt.Errorf("part %d: stored etag %q: %w", p.Number, sp.ETag, err))
+			return fail(fmt.Errorf("part %d: stored %w", p.Number, err))
 		}
-		sums.Write(raw)
+		sums[i] = raw
 		files[i] = sp
 	}
 	tmp, err := b.concat(ctx, files)
 	if err != nil {
 		return fail(err)
 	}
-	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(sums.Sum(nil)), len(parts))
+	etag := backends.MultipartETag(sums)
 	oi, err := b.commit(key, tmp, etag, backends.PutOptions{ContentType: u.ContentType, Metadata: u.Metadata})
 	if err != nil {
 		return fail(err)

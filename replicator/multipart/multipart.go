@@ -12,8 +12,6 @@ package multipart
 import (
 	"cmp"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -273,21 +271,21 @@ func Completed(ctx context.Context, b backends.Bucket, key string, parts []journ
 	if len(parts) == 0 {
 		return backends.ObjectInfo{}, false
 	}
-	h := md5.New()
+	sums := make([][]byte, len(parts))
 	var size int64
 	for i, p := range parts {
-		raw, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		raw, err := backends.PartMD5(p.ETag)
 		if err != nil || p.Number != int32(i+1) {
 			return backends.ObjectInfo{}, false
 		}
-		h.Write(raw)
+		sums[i] = raw
 		size += p.Size
 	}
 	obj, err := b.Stat(ctx, key, "")
 	if err != nil || obj.Size != size {
 		return backends.ObjectInfo{}, false
 	}
-	return obj, sameETag(obj.ETag, fmt.Sprintf("%x-%d", h.Sum(nil), len(parts)))
+	return obj, sameETag(obj.ETag, backends.MultipartETag(sums))
 }
 
 // Abort discards the upload, even when ctx is done: an abandoned upload

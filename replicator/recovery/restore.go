@@ -397,8 +397,7 @@ func (r *restorer) fingerprintNamesMD5(rep Replica, info backends.ObjectInfo, su
 type etagSum struct {
 	partSize, inPart int64
 	whole, part      hash.Hash
-	parts            []byte // the MD5s of the finished parts, in order
-	n                int
+	parts            [][]byte // the MD5s of the finished parts, in order
 }
 
 func newETagSum(partSize int64) *etagSum {
@@ -420,8 +419,7 @@ func (e *etagSum) Write(p []byte) (int, error) {
 }
 
 func (e *etagSum) endPart() {
-	e.parts = e.part.Sum(e.parts)
-	e.n++
+	e.parts = append(e.parts, e.part.Sum(nil))
 	e.part.Reset()
 	e.inPart = 0
 }
@@ -437,19 +435,14 @@ func (e *etagSum) etag(want string) (string, bool) {
 	if _, md5ok := plainMD5(sum); !ok || !md5ok {
 		return "", false
 	}
-	n := e.n
-	if e.inPart > 0 {
-		n++
-	}
-	if count != strconv.Itoa(n) {
-		return "", false
-	}
 	parts := e.parts
 	if e.inPart > 0 {
-		parts = e.part.Sum(slices.Clip(parts))
+		parts = append(slices.Clip(parts), e.part.Sum(nil))
 	}
-	total := md5.Sum(parts)
-	return hex.EncodeToString(total[:]) + "-" + count, true
+	if count != strconv.Itoa(len(parts)) {
+		return "", false
+	}
+	return backends.MultipartETag(parts), true
 }
 
 // noteFailure counts, lists and logs one failed object.
