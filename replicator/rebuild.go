@@ -22,7 +22,9 @@ import (
 const fingerprintMeta = "voyageur-fp"
 
 // reasonRebuild marks the changes of a scan that rebuilds a lost index:
-// before copying, the worker looks for an up-to-date replica.
+// before copying, the worker looks for an up-to-date replica. It also
+// marks the deletes of replicas whose source key was gone before the
+// index was (addOrphans).
 const reasonRebuild = "rebuild"
 
 // cursorRebuild is set from the start of a rebuild until a scan completes,
