@@ -186,7 +186,7 @@ func TestJournalRebuildWithoutSecret(t *testing.T) {
 // nothing written again. Beyond max_delete it deletes nothing and fails;
 // the next run, allowed more, deletes them. Objects under the destination
 // prefix that name no key of the job (the reserved prefix; with hashed
-// names, a name not of the hashed form) are kept.
+// names, a name not of the hashed form) or carry no fingerprint are kept.
 func TestJournalRebuildDeletes(t *testing.T) {
 	srcSrv, dstSrv := startServer(t), startServer(t)
 	for _, mode := range []string{"plain", "encrypted"} {
@@ -209,7 +209,9 @@ func TestJournalRebuildDeletes(t *testing.T) {
 			d := dst
 			d.url = proxy.url
 			jc := jobConfig{Src: src, Dst: d, DstPrefix: "replica/", Deletes: "propagate", MaxDelete: "2"}
-			foreign := []string{"replica/.voyageur/drills/notes.json"}
+			// Not replicas: the reserved prefix, and an object without a
+			// fingerprint under a name a key of the job would have.
+			foreign := []string{"replica/.voyageur/drills/notes.json", "replica/ledgers/99.csv"}
 			destKey := func(key string) string { return "replica/" + key }
 			if mode == "encrypted" {
 				k := newKeys(t, dir, false)

@@ -193,7 +193,9 @@ func (r *run) findsOrphans() bool {
 // addOrphans adds to p the replicas of the run's range that names does
 // not account for, after a complete listing: their source key is gone.
 // A replica whose key cannot be told (a plain name that no source key
-// maps to, a name not of the hashed form) is never a candidate.
+// maps to, a name not of the hashed form) is never a candidate, nor an
+// object without a fingerprint. It costs a listing of the range and a
+// HEAD per candidate.
 func (r *run) addOrphans(ctx context.Context, p *deletePlan, names *replicaNames) error {
 	indexed, err := r.jb.IndexCount()
 	if err != nil {
@@ -218,6 +220,20 @@ func (r *run) addOrphans(ctx context.Context, p *deletePlan, names *replicaNames
 				continue
 			}
 		} else if key = r.replicaOf(obj.Key); key == "" {
+			continue
+		}
+		// Every replica voyageur writes carries a fingerprint; an object
+		// without one was put under the prefix by other means (or by a
+		// voyageur older than fingerprints) and is not known to be a
+		// replica.
+		info, err := r.job.Dest.Stat(ctx, obj.Key, "")
+		if backends.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stat replica %s/%s: %w", r.job.Dest.Name(), obj.Key, err)
+		}
+		if _, ok := info.Metadata[fingerprintMeta]; !ok {
 			continue
 		}
 		p.addOrphan(r, indexed, key, obj.Key)

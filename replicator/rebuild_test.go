@@ -377,7 +377,8 @@ func replicaNamesOf(e *env, keys ...string) []string {
 // replicas of the keys deleted at the source before it, which no index
 // remembers, and copies nothing again. Objects under the destination
 // prefix whose source key cannot be told (not of the hashed form; the
-// reserved prefix) are kept.
+// reserved prefix) or without a fingerprint (not written by voyageur) are
+// kept.
 func TestRebuildDeletesOrphans(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -385,12 +386,13 @@ func TestRebuildDeletesOrphans(t *testing.T) {
 		// foreign objects at the destination that must stay.
 		foreign []string
 	}{
-		{"plain", func(*testing.T, *env) {}, []string{"out/.voyageur/drills/x.json"}},
-		{"encrypted hashed names", func(t *testing.T, e *env) { encrypted(t, e, true) }, []string{"out/.voyageur/drills/x.json", "out/notes.txt", "out/" + strings.Repeat("A", 64) + ".age"}},
+		{"plain", func(*testing.T, *env) {}, []string{"out/.voyageur/drills/x.json", "out/zz-not-a-replica"}},
+		{"encrypted hashed names", func(t *testing.T, e *env) { encrypted(t, e, true) }, []string{"out/.voyageur/drills/x.json", "out/notes.txt", "out/" + strings.Repeat("A", 64) + ".age",
+			"out/" + strings.Repeat("a", 64) + ".age"}},
 		{"encrypted plain names", func(t *testing.T, e *env) {
 			encrypted(t, e, false)
 			e.job.Encryption.NameSecret = bytes.Repeat([]byte{9}, 32)
-		}, []string{"out/.voyageur/drills/x.json", "out/g/.voyageur-folderx"}},
+		}, []string{"out/.voyageur/drills/x.json", "out/g/.voyageur-folderx", "out/zz-not-a-replica"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := orphanEnv(t, tc.setup)
