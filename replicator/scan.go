@@ -195,7 +195,7 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 		// Every listed key is now indexed, or queued for the rebuild, and
 		// every replica whose source key is gone is deleted or queued.
 		if err := r.jb.SetCursor(cursorRebuild, nil); err != nil {
-			return true, err
+			return false, err
 		}
 		r.log.Info("index rebuilt from the destination", "replicas_recognized", r.adopted.Load(), "replicas_without_source", dels.orphans)
 	}
