@@ -507,3 +507,24 @@ func TestRebuildShardOrphans(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildOrphansWatchHashed: a watch copies its events' keys while its
+// scan runs, so with hashed names (no source check possible before the
+// delete) its rebuild looks for no orphans; with plain names it does.
+func TestRebuildOrphansWatchHashed(t *testing.T) {
+	for _, hashed := range []bool{false, true} {
+		e := newEnv(t)
+		if hashed {
+			encrypted(t, e, true)
+		}
+		e.job.Deletes = DeletesPropagate
+		r, err := newRun(e.j, e.job, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.kick = func() {}
+		if got := r.findsOrphans(); got == hashed {
+			t.Errorf("watch, hashed names %v: looks for orphans %v", hashed, got)
+		}
+	}
+}
