@@ -25,6 +25,7 @@
 // | TestVerify                    | missing, extra, stale and tampered replicas are reported               |
 // | TestJournalRebuild            | journal file deleted, one object changed: the next sync sends only it (plain, encrypted+hashed); keyed fingerprint only |
 // | TestJournalRebuildWithoutSecret | encrypted, plain names, no name secret: warns and sends everything again |
+// | TestJournalRebuildDeletes     | journal deleted, keys deleted at the source: the rebuild deletes exactly their replicas (plain, hashed names), under max_delete, writes nothing |
 // | TestRetention                 | governance lock on every replica; awscli cannot delete a locked version; overwrite and delete keep it; restore/verify on the locked bucket; no object lock: exit 1, nothing written |
 // | TestWatchWebhook              | watch via MinIO's webhook target: replicas within seconds, deletes, metrics, SIGTERM, restart |
 // | TestWatchSQS                  | watch via SQS: S3, SNS-wrapped and EventBridge messages, TestEvent, encoded keys |
@@ -44,6 +45,7 @@
 // | TestServe, TestServeJobs      | voyageur serve read by awscli, minio-go, rclone: listings, ranges, conditions, presigned URLs, TLS, as-of, errors, tampering |
 // | TestDrill, TestDrillConfigErrors, TestDrillWatch | voyageur drill: sample restore and serve check, RTO/RPO, residency, custody, report page in chromium, exit codes, no secret |
 // | TestShardedSync, TestShardedHashedNames, TestShardFlags | N shard processes: exact union, split listing, balance, 4 → 8, SIGKILL, sharded restore and verify, bad flags |
+// | TestShardChangeDeletes        | 4 → 8 shards on fresh journals: keys deleted in between lose their replicas, nothing written again, max_delete per shard |
 // | TestDemo                      | scripts/demo.sh (make demo) with a small archive: exit 0, the verified restore, nothing left running |
 // | TestComposeFile               | docker-compose.yml passes Debian's docker-compose config; pinned images, the five services |
 // | TestDockerfile                | two stages, CGO_ENABLED=0, distroless final stage, a non-root USER    |

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,99 @@ func TestJournalRebuildWithoutSecret(t *testing.T) {
 	}
 	if !strings.Contains(res.stderr, "journal rebuilt without fingerprints: every object will be re-sent") {
 		t.Errorf("no warning about the missing fingerprints:\n%s", res.stderr)
+	}
+}
+
+// TestJournalRebuildDeletes: with deletes: propagate, a sync whose journal
+// was lost deletes the replicas of the keys deleted at the source
+// meanwhile, which the rebuilt index never held: exactly those, with
+// nothing written again. Beyond max_delete it deletes nothing and fails;
+// the next run, allowed more, deletes them. Objects under the destination
+// prefix that name no key of the job (the reserved prefix; with hashed
+// names, a name not of the hashed form) or carry no fingerprint are kept.
+func TestJournalRebuildDeletes(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	for _, mode := range []string{"plain", "encrypted"} {
+		t.Run(mode, func(t *testing.T) {
+			src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+			dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+			ctx := context.Background()
+			sc := srcSrv.Client(t)
+			dir := t.TempDir()
+			var names []string
+			for i := range 40 {
+				key := fmt.Sprintf("ledgers/%02d.csv", i)
+				names = append(names, key)
+				data := randomData(100+i*13, byte(i))
+				if _, err := sc.PutObject(ctx, src.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			proxy := newCountingProxy(t, dstSrv.URL)
+			d := dst
+			d.url = proxy.url
+			jc := jobConfig{Src: src, Dst: d, DstPrefix: "replica/", Deletes: "propagate", MaxDelete: "2"}
+			// Not replicas: the reserved prefix, and an object without a
+			// fingerprint under a name a key of the job would have.
+			foreign := []string{"replica/.voyageur/drills/notes.json", "replica/ledgers/99.csv"}
+			destKey := func(key string) string { return "replica/" + key }
+			if mode == "encrypted" {
+				k := newKeys(t, dir, false)
+				jc.ExtraJobLines = k.encryptionYAML("hashed", "zstd")
+				foreign = append(foreign, "replica/README.txt")
+				destKey = func(key string) string { return "replica/" + crypto.HashedName(readFile(t, k.nameSecret), key) }
+			}
+			cfg := writeConfig(t, dir, jc)
+			if s := syncJSON(t, 0, "-c", cfg); s.Copied != int64(len(names)) {
+				t.Fatalf("first sync: %+v", s)
+			}
+			for _, k := range foreign {
+				if _, err := dstSrv.Client(t).PutObject(ctx, dst.bucket, k, strings.NewReader("{}"), 2, minio.PutObjectOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			if err := os.Remove(filepath.Join(dir, "journal.db")); err != nil {
+				t.Fatal(err)
+			}
+			gone := []string{"ledgers/03.csv", "ledgers/17.csv", "ledgers/39.csv"}
+			for _, k := range gone {
+				if err := sc.RemoveObject(ctx, src.bucket, k, minio.RemoveObjectOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			replica := func() []string { return sortedKeys(listObjects(t, dst, "")) }
+			before := replica()
+
+			proxy.reset()
+			s := syncJSON(t, 1, "-c", cfg)
+			if s.Deleted != 0 || s.Copied != 0 || !strings.Contains(s.Error, "refusing to delete 3 replicas") || proxy.deletes.Load() != 0 || proxy.writes.Load() != 0 {
+				t.Errorf("rebuild with 3 deletes over max_delete 2: %+v, %d deletes, %d writes", s, proxy.deletes.Load(), proxy.writes.Load())
+			}
+			if got := replica(); !slices.Equal(got, before) {
+				t.Errorf("a refused rebuild changed the replica: %v, was %v", got, before)
+			}
+
+			jc.MaxDelete = "3"
+			cfg = writeConfig(t, dir, jc)
+			proxy.reset()
+			s = syncJSON(t, 0, "-c", cfg)
+			if s.Deleted != 3 || s.Copied != 0 || proxy.deletes.Load() != 3 || proxy.writes.Load() != 0 {
+				t.Errorf("rebuild allowed 3 deletes: %+v, %d deletes, %d writes; want 3 deleted, nothing written", s, proxy.deletes.Load(), proxy.writes.Load())
+			}
+			want := slices.Clone(foreign)
+			for _, k := range names {
+				if !slices.Contains(gone, k) {
+					want = append(want, destKey(k))
+				}
+			}
+			slices.Sort(want)
+			if got := replica(); !slices.Equal(got, want) {
+				t.Errorf("replica holds %v, want %v", got, want)
+			}
+			if s := syncJSON(t, 0, "-c", cfg); s.Copied != 0 || s.Deleted != 0 {
+				t.Errorf("sync after the rebuild: %+v", s)
+			}
+		})
 	}
 }

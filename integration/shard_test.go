@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -30,11 +31,13 @@ import (
 )
 
 // countingProxy forwards to a MinIO server and counts what a shard asks of
-// it: LIST requests (with the start-after of each) and object writes.
+// it: LIST requests (with the start-after of each), object writes and
+// object deletes.
 type countingProxy struct {
 	url        string
 	lists      atomic.Int64
 	writes     atomic.Int64
+	deletes    atomic.Int64
 	mu         sync.Mutex
 	startAfter []string
 }
@@ -58,6 +61,8 @@ func newCountingProxy(t testing.TB, target string) *countingProxy {
 		case r.Method == http.MethodPut && !q.Has("partNumber") && !q.Has("retention") && !q.Has("tagging"),
 			r.Method == http.MethodPost && q.Has("uploadId"):
 			p.writes.Add(1)
+		case r.Method == http.MethodDelete && !q.Has("uploadId"):
+			p.deletes.Add(1)
 		}
 		proxy.ServeHTTP(w, r)
 	}))
@@ -72,6 +77,7 @@ func (p *countingProxy) reset() {
 	defer p.mu.Unlock()
 	p.lists.Store(0)
 	p.writes.Store(0)
+	p.deletes.Store(0)
 	p.startAfter = nil
 }
 
@@ -93,10 +99,16 @@ type shardWorker struct {
 
 func newShardWorker(t testing.TB, src, dst side, dstPrefix string) shardWorker {
 	w := shardWorker{src: newCountingProxy(t, src.srv.URL), dst: newCountingProxy(t, dst.srv.URL)}
+	w.configure(t, src, dst, dstPrefix, "50")
+	return w
+}
+
+// configure writes the worker's config, through its proxies, with
+// max_delete maxDelete.
+func (w *shardWorker) configure(t testing.TB, src, dst side, dstPrefix, maxDelete string) {
 	s, d := src, dst
 	s.url, d.url = w.src.url, w.dst.url
-	w.cfg = writeConfig(t, t.TempDir(), jobConfig{Src: s, Dst: d, DstPrefix: dstPrefix, Deletes: "propagate", MaxDelete: "50", Concurrency: 16})
-	return w
+	w.cfg = writeConfig(t, t.TempDir(), jobConfig{Src: s, Dst: d, DstPrefix: dstPrefix, Deletes: "propagate", MaxDelete: maxDelete, Concurrency: 16})
 }
 
 // runShards runs one process per argument list in parallel, as the pods
@@ -812,5 +824,179 @@ func TestShardMaxDelete(t *testing.T) {
 	}
 	if got := sortedKeys(listObjects(t, dst, "")); strings.Join(got, " ") != "0a 0b 0c fb" {
 		t.Errorf("replica holds %v", got)
+	}
+}
+
+// TestShardChangeDeletes: keys deleted at the source between the last run
+// of 4 shards and the first run of 8 on fresh journals are deleted by the
+// 8 shards' rebuilds, which no index told of them: exactly their replicas
+// go, nothing is written again, and max_delete holds per shard (the shard
+// with more than it deletes nothing and fails, then deletes them once
+// allowed).
+func TestShardChangeDeletes(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+	ctx := context.Background()
+	sc := srcSrv.Client(t)
+	var keys []string
+	for p, n := range []int{400, 250, 150, 100, 60, 30, 10} {
+		for i := range n {
+			keys = append(keys, fmt.Sprintf("q%d/%04d.csv", p, i))
+		}
+	}
+	keys = append(keys, "odd", "zz-last", "é/ü.txt")
+	seed := make(chan string)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for k := range seed {
+				data := []byte(strings.Repeat(k+"\n", 1+len(k)%5))
+				if _, err := sc.PutObject(ctx, src.bucket, k, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+					t.Errorf("seed %s: %v", k, err)
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		seed <- k
+	}
+	close(seed)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	dir := t.TempDir()
+	plans := map[int]string{}
+	for _, n := range []int{4, 8} {
+		plans[n] = filepath.Join(dir, fmt.Sprintf("plan%d.json", n))
+	}
+	shards := func(n int, workers []shardWorker) [][]string {
+		var argv [][]string
+		for i := range n {
+			argv = append(argv, []string{"sync", "--json", "-c", workers[i].cfg, "--job", "ledgers", "--shard", fmt.Sprintf("%d/%d", i, n),
+				"--shard-plan", plans[n], "--journal", filepath.Join(dir, fmt.Sprintf("journal-%d-of-%d.db", i, n))})
+		}
+		return argv
+	}
+	newWorkers := func(n int, maxDelete string) []shardWorker {
+		ws := make([]shardWorker, n)
+		for i := range ws {
+			ws[i] = shardWorker{src: newCountingProxy(t, src.srv.URL), dst: newCountingProxy(t, dst.srv.URL)}
+			ws[i].configure(t, src, dst, "shard/", maxDelete)
+		}
+		return ws
+	}
+	workers4, workers8 := newWorkers(4, "3"), newWorkers(8, "3")
+	for n, ws := range map[int][]shardWorker{4: workers4, 8: workers8} {
+		if res := runVoyageur(t, "shard-plan", "-c", ws[0].cfg, "--job", "ledgers", "--shards", fmt.Sprint(n), "-o", plans[n]); res.code != 0 {
+			t.Fatalf("shard-plan %d: exit %d: %s", n, res.code, res.stderr)
+		}
+	}
+	for i, res := range runShards(t, shards(4, workers4)) {
+		if res.code != 0 {
+			t.Fatalf("shard %d/4: exit %d: %s", i, res.code, res.stderr)
+		}
+	}
+	if got := len(listObjects(t, dst, "shard/")); got != len(keys) {
+		t.Fatalf("4 shards made %d replicas of %d keys", got, len(keys))
+	}
+
+	// Between the last run of 4 and the first of 8: 2 keys deleted in the
+	// range of every shard of 8, 4 (over max_delete 3) in one.
+	p8, err := replicator.ReadShardPlan(readFile(t, plans[8]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := replicator.Layout{Bounds: p8.Bounds}
+	const over = 5
+	byShard := map[int][]string{}
+	for _, k := range slices.Sorted(slices.Values(keys)) {
+		byShard[layout.ShardOf(k)] = append(byShard[layout.ShardOf(k)], k)
+	}
+	gone := map[string]bool{}
+	for i := range 8 {
+		n := 2
+		if i == over {
+			n = 4
+		}
+		if len(byShard[i]) < 2*n {
+			t.Fatalf("shard %d of 8 holds %d keys", i, len(byShard[i]))
+		}
+		// Its first key, and keys further in.
+		for j := range n {
+			k := byShard[i][j*len(byShard[i])/n]
+			gone[k] = true
+			if err := sc.RemoveObject(ctx, src.bucket, k, minio.RemoveObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	var writes, deletes int64
+	for i, res := range runShards(t, shards(8, workers8)) {
+		var s replicator.Summary
+		if err := json.Unmarshal([]byte(res.stdout), &s); err != nil {
+			t.Fatalf("shard %d/8: %q %s", i, res.stdout, res.stderr)
+		}
+		writes += workers8[i].dst.writes.Load()
+		deletes += workers8[i].dst.deletes.Load()
+		switch {
+		case i == over:
+			if res.code != 1 || s.Deleted != 0 || !strings.Contains(s.Error, "refusing to delete 4 replicas") || workers8[i].dst.deletes.Load() != 0 {
+				t.Errorf("shard %d/8 with 4 deletes over max_delete 3: exit %d, %+v, %d DELETE requests", i, res.code, s, workers8[i].dst.deletes.Load())
+			}
+		case res.code != 0 || s.Deleted != 2 || s.Copied != 0:
+			t.Errorf("shard %d/8 on a fresh journal: exit %d, %+v; want 2 deleted, nothing copied", i, res.code, s)
+		}
+		t.Logf("shard %d/8: skipped %d, deleted %d, %d writes, %d DELETE requests", i, s.Skipped, s.Deleted, workers8[i].dst.writes.Load(), workers8[i].dst.deletes.Load())
+	}
+	if writes != 0 || deletes != 7*2 {
+		t.Errorf("8 shards on fresh journals wrote %d objects and sent %d deletes, want none and %d", writes, deletes, 7*2)
+	}
+	replicaHolds := func(want map[string]bool) {
+		t.Helper()
+		got := listObjects(t, dst, "shard/")
+		srcObjs := listObjects(t, src, "")
+		for k := range want {
+			o, ok := got[k]
+			if so, inSource := srcObjs[k]; !ok || inSource && o.etag != so.etag {
+				t.Errorf("%s: replica %+v (present %v), source %+v", k, o, ok, so)
+			}
+		}
+		for k := range got {
+			if !want[k] {
+				t.Errorf("%s: replica of a deleted key left", k)
+			}
+		}
+	}
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = !gone[k] || layout.ShardOf(k) == over
+	}
+	maps.DeleteFunc(want, func(_ string, v bool) bool { return !v })
+	replicaHolds(want)
+
+	// The refusing shard's rebuild kept its cursor: allowed more, it deletes
+	// them, and copies nothing.
+	w := &workers8[over]
+	w.configure(t, src, dst, "shard/", "10")
+	w.dst.reset()
+	res := runShards(t, shards(8, workers8)[over:over+1])[0]
+	if s := syncSummary(t, res); res.code != 0 || s.Deleted != 4 || s.Copied != 0 || w.dst.writes.Load() != 0 {
+		t.Errorf("shard %d/8 allowed 10 deletes: exit %d, %+v, %d writes", over, res.code, s, w.dst.writes.Load())
+	}
+	maps.DeleteFunc(want, func(k string, _ bool) bool { return gone[k] })
+	replicaHolds(want)
+	if len(want) != len(keys)-len(gone) {
+		t.Errorf("replica holds %d objects, want %d", len(want), len(keys)-len(gone))
+	}
+
+	// The next night: nothing to do.
+	for i, res := range runShards(t, shards(8, workers8)) {
+		if s := syncSummary(t, res); res.code != 0 || s.Copied != 0 || s.Deleted != 0 {
+			t.Errorf("shard %d/8, next run: exit %d, %+v", i, res.code, s)
+		}
 	}
 }

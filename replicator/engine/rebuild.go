@@ -3,7 +3,11 @@ package engine
 import (
 	"context"
 	"crypto/hmac"
+	"encoding/hex"
 	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
@@ -13,7 +17,9 @@ import (
 )
 
 // reasonRebuild marks the changes of a scan that rebuilds a lost index:
-// before copying, the worker looks for an up-to-date replica.
+// before copying, the worker looks for an up-to-date replica. It also
+// marks the deletes of replicas whose source key was gone before the
+// index was (addOrphans).
 const reasonRebuild = "rebuild"
 
 // valueRebuild is set from the start of a rebuild until a scan completes,
@@ -104,4 +110,143 @@ func (r *run) adopt(ctx context.Context, c journal.Change, info backends.ObjectI
 	r.count.Skipped.Add(1)
 	r.count.Done(0)
 	return true, nil
+}
+
+// replicaNames holds the replica names a rebuild's listing accounts for:
+// those of the source keys it listed and of the index entries it met. A
+// replica of the run's range named otherwise has lost its source key. A
+// name is held as a 64-bit hash, 8 bytes a key: a collision only keeps a
+// replica that could have been deleted.
+type replicaNames struct {
+	seed maphash.Seed
+	sums []uint64
+}
+
+func newReplicaNames() *replicaNames { return &replicaNames{seed: maphash.MakeSeed()} }
+
+func (n *replicaNames) add(name string) { n.sums = append(n.sums, maphash.String(n.seed, name)) }
+
+// has is valid once sort has run.
+func (n *replicaNames) has(name string) bool {
+	_, ok := slices.BinarySearch(n.sums, maphash.String(n.seed, name))
+	return ok
+}
+
+func (n *replicaNames) sort() { slices.Sort(n.sums) }
+
+// findsOrphans reports whether a rebuild looks for replicas whose source
+// key was deleted before the journal was (a lost journal, or the fresh
+// journals of a new shard layout): no index remembers those keys, so no
+// scan would ever queue their deletes. It must tell each replica's key,
+// or that no key of the source has it: plain names give the key, hashed
+// names only the latter, and only when the run lists the whole source and
+// is the only writer of the destination while it looks. A shard with
+// hashed names cannot tell whether a replica belongs to another shard's
+// range; a watch copies the keys of its events during the scan, whose
+// replicas a hashed name would not tell from orphans (a plain one is
+// checked against the source before its delete). Those delete none.
+func (r *run) findsOrphans() bool {
+	if r.job.Deletes != replicator.DeletesPropagate {
+		return false
+	}
+	if e := r.job.Encryption; e != nil && e.HashedNames && (!r.keyRange().Whole() || r.kick != nil) {
+		r.log.Warn("this rebuild cannot tell which replicas with hashed names lost their source key: "+
+			"keys deleted at the source before this journal existed keep their replicas "+
+			"(a verify lists them as extra; an unsharded sync on a fresh journal deletes them)", "shard", r.shardName())
+		return false
+	}
+	return true
+}
+
+// addOrphans adds to p the replicas of the run's range that names does
+// not account for, after a complete listing: their source key is gone.
+// A replica whose key cannot be told (a plain name that no source key
+// maps to, a name not of the hashed form) is never a candidate, nor an
+// object without a fingerprint. It costs a listing of the range and a
+// HEAD per candidate.
+func (r *run) addOrphans(ctx context.Context, p *deletePlan, names *replicaNames) error {
+	indexed, err := r.jb.IndexCount()
+	if err != nil {
+		return err
+	}
+	names.sort()
+	hashed := r.job.Encryption != nil && r.job.Encryption.HashedNames
+	rng := r.keyRange().Mapped(r.job.SourcePrefix, r.job.DestPrefix)
+	for obj, lerr := range r.job.Dest.List(ctx, backends.ListOptions{Prefix: r.job.DestPrefix, StartAfter: rng.After}) {
+		if lerr != nil {
+			return fmt.Errorf("list destination %s/%s: %w", r.job.Dest.Name(), r.job.DestPrefix, lerr)
+		}
+		if rng.Past(obj.Key) {
+			break
+		}
+		if r.job.Reserved(obj.Key) || names.has(obj.Key) {
+			continue
+		}
+		key := ""
+		if hashed {
+			if !hashedName(strings.TrimPrefix(obj.Key, r.job.DestPrefix)) {
+				continue
+			}
+		} else if key = r.replicaOf(obj.Key); key == "" {
+			continue
+		}
+		// Every replica voyageur writes carries a fingerprint; an object
+		// without one was put under the prefix by other means (or by a
+		// voyageur older than fingerprints) and is not known to be a
+		// replica.
+		info, err := r.job.Dest.Stat(ctx, obj.Key, "")
+		if backends.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stat replica %s/%s: %w", r.job.Dest.Name(), obj.Key, err)
+		}
+		if _, ok := info.Metadata[replicator.FingerprintMeta]; !ok {
+			continue
+		}
+		p.addOrphan(r, indexed, key, obj.Key)
+	}
+	return nil
+}
+
+// replicaOf returns the source key of this run whose plain replica is
+// named destKey, "" when there is none: a name plainName does not make,
+// or a key outside the run's range or the job's filter.
+func (r *run) replicaOf(destKey string) string {
+	rel := r.job.PlainKey(strings.TrimPrefix(destKey, r.job.DestPrefix))
+	key := r.job.SourcePrefix + rel
+	if r.job.DestKey(key) != destKey || !r.keyRange().Contains(key) || !r.job.Filter.Match(rel) {
+		return ""
+	}
+	return key
+}
+
+// hashedName reports whether name has the form of crypto.HashedName.
+func hashedName(name string) bool {
+	h, ok := strings.CutSuffix(name, ".age")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
+}
+
+// deleteOrphan deletes a replica with a hashed name whose source key is
+// gone. Its key is unknown, so it has no change in the queue: until every
+// such delete is done, the rebuild cursor stays set and the next run
+// looks for them again.
+func (r *run) deleteOrphan(ctx context.Context, destKey string) error {
+	r.count.Queue(0)
+	r.log.Info("deleting replica: no source key has its name", "replica", destKey)
+	if err := r.job.Dest.Delete(ctx, destKey, ""); err != nil {
+		r.noteFailure(destKey, journal.OpDelete.String(), err)
+		r.count.Done(0)
+		return err
+	}
+	r.count.Deleted.Add(1)
+	r.count.Done(0)
+	if o := r.opts.Observer; o != nil {
+		o.Deleted(r.job.Name)
+	}
+	return nil
 }

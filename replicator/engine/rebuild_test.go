@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -340,4 +341,192 @@ func (e *env) stat(t *testing.T, key string) backends.ObjectInfo {
 		t.Fatal(err)
 	}
 	return info
+}
+
+// orphanEnv replicates in/a..in/f with deletes propagated, loses the
+// journal, and deletes in/b and in/e at the source: a rebuild's orphans.
+func orphanEnv(t *testing.T, setup func(t *testing.T, e *env)) *env {
+	t.Helper()
+	e := newEnv(t)
+	setup(t, e)
+	e.Job.Deletes = replicator.DeletesPropagate
+	for _, k := range []string{"a", "b", "c", "d", "e", "f"} {
+		testenv.Put(t, e.Src, "in/"+k, []byte("data of "+k), backends.PutOptions{})
+	}
+	if s := e.sync(t, Options{}); s.Copied != 6 {
+		t.Fatalf("first sync: %+v", s)
+	}
+	e.loseJournal(t)
+	for _, k := range []string{"in/b", "in/e"} {
+		if err := e.Src.Delete(context.Background(), k, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// replicaNamesOf returns the job's replica names of the source keys.
+func replicaNamesOf(e *env, keys ...string) []string {
+	var out []string
+	for _, k := range keys {
+		out = append(out, e.Job.DestKey(k))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestRebuildDeletesOrphans: a rebuild of a lost journal deletes the
+// replicas of the keys deleted at the source before it, which no index
+// remembers, and copies nothing again. Objects under the destination
+// prefix whose source key cannot be told (not of the hashed form; the
+// reserved prefix) or without a fingerprint (not written by voyageur) are
+// kept.
+func TestRebuildDeletesOrphans(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, e *env)
+		// foreign objects at the destination that must stay.
+		foreign []string
+	}{
+		{"plain", func(*testing.T, *env) {}, []string{"out/.voyageur/drills/x.json", "out/zz-not-a-replica"}},
+		{"encrypted hashed names", func(t *testing.T, e *env) { testenv.Encrypt(t, e.Env, true) }, []string{"out/.voyageur/drills/x.json", "out/notes.txt", "out/" + strings.Repeat("A", 64) + ".age",
+			"out/" + strings.Repeat("a", 64) + ".age"}},
+		{"encrypted plain names", func(t *testing.T, e *env) {
+			testenv.Encrypt(t, e.Env, false)
+			e.Job.Encryption.NameSecret = bytes.Repeat([]byte{9}, 32)
+		}, []string{"out/.voyageur/drills/x.json", "out/g/.voyageur-folderx", "out/zz-not-a-replica"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := orphanEnv(t, tc.setup)
+			for _, k := range tc.foreign {
+				testenv.Put(t, e.Dst, k, []byte("not a replica of this job"), backends.PutOptions{})
+			}
+			s := e.sync(t, Options{})
+			if s.Copied != 0 || s.Skipped != 4 || s.Deleted != 2 || s.Failed != 0 {
+				t.Errorf("rebuild: %+v, want 4 skipped, 2 deleted, nothing copied", s)
+			}
+			want := append(replicaNamesOf(e, "in/a", "in/c", "in/d", "in/f"), tc.foreign...)
+			slices.Sort(want)
+			if got := testenv.Keys(t, e.Dst, ""); !slices.Equal(got, want) {
+				t.Errorf("destination holds %v, want %v", got, want)
+			}
+			if v, _ := e.J.Section("t").Value(valueRebuild); v != nil {
+				t.Errorf("rebuild cursor still set after its deletes")
+			}
+			if s := e.sync(t, Options{}); s.Copied != 0 || s.Deleted != 0 || s.Skipped != 4 {
+				t.Errorf("sync after the rebuild: %+v", s)
+			}
+		})
+	}
+}
+
+// TestRebuildOrphansKeptWithoutPropagate: with deletes: keep, a rebuild
+// does not look for orphans.
+func TestRebuildOrphansKeptWithoutPropagate(t *testing.T) {
+	e := orphanEnv(t, func(*testing.T, *env) {})
+	e.Job.Deletes = replicator.DeletesKeep
+	listed := &listCounter{Bucket: e.Dst}
+	e.Job.Dest = listed
+	if s := e.sync(t, Options{}); s.Deleted != 0 || s.Copied != 0 {
+		t.Errorf("rebuild: %+v, want nothing deleted or copied", s)
+	}
+	if n := listed.n.Load(); n != 1 {
+		t.Errorf("the rebuild read %d destination objects in listings, want the one that tells it to rebuild", n)
+	}
+	if got := testenv.Keys(t, e.Dst, "out/"); len(got) != 6 {
+		t.Errorf("destination holds %v", got)
+	}
+}
+
+// TestRebuildOrphansMaxDelete: the orphans count against max_delete. A
+// rebuild that would delete more deletes nothing, fails, and keeps its
+// cursor, so that a run with a higher limit deletes them.
+func TestRebuildOrphansMaxDelete(t *testing.T) {
+	for _, hashed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hashed=%v", hashed), func(t *testing.T) {
+			e := orphanEnv(t, func(t *testing.T, e *env) {
+				if hashed {
+					testenv.Encrypt(t, e.Env, true)
+				}
+			})
+			e.Job.MaxDelete = 1
+			s, err := Sync(context.Background(), e.J, e.Job, Options{})
+			if !errors.Is(err, ErrTooManyDeletes) || s.Deleted != 0 || s.Copied != 0 {
+				t.Fatalf("rebuild over max_delete: %+v, %v; want ErrTooManyDeletes and nothing deleted", s, err)
+			}
+			if got := testenv.Keys(t, e.Dst, "out/"); len(got) != 6 {
+				t.Errorf("destination holds %d replicas, want all 6", len(got))
+			}
+			if v, _ := e.J.Section("t").Value(valueRebuild); v == nil {
+				t.Errorf("rebuild cursor cleared by a refused rebuild")
+			}
+			e.Job.MaxDelete = 2
+			if s := e.sync(t, Options{}); s.Deleted != 2 || s.Copied != 0 {
+				t.Errorf("rebuild within max_delete: %+v, want 2 deleted", s)
+			}
+			if got, want := testenv.Keys(t, e.Dst, "out/"), replicaNamesOf(e, "in/a", "in/c", "in/d", "in/f"); !slices.Equal(got, want) {
+				t.Errorf("destination holds %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRebuildOrphansPercent: with max_delete_percent, the limit is a share
+// of the replicas the index would have held (those indexed by the
+// rebuild, and the orphans), not of the empty index the run began with.
+func TestRebuildOrphansPercent(t *testing.T) {
+	e := orphanEnv(t, func(*testing.T, *env) {})
+	e.Job.MaxDeletePercent = 34 // of 6 replicas: 2
+	if s := e.sync(t, Options{}); s.Deleted != 2 {
+		t.Errorf("rebuild: %+v, want 2 deleted", s)
+	}
+}
+
+// TestRebuildShardOrphans: a shard's rebuild deletes only the orphans of
+// its range with plain names; with hashed names it cannot tell a shard's
+// replicas and deletes none.
+func TestRebuildShardOrphans(t *testing.T) {
+	l := replicator.Layout{Bounds: []string{"in/c"}} // shard 0: a..c, shard 1: d..f
+	for _, hashed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hashed=%v", hashed), func(t *testing.T) {
+			e := orphanEnv(t, func(t *testing.T, e *env) {
+				if hashed {
+					testenv.Encrypt(t, e.Env, true)
+				}
+			})
+			e.Job.Shard = &replicator.JobShard{Shard: replicator.Shard{Index: 0, Count: 2}, Range: l.Range(0)}
+			s := e.sync(t, Options{})
+			want := replicaNamesOf(e, "in/a", "in/c", "in/d", "in/e", "in/f")
+			if hashed {
+				want = replicaNamesOf(e, "in/a", "in/b", "in/c", "in/d", "in/e", "in/f")
+			}
+			if s.Deleted != int64(6-len(want)) || s.Copied != 0 {
+				t.Errorf("shard 0's rebuild: %+v, want %d deleted", s, 6-len(want))
+			}
+			if got := testenv.Keys(t, e.Dst, "out/"); !slices.Equal(got, want) {
+				t.Errorf("destination holds %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRebuildOrphansWatchHashed: a watch copies its events' keys while its
+// scan runs, so with hashed names (no source check possible before the
+// delete) its rebuild looks for no orphans; with plain names it does.
+func TestRebuildOrphansWatchHashed(t *testing.T) {
+	for _, hashed := range []bool{false, true} {
+		e := newEnv(t)
+		if hashed {
+			testenv.Encrypt(t, e.Env, true)
+		}
+		e.Job.Deletes = replicator.DeletesPropagate
+		r, err := newRun(e.J, e.Job, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.kick = func() {}
+		if got := r.findsOrphans(); got == hashed {
+			t.Errorf("watch, hashed names %v: looks for orphans %v", hashed, got)
+		}
+	}
 }

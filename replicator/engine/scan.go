@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -77,8 +78,21 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	reason := "scan"
+	// names, in a rebuild that looks for replicas whose source key is gone,
+	// collects the replica names the listing and the index account for.
+	var names *replicaNames
 	if rebuild {
 		reason = reasonRebuild
+		if r.findsOrphans() {
+			names = newReplicaNames()
+		}
+	}
+	// gone takes an index entry the listing did not return.
+	gone := func(e *journal.IndexEntry) {
+		if names != nil {
+			names.add(cmp.Or(e.DestKey, r.job.DestKey(e.Key)))
+		}
+		dels.add(r, e)
 	}
 	var batch []journal.Change
 	flush := func() error {
@@ -105,6 +119,9 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 		if rng.Past(obj.Key) {
 			break // the next shard's keys
 		}
+		if names != nil {
+			names.add(r.job.DestKey(obj.Key))
+		}
 		var rec *journal.IndexEntry
 		for {
 			e, ierr := idx.peek()
@@ -119,7 +136,7 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 				rec = e
 				break
 			}
-			dels.add(r, e)
+			gone(e)
 		}
 		if !r.job.Filter.Match(strings.TrimPrefix(obj.Key, r.job.SourcePrefix)) {
 			continue
@@ -158,21 +175,32 @@ func (r *run) scan(ctx context.Context) (bool, error) {
 				break
 			}
 			idx.next()
-			dels.add(r, e)
+			gone(e)
 		}
 	}
 	r.pending.Wait()
 	if err != nil {
 		return false, err
 	}
+	if names != nil {
+		if err := r.addOrphans(ctx, dels, names); err != nil {
+			return true, err
+		}
+	}
+	if err := r.propagateDeletes(ctx, dels, listed); err != nil {
+		// A rebuild's orphans are in no index: the cursor stays, and the
+		// next run looks for them again.
+		return true, err
+	}
 	if rebuild {
-		// Every listed key is now indexed, or queued for the rebuild.
+		// Every listed key is now indexed, or queued for the rebuild, and
+		// every replica whose source key is gone is deleted or queued.
 		if err := r.jb.SetValue(valueRebuild, nil); err != nil {
 			return false, err
 		}
-		r.log.Info("index rebuilt from the destination", "replicas_recognized", r.adopted.Load())
+		r.log.Info("index rebuilt from the destination", "replicas_recognized", r.adopted.Load(), "replicas_without_source", dels.orphans)
 	}
-	return true, r.propagateDeletes(ctx, dels, listed)
+	return true, nil
 }
 
 // deletePlan collects delete candidates of one scan. Memory is bounded by
@@ -182,6 +210,11 @@ type deletePlan struct {
 	explicit bool
 	count    int
 	changes  []journal.Change
+	// orphans counts the candidates a rebuild found at the destination
+	// (addOrphans); hashed holds those whose source key is unknown (hashed
+	// names), to delete by their replica's name.
+	orphans int
+	hashed  []string
 }
 
 func (r *run) newDeletePlan() (*deletePlan, error) {
@@ -193,15 +226,38 @@ func (r *run) newDeletePlan() (*deletePlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.limit, p.explicit = r.deleteLimit(n)
+	return p, nil
+}
+
+// deleteLimit is how many deletes a run may make among n replicas.
+func (r *run) deleteLimit(n int) (limit int, explicit bool) {
 	switch {
 	case r.job.MaxDelete > 0:
-		p.limit, p.explicit = r.job.MaxDelete, true
+		return r.job.MaxDelete, true
 	case r.job.MaxDelete < 0 || r.job.MaxDeletePercent > 0:
-		p.limit, p.explicit = int(float64(n)*r.job.MaxDeletePercent/100), true
-	default:
-		p.limit = max(100, n/10)
+		return int(float64(n) * r.job.MaxDeletePercent / 100), true
 	}
-	return p, nil
+	return max(100, n/10), false
+}
+
+// addOrphan adds the replica destKey of a key gone from the source, found
+// by a rebuild (key "" when its name does not tell it). The journal did not
+// index it, so the limit is counted again over the indexed replicas and
+// the orphans found so far, the replicas an index would have held. Each
+// orphan adds at most one to the limit, so a candidate dropped for memory
+// is never below the final limit: the run refuses.
+func (p *deletePlan) addOrphan(r *run, indexed int, key, destKey string) {
+	p.orphans++
+	p.count++
+	p.limit, p.explicit = r.deleteLimit(indexed + p.orphans)
+	switch {
+	case p.count > p.limit:
+	case key == "":
+		p.hashed = append(p.hashed, destKey)
+	default:
+		p.changes = append(p.changes, journal.Change{Key: key, Op: journal.OpDelete, Reason: reasonRebuild})
+	}
 }
 
 func (p *deletePlan) add(r *run, e *journal.IndexEntry) {
@@ -241,6 +297,18 @@ func (r *run) propagateDeletes(ctx context.Context, p *deletePlan, listed int) e
 		}
 	}
 	r.pending.Wait()
+	failed := 0
+	for _, destKey := range p.hashed {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if r.deleteOrphan(ctx, destKey) != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("job %s: %d replicas whose source key is gone could not be deleted; the next run tries again", r.job.Name, failed)
+	}
 	return nil
 }
 

@@ -31,7 +31,8 @@ func (r *run) keyRange() replicator.KeyRange {
 // range again (a stale one costs a copy, never a delete). An index that
 // covers less would miss the deletes of keys it never saw, and is refused
 // unless it is empty: a fresh journal records this shard's range and
-// rebuilds its index from the destination's fingerprints.
+// rebuilds its index from the destination's fingerprints, finding those
+// deletes by their replicas (addOrphans) where names tell the keys.
 func (r *run) checkShard() error {
 	want := r.keyRange()
 	raw, err := r.jb.Value(shardValue)
@@ -60,7 +61,8 @@ func (r *run) checkShard() error {
 		return fmt.Errorf("job %s: %w: its index covers the source keys %s, this run (shard %s) owns %s; "+
 			"rerun with the layout this journal was built for, or give each shard a new journal (--journal): "+
 			"its first run rebuilds the index from the destination's fingerprints and copies nothing again "+
-			"(run the old layout once just before, so that no delete is pending)",
+			"(with hashed names, run the old layout once just before, so that no delete is pending: "+
+			"a shard cannot tell the replicas of keys deleted since)",
 			r.job.Name, ErrShardChanged, have, r.shardName(), want)
 	}
 	if r.opts.DryRun {
