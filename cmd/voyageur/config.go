@@ -653,6 +653,30 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
+	return c.checkOverlaps()
+}
+
+// checkOverlaps refuses two jobs whose destinations overlap when one of
+// them propagates deletes: its journal, once rebuilt, takes every replica
+// under its destination prefix whose source key is gone for one of its
+// own, and would delete the other job's.
+func (c *Config) checkOverlaps() error {
+	for i, a := range c.Jobs {
+		for _, b := range c.Jobs[i+1:] {
+			da, db := a.Destination, b.Destination
+			if da.Endpoint != db.Endpoint || da.Bucket != db.Bucket ||
+				!(strings.HasPrefix(da.Prefix, db.Prefix) || strings.HasPrefix(db.Prefix, da.Prefix)) {
+				continue
+			}
+			for _, j := range []JobConfig{a, b} {
+				if j.Deletes == "propagate" {
+					return fmt.Errorf("line %d: jobs %s and %s: destinations %s and %s overlap, and %s propagates deletes: "+
+						"its rebuilt journal would take the other job's replicas for ones whose source is gone; give each job a destination prefix of its own",
+						b.line, a.Name, b.Name, da, db, j.Name)
+				}
+			}
+		}
+	}
 	return nil
 }
 

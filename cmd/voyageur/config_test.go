@@ -250,3 +250,35 @@ func TestAzureEndpoints(t *testing.T) {
 		t.Errorf("retention on an azure destination: %v", err)
 	}
 }
+
+// TestConfigOverlappingDestinations: two jobs may write under one
+// destination prefix only while neither propagates deletes, since a rebuilt
+// journal deletes the replicas under its prefix whose source key is gone.
+func TestConfigOverlappingDestinations(t *testing.T) {
+	t.Setenv("VOY_TEST_K", "k")
+	t.Setenv("VOY_TEST_S", "s")
+	job := func(name, dest, deletes string) string {
+		return "  - name: " + name + "\n    source: src:fintech-ledgers/" + name + "/\n    destination: " + dest + "\n    deletes: " + deletes + "\n"
+	}
+	head := goodConfig[:strings.Index(goodConfig, "jobs:")] + "jobs:\n"
+	for _, tc := range []struct {
+		name, a, b string
+		refused    bool
+	}{
+		{"same prefix, propagate", job("a", "dst:replica/x/", "propagate"), job("b", "dst:replica/x/", "keep"), true},
+		{"nested prefix, propagate", job("a", "dst:replica/x/", "keep"), job("b", "dst:replica/x/y/", "propagate"), true},
+		{"whole bucket, propagate", job("a", "dst:replica", "propagate"), job("b", "dst:replica/y/", "keep"), true},
+		{"same prefix, keep", job("a", "dst:replica/x/", "keep"), job("b", "dst:replica/x/", "keep"), false},
+		{"apart, propagate", job("a", "dst:replica/x/", "propagate"), job("b", "dst:replica/y/", "propagate"), false},
+		{"other bucket, propagate", job("a", "dst:replica/x/", "propagate"), job("b", "dst:replica-2/x/", "propagate"), false},
+		{"other endpoint, propagate", job("a", "dst:replica/x/", "propagate"), job("b", "bhs:replica/x/", "propagate"), false},
+	} {
+		_, err := ParseConfig([]byte(head + tc.a + tc.b))
+		switch {
+		case tc.refused && (err == nil || !strings.Contains(err.Error(), "overlap") || !strings.Contains(err.Error(), "jobs a and b")):
+			t.Errorf("%s: %v, want the overlap refused naming both jobs", tc.name, err)
+		case !tc.refused && err != nil:
+			t.Errorf("%s: %v, want it accepted", tc.name, err)
+		}
+	}
+}
