@@ -219,7 +219,8 @@ func metaOf(info backends.ObjectInfo) crypto.Meta {
 // fsyncs are off every object's critical path (S copies 16 KiB objects in
 // about the time of their GET and PUT). Until it lands, the change stays
 // queued: a crash in between copies the object again, as a crash between
-// a PUT and its commit always did. The run waits for every commit before it
+// a PUT and its commit always did. At most Concurrency commits wait
+// (r.commits), so a crash costs at most that many objects more. The run waits for every commit before it
 // reports (r.pending); a failed one counts as a failure of the object.
 // watch commits before its worker takes the next change of the key.
 func (r *run) commit(c journal.Change, src backends.ObjectInfo, destKey string, dest backends.ObjectInfo, size int64) error {

@@ -27,10 +27,6 @@ var ErrTooManyDeletes = errors.New("too many deletes")
 // enough to amortize fsync, small enough to start copying early.
 const enqueueBatch = 256
 
-// maxCommits bounds the journal commits a sync leaves in flight while its
-// workers go on copying: a few batches' worth.
-const maxCommits = 1024
-
 type run struct {
 	job  replicator.Job
 	j    *journal.Journal
@@ -51,7 +47,10 @@ type run struct {
 	// pending counts the changes handed to workers and the journal commits
 	// still in flight.
 	pending sync.WaitGroup
-	// commits bounds the journal commits in flight.
+	// commits bounds the journal commits in flight to one per worker:
+	// enough for the group commit to gather a batch per fsync, and a
+	// crash re-sends at most that many objects whose write had landed
+	// beyond the ones in flight (docs/reliability.md).
 	commits chan struct{}
 	// kick, in watch mode, wakes the watcher's dispatcher instead of
 	// handing changes to this run's workers.
@@ -154,7 +153,7 @@ func newRun(j *journal.Journal, job replicator.Job, opts Options) (*run, error) 
 		pipelines:  semaphore.NewWeighted(job.Transfer.Memory),
 		readLimit:  replicator.NewLimiter(job.Transfer.ReadBandwidth),
 		work:       make(chan journal.Change, job.Transfer.Concurrency),
-		commits:    make(chan struct{}, maxCommits),
+		commits:    make(chan struct{}, job.Transfer.Concurrency),
 		failedKeys: map[string]bool{},
 		fpKey:      fpKey,
 		fpFormat:   fpFormat,
