@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/rclone/gofakes3"
+	"go.etcd.io/bbolt"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
@@ -41,34 +42,51 @@ func (be *backend) BucketExists(_ context.Context, name string) (bool, error) {
 	return ok, nil
 }
 
-// index returns the loaded catalog of a bucket.
-func (be *backend) index(name string) (*bucket, *index, error) {
+// loaded returns a bucket whose catalog is loaded.
+func (be *backend) loaded(name string) (*bucket, error) {
 	b, ok := be.s.buckets[name]
 	if !ok {
-		return nil, nil, gofakes3.BucketNotFound(name)
+		return nil, gofakes3.BucketNotFound(name)
 	}
-	idx := b.idx.Load()
-	if idx == nil {
-		return nil, nil, errNotLoaded(name)
+	if b.state.Load() == nil {
+		return nil, errNotLoaded(name)
 	}
-	return b, idx, nil
+	return b, nil
 }
 
 func (be *backend) ListBucket(_ context.Context, name string, prefix *gofakes3.Prefix, page gofakes3.ListBucketPage) (*gofakes3.ObjectList, error) {
-	b, idx, err := be.index(name)
+	b, err := be.loaded(name)
 	if err != nil {
 		return nil, err
 	}
-	return idx.list(prefix, page, b.encrypted()), nil
+	var out *gofakes3.ObjectList
+	err = b.cat.view(func(keys *bbolt.Bucket) error {
+		if keys == nil {
+			out = gofakes3.NewObjectList()
+			return nil
+		}
+		var err error
+		out, err = listPage(keys.Cursor(), prefix, page, b.encrypted())
+		return err
+	})
+	if err != nil {
+		be.s.log.Error("listing failed", "job", name, "err", err)
+		return nil, gofakes3.ErrorMessage(gofakes3.ErrInternal, "the catalog could not be read")
+	}
+	return out, nil
 }
 
 // lookup finds one object.
 func (be *backend) lookup(name, key string) (*bucket, *entry, error) {
-	b, idx, err := be.index(name)
+	b, err := be.loaded(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	e, ok := idx.find(key)
+	e, ok, err := b.cat.find(key)
+	if err != nil {
+		be.s.log.Error("catalog lookup failed", "job", name, "key", key, "err", err)
+		return nil, nil, gofakes3.ErrorMessage(gofakes3.ErrInternal, "the catalog could not be read")
+	}
 	if !ok {
 		return nil, nil, gofakes3.KeyNotFound(key)
 	}

@@ -208,7 +208,10 @@ func TestServeStreaming(t *testing.T) {
 				}
 			}
 
-			e, _ := s.buckets["ledgers"].idx.Load().find("big.bin")
+			e, _, err := s.buckets["ledgers"].cat.find("big.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
 			f.job.Dest = &failingBucket{Bucket: f.dst, key: e.rep.DestKey, after: 2 * partSize}
 			s, hs = f.start(t)
 			if err := s.load(ctx, s.buckets["ledgers"]); err != nil {

@@ -342,8 +342,10 @@ func TestServeTampered(t *testing.T) {
 	if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
 		t.Fatal(err)
 	}
-	idx := s.buckets["ledgers"].idx.Load()
-	e, _ := idx.find("big.bin")
+	e, _, err := s.buckets["ledgers"].cat.find("big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(f.dir, "dst", e.rep.DestKey)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -428,13 +430,14 @@ func TestCatalogCache(t *testing.T) {
 	if n := dst.gets.Load(); n != 0 {
 		t.Errorf("load with the cache: %d GETs, want none", n)
 	}
-	if n := len(s2.buckets["ledgers"].idx.Load().entries); n != len(f.data) {
+	if n := s2.buckets["ledgers"].state.Load().objects; n != int64(len(f.data)) {
 		t.Errorf("cached catalog has %d objects, want %d", n, len(f.data))
 	}
 	s3, err := New([]replicator.Job{f.job}, opts)
-	if err != nil || s3.metas != nil {
-		t.Fatalf("a server on a held cache: %v, cache %v", err, s3.metas)
+	if err != nil || s3.store.tempDir == "" {
+		t.Fatalf("a server on a held cache: %v, not on a temporary file", err)
 	}
+	s3.Close()
 }
 
 // TestRangedReadFetchesAboutOnePart: a 1 MiB range in the middle of a
