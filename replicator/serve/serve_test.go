@@ -519,3 +519,77 @@ func TestVirtualHost(t *testing.T) {
 		t.Fatalf("path style with a domain set: %v", err)
 	}
 }
+
+// TestServeRefresh: a catalog load after sync added an object, rewrote
+// another and lost the replica of a third serves the new state: the new
+// object appears, the rewritten one reads its new bytes, the lost one is
+// gone; the objects counted follow.
+func TestServeRefresh(t *testing.T) {
+	for _, encrypted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("encrypted=%v", encrypted), func(t *testing.T) {
+			f := newFixture(t, encrypted)
+			s, hs := f.start(t)
+			ctx := context.Background()
+			b := s.buckets["ledgers"]
+			if err := s.load(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			lost, _, err := b.cat.find("d0/f00.csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.dst.Delete(ctx, lost.rep.DestKey, ""); err != nil {
+				t.Fatal(err)
+			}
+			put := func(key, body string) {
+				if _, err := f.src.Put(ctx, "in/"+key, strings.NewReader(body), int64(len(body)), backends.PutOptions{ContentType: "text/plain"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put("new/added.txt", "added after the first load")
+			put("d1/f01.csv", "rewritten after the first load")
+			j, err := journal.Open(filepath.Join(f.dir, "journal.db"), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := replicator.Sync(ctx, j, f.job, replicator.Options{})
+			j.Close()
+			if err != nil || sum.Failed != 0 {
+				t.Fatalf("sync: %+v %v", sum, err)
+			}
+			if err := s.load(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+
+			c := client(hs.URL, "serve-access", "serve-secret-key")
+			out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("ledgers")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, o := range out.Contents {
+				keys = append(keys, *o.Key)
+			}
+			if !slices.Contains(keys, "new/added.txt") || slices.Contains(keys, "d0/f00.csv") || len(keys) != len(f.data) {
+				t.Fatalf("after the refresh: %d keys %q; want %d, with new/added.txt and without d0/f00.csv", len(keys), keys, len(f.data))
+			}
+			if n := b.state.Load().objects; n != int64(len(f.data)) {
+				t.Errorf("%d objects counted, want %d", n, len(f.data))
+			}
+			for key, want := range map[string]string{"new/added.txt": "added after the first load", "d1/f01.csv": "rewritten after the first load"} {
+				o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String(key)})
+				if err != nil {
+					t.Fatalf("GET %s: %v", key, err)
+				}
+				got, err := io.ReadAll(o.Body)
+				o.Body.Close()
+				if err != nil || string(got) != want {
+					t.Fatalf("GET %s: %q %v, want %q", key, got, err, want)
+				}
+			}
+			if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("d0/f00.csv")}); errCode(err) != "NotFound" {
+				t.Fatalf("HEAD of the object whose replica is gone: %v", err)
+			}
+		})
+	}
+}
