@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"filippo.io/age"
 
@@ -19,9 +21,12 @@ import (
 const (
 	// encChunk is a sealed STREAM chunk: 64 KiB and the Poly1305 tag.
 	encChunk = crypto.ChunkSize + 16
-	// headSize is the start of a replica kept per opened replica: the age
-	// header (voyageur writes at most 64 KiB) and the payload nonce.
-	headSize = 64<<10 + 16
+	// headSize is the start of a replica that opening it reads: the age
+	// header (voyageur writes at most 64 KiB), the payload nonce and the
+	// first two chunks, which hold the META (at most 64 KiB).
+	headSize = keptHead + 2*encChunk
+	// keptHead is what of it stays cached: the header and nonce.
+	keptHead = 64<<10 + 16
 	// tailSize is the end kept: the final chunk, which age authenticates
 	// when a replica is opened, and the one before, which with it holds
 	// the TRAILER of up to about 4000 parts.
@@ -181,7 +186,30 @@ func open(ctx context.Context, b backends.Bucket, rep *replicator.Replica, ids [
 	if o.trailer.Size != rep.Meta.Size {
 		return nil, fmt.Errorf("open replica %s: TRAILER says %d bytes, META %d", rep.DestKey, o.trailer.Size, rep.Meta.Size)
 	}
+	// Anyone may encrypt to the public recipient, so age alone does not
+	// tell that these are the bytes the catalog describes: a replica
+	// replaced since (by another object's, or an older version of its
+	// own) authenticates just as well. Its META, under the same file key
+	// as every chunk served from it, must be the catalog's.
+	m, err := crypto.ReadMetaAt(ra, o.streamSize)
+	if err != nil {
+		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
+	}
+	if !sameMeta(m, rep.Meta) {
+		return nil, fmt.Errorf("open replica %s: its META (key %q, %d bytes, %s) is not the one the catalog read (key %q, %d bytes, %s): the replica was replaced since", rep.DestKey,
+			m.Key, m.Size, m.MTime.UTC().Format(time.RFC3339Nano), rep.Meta.Key, rep.Meta.Size, rep.Meta.MTime.UTC().Format(time.RFC3339Nano))
+	}
+	if o.tail != nil {
+		o.head = bytes.Clone(o.head[:keptHead])
+	}
 	return o, nil
+}
+
+// sameMeta reports whether two METAs describe the same source object
+// version.
+func sameMeta(a, b crypto.Meta) bool {
+	return a.Key == b.Key && a.Size == b.Size && a.MTime.Equal(b.MTime) && a.ETag == b.ETag &&
+		a.VersionID == b.VersionID && a.ContentType == b.ContentType && maps.Equal(a.Metadata, b.Metadata)
 }
 
 // stream opens random access to the replica's zstd stream for one request
