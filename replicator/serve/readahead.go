@@ -102,9 +102,31 @@ func (ra *readAhead) run(r io.Reader, c io.Closer, size int) {
 }
 
 func (ra *readAhead) Read(p []byte) (int, error) {
+	if err := ra.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// next returns the data read and not yet consumed, up to a block, without
+// copying it: valid until the next call. At the end it returns r's error.
+func (ra *readAhead) next() ([]byte, error) {
+	if err := ra.fill(); err != nil {
+		return nil, err
+	}
+	b := ra.cur
+	ra.cur = nil
+	return b, nil
+}
+
+// fill makes cur hold data, or returns r's error once all data is
+// consumed.
+func (ra *readAhead) fill() error {
 	for len(ra.cur) == 0 {
 		if ra.err != nil {
-			return 0, ra.err
+			return ra.err
 		}
 		if ra.held != nil {
 			ra.free <- ra.held // never blocks: free holds every buffer
@@ -113,9 +135,7 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 		b := <-ra.filled // not closed before the block with an error
 		ra.cur, ra.held, ra.err = b.data, b.buf, b.err
 	}
-	n := copy(p, ra.cur)
-	ra.cur = ra.cur[n:]
-	return n, nil
+	return nil
 }
 
 // Close stops the reading goroutine and waits for it to end (and close
