@@ -157,7 +157,7 @@ func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest
 		}
 		obj := be.object(b, e, info.ContentType, info.Metadata)
 		obj.Range = rng
-		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, cancel, n)
+		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, cancel, n, blockFor(n))
 		obj.Contents = &body{rest: ra, c: ra, want: n, st: stateOf(ctx)}
 		return obj, nil
 	}
@@ -209,7 +209,7 @@ func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n in
 	// Cancelled when the body is closed: ends a replica read that the
 	// plaintext read-ahead waits for.
 	ctx, cancel := context.WithCancel(ctx)
-	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), &be.s.metrics.fetchedBytes)
+	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), blockFor(n), &be.s.metrics.fetchedBytes)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err
@@ -229,7 +229,7 @@ func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n in
 	if int64(k) == n {
 		return first, nil, getCloser{cancel: cancel, src: src}, nil
 	}
-	rest := newReadAhead(rr, nil, cancel, n-int64(k))
+	rest := newReadAhead(rr, nil, cancel, n-int64(k), blockFor(n))
 	return first, rest, getCloser{cancel: cancel, rest: rest, src: src}, nil
 }
 

@@ -50,7 +50,7 @@ func TestReadAhead(t *testing.T) {
 	for _, final := range []error{io.EOF, io.ErrUnexpectedEOF, errors.New("connection reset")} {
 		t.Run(final.Error(), func(t *testing.T) {
 			src := &jaggedReader{data: data, r: rand.New(rand.NewPCG(5, 6)), err: final}
-			ra := newReadAhead(src, nil, func() {}, int64(len(data)))
+			ra := newReadAhead(src, nil, func() {}, int64(len(data)), readAheadBlock)
 			defer ra.Close()
 			var got bytes.Buffer
 			_, err := io.CopyBuffer(&got, struct{ io.Reader }{ra}, make([]byte, 7000))
@@ -80,7 +80,7 @@ func (e *endless) Read(p []byte) (int, error) {
 // of the source after at most readAheadDepth+2 blocks.
 func TestReadAheadBounded(t *testing.T) {
 	src := &endless{}
-	ra := newReadAhead(src, nil, func() {}, 0)
+	ra := newReadAhead(src, nil, func() {}, 0, readAheadBlock)
 	if _, err := ra.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func (b *blockedBody) Close() error {
 func TestReadAheadCloseUnblocks(t *testing.T) {
 	b := &blockedBody{closed: make(chan struct{})}
 	closed := &closeCounter{}
-	ra := newReadAhead(b, closed, func() { b.Close() }, 0)
+	ra := newReadAhead(b, closed, func() { b.Close() }, 0, readAheadBlock)
 	done := make(chan struct{})
 	go func() { ra.Close(); close(done) }()
 	select {

@@ -60,6 +60,7 @@ type source struct {
 	head    []byte
 	tail    []byte
 	limit   int64
+	block   int // of the read-ahead
 	fetched *atomic.Int64
 
 	mu   sync.Mutex
@@ -91,7 +92,7 @@ func (s *source) ReadAt(p []byte, off int64) (int, error) {
 			cancel()
 			return 0, err
 		}
-		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, cancel, n), off
+		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, cancel, n, s.block), off
 	}
 	n, err := io.ReadFull(s.body, p)
 	s.pos += int64(n)
@@ -174,7 +175,7 @@ func open(ctx context.Context, b backends.Bucket, rep *replicator.Replica, ids [
 		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
 	}
 	o.payloadOff = int64(len(hdr)) + 16
-	ra, streamSize, src, err := o.stream(ctx, b, rep, rep.Size, fetched)
+	ra, streamSize, src, err := o.stream(ctx, b, rep, rep.Size, readAheadBlock, fetched)
 	if err != nil {
 		return nil, err
 	}
@@ -213,10 +214,11 @@ func sameMeta(a, b crypto.Meta) bool {
 }
 
 // stream opens random access to the replica's zstd stream for one request
-// whose streaming reads go no further than limit (a replica offset).
-// The caller closes the returned closer when the request is done.
-func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *replicator.Replica, limit int64, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
-	src := &source{ctx: ctx, b: b, rep: rep, head: o.head, tail: o.tail, limit: limit, fetched: fetched}
+// whose streaming reads go no further than limit (a replica offset), read
+// ahead block bytes at a time. The caller closes the returned closer when
+// the request is done.
+func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *replicator.Replica, limit int64, block int, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
+	src := &source{ctx: ctx, b: b, rep: rep, head: o.head, tail: o.tail, limit: limit, block: block, fetched: fetched}
 	ra, size, err := age.DecryptReaderAt(src, rep.Size, age.NewInjectedFileKeyIdentity(o.fileKey))
 	if err != nil {
 		src.close()
