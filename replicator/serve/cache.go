@@ -430,8 +430,19 @@ type merge struct {
 // apply merges the next batch of the listing and returns the keys that a
 // second replica claimed.
 func (m *merge) apply(batch []listed) ([]string, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	unchanged, err := m.unchanged(batch)
+	if err != nil {
+		return nil, err
+	}
+	if unchanged {
+		m.pos = repVersionKey(&batch[len(batch)-1].rep)
+		return nil, nil
+	}
 	var claimed []string
-	err := m.c.update(func(u *update) error {
+	err = m.c.update(func(u *update) error {
 		for _, l := range batch {
 			vk := repVersionKey(&l.rep)
 			if m.pos == nil || bytes.Compare(vk, m.pos) > 0 {
@@ -453,7 +464,53 @@ func (m *merge) apply(batch []listed) ([]string, error) {
 	return claimed, err
 }
 
+// unchanged reports whether the catalog holds, after pos, exactly the
+// versions of batch and none between them: a refresh that finds nothing
+// new then reads, and writes (and syncs) nothing.
+func (m *merge) unchanged(batch []listed) (bool, error) {
+	same := false
+	err := m.c.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(m.c.name)
+		if b == nil {
+			return nil
+		}
+		c := b.Bucket(replicasBucket).Cursor()
+		k, _ := m.seekAfterPos(c)
+		for _, l := range batch {
+			if !bytes.Equal(k, repVersionKey(&l.rep)) {
+				return nil
+			}
+			k, _ = c.Next()
+		}
+		same = true
+		return nil
+	})
+	return same, err
+}
+
+// seekAfterPos moves c to the first version after pos.
+func (m *merge) seekAfterPos(c *bbolt.Cursor) ([]byte, []byte) {
+	if m.pos == nil {
+		return c.First()
+	}
+	k, v := c.Seek(m.pos)
+	if bytes.Equal(k, m.pos) {
+		return c.Next()
+	}
+	return k, v
+}
+
 // finish removes what the listing did not reach: versions after its last.
 func (m *merge) finish() error {
+	rest := true
+	if err := m.c.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(m.c.name); b != nil {
+			k, _ := m.seekAfterPos(b.Bucket(replicasBucket).Cursor())
+			rest = k != nil
+		}
+		return nil
+	}); err != nil || !rest {
+		return err
+	}
 	return m.c.update(func(u *update) error { return u.removeBetween(m.pos, nil) })
 }

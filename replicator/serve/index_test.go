@@ -360,6 +360,27 @@ func TestCatalogMerge(t *testing.T) {
 		if err := m.finish(); err != nil {
 			t.Fatal(err)
 		}
+		// The same listing again, in batches of another size, as a
+		// refresh that finds nothing new: nothing is written.
+		st := s.db.Stats()
+		writes := st.TxStats.GetWrite()
+		again := &merge{c: c}
+		for batch := range slices.Chunk(listing, 1+r.IntN(8)) {
+			var l []listed
+			for _, rep := range batch {
+				l = append(l, listed{rep: rep, key: rep.Meta.Key})
+			}
+			if _, err := again.apply(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := again.finish(); err != nil {
+			t.Fatal(err)
+		}
+		st = s.db.Stats()
+		if w := st.TxStats.GetWrite(); w != writes {
+			t.Fatalf("round %d: merging an unchanged listing wrote %d times", round, w-writes)
+		}
 
 		var want []string
 		for k, reps := range claims {
