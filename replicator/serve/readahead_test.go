@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -268,5 +269,48 @@ func TestServeClientGoesAway(t *testing.T) {
 				t.Fatalf("whole GET after the hang-ups: %d bytes, %v", len(b), err)
 			}
 		})
+	}
+}
+
+// TestBodyEnds reads a body both ways a response can (Read, and WriteTo
+// as io.Copy does): all of it when it holds what was announced; a body
+// that ends short is an error recorded for the front handler to cut the
+// connection, and so is the read-ahead's error.
+func TestBodyEnds(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	for _, tc := range []struct {
+		name string
+		want int64
+		err  error // of the source after data
+		ok   bool
+	}{
+		{"complete", int64(len(data)), nil, true},
+		{"short", int64(len(data)) + 1, nil, false},
+		{"failed", int64(len(data)), errors.New("replica cut"), false},
+	} {
+		for _, way := range []string{"Read", "WriteTo"} {
+			t.Run(tc.name+"/"+way, func(t *testing.T) {
+				var src io.Reader = bytes.NewReader(data[100:])
+				if tc.err != nil {
+					src = io.MultiReader(src, iotest.ErrReader(tc.err))
+				}
+				st := &reqState{}
+				b := &body{head: data[:100], rest: newReadAhead(src, nil, func() {}, 0, readAheadBlock), want: tc.want, st: st}
+				defer b.rest.Close()
+				var out bytes.Buffer
+				var err error
+				if way == "Read" {
+					_, err = io.Copy(&out, struct{ io.Reader }{b}) // hides WriteTo
+				} else {
+					_, err = b.WriteTo(&out)
+				}
+				if tc.ok != (err == nil) || tc.ok != (st.bodyErr == nil) {
+					t.Fatalf("error %v, recorded %v; want success %v", err, st.bodyErr, tc.ok)
+				}
+				if !bytes.Equal(out.Bytes(), data) {
+					t.Fatalf("%d bytes out, not the %d of the source", out.Len(), len(data))
+				}
+			})
+		}
 	}
 }
