@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,7 +94,8 @@ serve:
 	replicaKey, replicaSize := onlyObject(b, dst.Client(b), dstBucket)
 
 	logPath := filepath.Join(dir, "serve.log")
-	proc, err := testproc.Start(exec.Command(bin, "serve", "-c", cfg, "--identity", filepath.Join(dir, "identity.txt")), logPath)
+	serveCmd := exec.Command(bin, "serve", "-c", cfg, "--identity", filepath.Join(dir, "identity.txt"))
+	proc, err := testproc.Start(serveCmd, logPath)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,7 +117,11 @@ serve:
 	get(b, curl, served, size, fmt.Sprintf("%d-%d", off/2, off/2+1<<20-1))
 	rangedOpened := replicaFetched(b, serveURL) - before
 
+	if out := os.Getenv(servePerfEnv); out != "" {
+		defer recordPerf(b, serveCmd.Process.Pid, out)()
+	}
 	var viaServe, viaMinIO []sample
+	var serveCPU []time.Duration
 	for i := range n {
 		first, second := &viaServe, &viaMinIO
 		firstURL, secondURL, firstSize, secondSize := served, direct, size, replicaSize
@@ -123,9 +129,17 @@ serve:
 			first, second = second, first
 			firstURL, secondURL, firstSize, secondSize = secondURL, firstURL, secondSize, firstSize
 		}
+		cpu0 := processCPU(b, serveCmd.Process.Pid)
 		*first = append(*first, get(b, curl, firstURL, firstSize, ""))
+		if i%2 == 0 {
+			serveCPU = append(serveCPU, processCPU(b, serveCmd.Process.Pid)-cpu0)
+		}
+		cpu0 = processCPU(b, serveCmd.Process.Pid)
 		*second = append(*second, get(b, curl, secondURL, secondSize, ""))
-		b.Logf("trial %d: serve %s, direct %s", i+1, viaServe[i].wall, viaMinIO[i].wall)
+		if i%2 == 1 {
+			serveCPU = append(serveCPU, processCPU(b, serveCmd.Process.Pid)-cpu0)
+		}
+		b.Logf("trial %d: serve %s (serve process CPU %s), direct %s", i+1, viaServe[i].wall, serveCPU[i], viaMinIO[i].wall)
 	}
 	if got := urlSHA256(b, served); got != want {
 		b.Fatalf("serve returned bytes with SHA-256 %s, the source's is %s", got, want)
@@ -147,12 +161,17 @@ serve:
 	fmt.Fprintf(&md, "| %s random object, encrypted (replica %s), one streaming GET | %s | %s | %.2f | ≤ %.2f: %s | %s / %s |\n",
 		mib(size), mib(replicaSize), secs(median(viaServe)), secs(median(viaMinIO)), ratio, serveTarget, verdict(ratio <= serveTarget),
 		all(viaServe), all(viaMinIO))
+	cpuRuns := strings.Join(mapSlice(serveCPU, func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }), ", ")
+	slices.Sort(serveCPU)
+	fmt.Fprintf(&md, "\nCPU time of the serve process per GET through it (user + system, median): %.2f s; runs %s s.\n",
+		serveCPU[len(serveCPU)/2].Seconds(), cpuRuns)
 	fmt.Fprintf(&md, "\nReplica bytes fetched for a 1 MiB ranged GET (part size %s): %.2f MiB on a replica not yet opened "+
 		"(its header and last chunks included), %.2f MiB once opened; target ≤ 2 × part size (%s): %s.\n",
 		mib(servePartSize), float64(rangedFetched)/(1<<20), float64(rangedOpened)/(1<<20), mib(2*servePartSize),
 		verdict(rangedFetched <= 2*servePartSize))
 	b.Log("\n" + md.String())
 	b.ReportMetric(ratio, "serve/direct")
+	b.ReportMetric(serveCPU[len(serveCPU)/2].Seconds(), "serve-cpu-s/GET")
 	b.ReportMetric(float64(rangedFetched), "ranged-fetched-bytes")
 	if *quick {
 		return
@@ -160,6 +179,60 @@ serve:
 	if err := replaceSection(docPath, "serve", md.String()); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// servePerfEnv, set to a file path, records the serve process with
+// `perf record` during the timed GETs; the flat report by symbol goes to
+// FILE.txt (made while the binary, in a temporary directory, exists).
+const servePerfEnv = "VOYAGEUR_BENCH_SERVE_PERF"
+
+// recordPerf starts `perf record` on a process and returns the function
+// that stops it.
+func recordPerf(tb testing.TB, pid int, out string) func() {
+	tb.Helper()
+	perf := testproc.NeedTool(tb, "perf")
+	cmd := exec.Command(perf, "record", "-e", "cpu-clock", "-F", "999", "-g", "-o", out, "-p", strconv.Itoa(pid))
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		report := exec.Command(perf, "report", "-i", out, "--no-children", "--sort", "dso,symbol", "--stdio", "-g", "none")
+		txt, err := report.Output()
+		if err != nil {
+			tb.Errorf("perf report: %v", err)
+		}
+		if err := os.WriteFile(out+".txt", txt, 0o644); err != nil {
+			tb.Error(err)
+		}
+	}
+}
+
+// processCPU is a process's user and system CPU time so far, from
+// /proc/PID/stat (in clock ticks of 10 ms).
+func processCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func mapSlice[T any](s []T, f func(T) string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = f(v)
+	}
+	return out
 }
 
 // onlyObject returns the key and size of the one object in a bucket.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -307,7 +308,8 @@ func readFrame(r io.Reader, buf []byte) (frame, []byte, error) {
 	buf = buf[:0]
 	read := func(n int) ([]byte, error) {
 		start := len(buf)
-		buf = append(buf, make([]byte, n)...)
+		// Grown without clearing: ReadFull overwrites every byte.
+		buf = slices.Grow(buf, n)[:start+n]
 		if _, err := io.ReadFull(r, buf[start:]); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF

@@ -46,6 +46,24 @@ func ReadTrailerAt(stream io.ReaderAt, size int64) (Trailer, error) {
 	}
 }
 
+// ReadMetaAt reads the META frame that starts a replica's zstd stream,
+// given random access to the stream (the age plaintext, as
+// age.DecryptReaderAt returns it) and its size.
+func ReadMetaAt(stream io.ReaderAt, size int64) (Meta, error) {
+	f, _, err := readFrame(io.NewSectionReader(stream, 0, size), nil)
+	if err != nil {
+		return Meta{}, fmt.Errorf("read meta: first frame: %w", noEOF(err))
+	}
+	if f.data || f.tag != tagMeta {
+		return Meta{}, errors.New("read meta: first frame is not META")
+	}
+	m, err := ParseMeta(f.payload)
+	if err != nil {
+		return Meta{}, fmt.Errorf("read meta: %w", err)
+	}
+	return m, nil
+}
+
 // PartSpan returns the section [start, end) of the zstd stream that holds
 // the plaintext bytes [off, off+n) (n > 0), and the plaintext offset at
 // start: from the last part starting at or before off to the end of the
@@ -64,6 +82,12 @@ func PartSpan(t Trailer, streamSize, off, n int64) (start, end, plain int64) {
 	return t.Index[i].Stream, end, t.Index[i].Plain
 }
 
+// sectionBuffer is how much of the stream a RangeReader reads at once:
+// age's DecryptReaderAt takes a fresh chunk buffer for every call, so
+// reading 4 chunks per call allocates (and clears) a quarter as many,
+// while a ranged read reads at most that much past its last frame.
+const sectionBuffer = 4 * ChunkSize
+
 // NewRangeReader returns the plaintext bytes [off, off+n) of a replica,
 // decoded from the stream section PartSpan gives (section holds exactly
 // those stream bytes, read sequentially). Data frames before off are
@@ -71,11 +95,25 @@ func PartSpan(t Trailer, streamSize, off, n int64) (start, end, plain int64) {
 // (off 0, n the TRAILER size) is also checked against the TRAILER SHA-256,
 // and its last frame is held back until it matches. Every error is final.
 func NewRangeReader(section io.Reader, t Trailer, plain, off, n int64) io.Reader {
-	r := &rangeReader{r: bufio.NewReaderSize(section, ChunkSize), plain: plain, off: off, end: off + n, t: t}
+	r := newRangeReader(section, t, plain, off, n)
 	if off == 0 && n == t.Size {
 		r.h = sha256.New()
 	}
 	return r
+}
+
+// NewUnhashedRangeReader is NewRangeReader without the SHA-256 of a
+// whole-object read, for a reader that streams objects and cannot spend a
+// hash of every byte on what it only adds against a bug of the writer:
+// age authenticates every chunk, their order and the end of the stream,
+// and every data frame is still checked against its declared size (and
+// its zstd checksum, when it has one).
+func NewUnhashedRangeReader(section io.Reader, t Trailer, plain, off, n int64) io.Reader {
+	return newRangeReader(section, t, plain, off, n)
+}
+
+func newRangeReader(section io.Reader, t Trailer, plain, off, n int64) *rangeReader {
+	return &rangeReader{r: bufio.NewReaderSize(section, sectionBuffer), plain: plain, off: off, end: off + n, t: t}
 }
 
 type rangeReader struct {

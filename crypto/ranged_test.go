@@ -11,7 +11,8 @@ import (
 // TestRangeReader reads ranges of a multipart replica through
 // age.DecryptReaderAt, the TRAILER found from the end and PartSpan, and
 // checks them against the source; a whole-object read is checked against
-// the TRAILER and one whose data was altered fails.
+// the TRAILER and one whose data was altered fails, unless unhashed.
+// ReadMetaAt finds the META at its start.
 func TestRangeReader(t *testing.T) {
 	x, _ := testKeys(t)
 	for _, c := range []Compression{{Zstd: true}, {}} {
@@ -28,6 +29,9 @@ func TestRangeReader(t *testing.T) {
 		}
 		if tr.Size != int64(len(data)) || len(tr.Index) != 4 {
 			t.Fatalf("trailer: size %d, %d entries", tr.Size, len(tr.Index))
+		}
+		if m, err := ReadMetaAt(ra, size); err != nil || m.Size != int64(len(data)) {
+			t.Fatalf("META: %+v %v", m, err)
 		}
 		n := int64(len(data))
 		for _, r := range [][2]int64{{0, n}, {0, 1}, {n - 1, 1}, {partSize - 1, 2}, {partSize, partSize}, {2*partSize + 5, 1 << 20}, {100, n - 100}} {
@@ -52,6 +56,12 @@ func TestRangeReader(t *testing.T) {
 		}
 		if int64(len(got)) >= n {
 			t.Fatalf("a failed whole-object read gave all %d bytes", len(got))
+		}
+		// Without the hash, the wrong SHA-256 goes unseen: the bytes are
+		// those age authenticated.
+		got, err = io.ReadAll(NewUnhashedRangeReader(io.NewSectionReader(ra, start, end-start), bad, plain, 0, n))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("unhashed whole-object read: %d bytes, %v", len(got), err)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/rclone/gofakes3"
+	"go.etcd.io/bbolt"
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
@@ -41,34 +42,51 @@ func (be *backend) BucketExists(_ context.Context, name string) (bool, error) {
 	return ok, nil
 }
 
-// index returns the loaded catalog of a bucket.
-func (be *backend) index(name string) (*bucket, *index, error) {
+// loaded returns a bucket whose catalog is loaded.
+func (be *backend) loaded(name string) (*bucket, error) {
 	b, ok := be.s.buckets[name]
 	if !ok {
-		return nil, nil, gofakes3.BucketNotFound(name)
+		return nil, gofakes3.BucketNotFound(name)
 	}
-	idx := b.idx.Load()
-	if idx == nil {
-		return nil, nil, errNotLoaded(name)
+	if b.state.Load() == nil {
+		return nil, errNotLoaded(name)
 	}
-	return b, idx, nil
+	return b, nil
 }
 
 func (be *backend) ListBucket(_ context.Context, name string, prefix *gofakes3.Prefix, page gofakes3.ListBucketPage) (*gofakes3.ObjectList, error) {
-	b, idx, err := be.index(name)
+	b, err := be.loaded(name)
 	if err != nil {
 		return nil, err
 	}
-	return idx.list(prefix, page, b.encrypted()), nil
+	var out *gofakes3.ObjectList
+	err = b.cat.view(func(keys *bbolt.Bucket) error {
+		if keys == nil {
+			out = gofakes3.NewObjectList()
+			return nil
+		}
+		var err error
+		out, err = listPage(keys.Cursor(), prefix, page, b.encrypted())
+		return err
+	})
+	if err != nil {
+		be.s.log.Error("listing failed", "job", name, "err", err)
+		return nil, gofakes3.ErrorMessage(gofakes3.ErrInternal, "the catalog could not be read")
+	}
+	return out, nil
 }
 
 // lookup finds one object.
 func (be *backend) lookup(name, key string) (*bucket, *entry, error) {
-	b, idx, err := be.index(name)
+	b, err := be.loaded(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	e, ok := idx.find(key)
+	e, ok, err := b.cat.find(key)
+	if err != nil {
+		be.s.log.Error("catalog lookup failed", "job", name, "key", key, "err", err)
+		return nil, nil, gofakes3.ErrorMessage(gofakes3.ErrInternal, "the catalog could not be read")
+	}
 	if !ok {
 		return nil, nil, gofakes3.KeyNotFound(key)
 	}
@@ -139,8 +157,8 @@ func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest
 		}
 		obj := be.object(b, e, info.ContentType, info.Metadata)
 		obj.Range = rng
-		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, cancel, n)
-		obj.Contents = &body{r: ra, c: ra, want: n, st: stateOf(ctx)}
+		ra := newReadAhead(&countingReader{r: rc, n: &be.s.metrics.fetchedBytes}, rc, cancel, n, blockFor(n))
+		obj.Contents = &body{rest: ra, c: ra, want: n, st: stateOf(ctx)}
 		return obj, nil
 	}
 	obj := be.object(b, e, "", nil)
@@ -148,12 +166,12 @@ func (be *backend) GetObject(ctx context.Context, name, key string, rangeRequest
 	if n == 0 {
 		return obj, nil
 	}
-	r, c, err := be.openRange(ctx, b, e, off, n)
+	head, rest, c, err := be.openRange(ctx, b, e, off, n)
 	if err != nil {
 		be.s.readFailed(b.job.Name, key, err)
 		return nil, gofakes3.ErrorMessage(gofakes3.ErrInternal, "the replica of this object could not be read or failed authentication")
 	}
-	obj.Contents = &body{r: r, c: c, want: n, st: stateOf(ctx)}
+	obj.Contents = &body{head: head, rest: rest, c: c, want: n, st: stateOf(ctx)}
 	return obj, nil
 }
 
@@ -172,17 +190,18 @@ func plainGet(rep *recovery.Replica, off, n int64) backends.GetOptions {
 	return opts
 }
 
-// openRange returns the plaintext [off, off+n) of an encrypted replica,
-// with its first bytes already decoded and authenticated. The rest is
-// decoded ahead of the client, while the replica is read ahead of the
-// decoding (readAhead): fetching, decrypting and sending overlap.
-func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n int64) (io.Reader, io.Closer, error) {
+// openRange returns the plaintext [off, off+n) of an encrypted replica:
+// its first bytes already decoded and authenticated, and the rest (nil
+// when there is none) decoded ahead of the client, while the replica is
+// read ahead of the decoding (readAhead): fetching, decrypting and
+// sending overlap.
+func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n int64) ([]byte, *readAhead, io.Closer, error) {
 	ck := cacheKey(&e.rep)
 	o, ok := be.s.cache.get(ck)
 	if !ok {
 		var err error
 		if o, err = open(ctx, b.job.Dest, &e.rep, be.s.opts.Identities, &be.s.metrics.fetchedBytes); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		be.s.cache.put(ck, o)
 	}
@@ -190,24 +209,28 @@ func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n in
 	// Cancelled when the body is closed: ends a replica read that the
 	// plaintext read-ahead waits for.
 	ctx, cancel := context.WithCancel(ctx)
-	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), &be.s.metrics.fetchedBytes)
+	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), blockFor(n), &be.s.metrics.fetchedBytes)
 	if err != nil {
 		cancel()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	rr := crypto.NewRangeReader(io.NewSectionReader(ra, start, end-start), o.trailer, plain, off, n)
+	// Unhashed: age authenticates every byte sent and open checked that
+	// the replica is the catalog's; the TRAILER SHA-256 would add only a
+	// check of the writer, which restore and verify make, for a quarter of
+	// serve's CPU (docs/failover.md, "Integrity").
+	rr := crypto.NewUnhashedRangeReader(io.NewSectionReader(ra, start, end-start), o.trailer, plain, off, n)
 	first := make([]byte, min(n, prefetch))
 	k, err := io.ReadFull(rr, first)
 	if err != nil {
 		cancel()
 		src.Close()
-		return nil, nil, fmt.Errorf("read %s of replica %s: %w", e.key, e.rep.DestKey, err)
+		return nil, nil, nil, fmt.Errorf("read %s of replica %s: %w", e.key, e.rep.DestKey, err)
 	}
 	if int64(k) == n {
-		return bytes.NewReader(first), getCloser{cancel: cancel, src: src}, nil
+		return first, nil, getCloser{cancel: cancel, src: src}, nil
 	}
-	rest := newReadAhead(rr, nil, cancel, n-int64(k))
-	return io.MultiReader(bytes.NewReader(first), rest), getCloser{cancel: cancel, rest: rest, src: src}, nil
+	rest := newReadAhead(rr, nil, cancel, n-int64(k), blockFor(n))
+	return first, rest, getCloser{cancel: cancel, rest: rest, src: src}, nil
 }
 
 // getCloser ends an encrypted GET: the context first, so that a replica
@@ -234,27 +257,79 @@ func (be *backend) fetchError(b *bucket, e *entry, err error) error {
 	return gofakes3.ErrorMessage(gofakes3.ErrInternal, "the replica of this object could not be read")
 }
 
-// body is an object's Contents: it records a read error in the request
+// body is an object's Contents: the bytes decoded before the response
+// started, then a read-ahead's. It records a read error in the request
 // state, so that the front handler cuts the connection, and reports a
 // body shorter than announced as an error too.
 type body struct {
-	r    io.Reader
+	head []byte
+	rest *readAhead // nil: head is all
 	c    io.Closer
 	want int64
 	got  int64
 	st   *reqState
 }
 
+var _ io.WriterTo = (*body)(nil)
+
 func (b *body) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
+	if len(b.head) > 0 {
+		n := copy(p, b.head)
+		b.head = b.head[n:]
+		b.got += int64(n)
+		return n, nil
+	}
+	if b.rest == nil {
+		return 0, b.end(io.EOF)
+	}
+	n, err := b.rest.Read(p)
 	b.got += int64(n)
+	return n, b.end(err)
+}
+
+// WriteTo hands the read-ahead's blocks to w as they are, sparing the
+// copy through a buffer that io.Copy would make.
+func (b *body) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		p := b.head
+		b.head = nil
+		if len(p) == 0 {
+			if b.rest == nil {
+				return n, b.endCopy(io.EOF)
+			}
+			var err error
+			if p, err = b.rest.next(); err != nil {
+				return n, b.endCopy(err)
+			}
+		}
+		k, err := w.Write(p)
+		n += int64(k)
+		b.got += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// endCopy is end for WriteTo, which ends with nil, not io.EOF.
+func (b *body) endCopy(err error) error {
+	if err = b.end(err); err == io.EOF {
+		return nil
+	}
+	return err
+}
+
+// end checks how reading ended: io.EOF short of the announced size is an
+// error, and an error is recorded for the front handler.
+func (b *body) end(err error) error {
 	if err == io.EOF && b.got != b.want {
 		err = fmt.Errorf("%d of %d bytes: %w", b.got, b.want, io.ErrUnexpectedEOF)
 	}
 	if err != nil && err != io.EOF && b.st != nil && b.st.bodyErr == nil {
 		b.st.bodyErr = err
 	}
-	return n, err
+	return err
 }
 
 func (b *body) Close() error {

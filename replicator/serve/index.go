@@ -1,15 +1,17 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/rclone/gofakes3"
 
@@ -51,31 +53,34 @@ func hashOf(etag string) []byte {
 	return sum[:]
 }
 
-// index is a job's catalog sorted by served key, built once per load and
-// then only read: a listing page is a binary search and a short scan.
-type index struct {
-	entries []entry
-	loaded  time.Time
-}
+// loadBatch is how many listed replicas a catalog load merges per write
+// transaction: what it holds in memory, whatever the catalog's size.
+const loadBatch = 512
 
-// find returns the entry for key.
-func (x *index) find(key string) (*entry, bool) {
-	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].key >= key })
-	if i < len(x.entries) && x.entries[i].key == key {
-		return &x.entries[i], true
+// loadCatalog brings the job's catalog in the store to the replicas
+// listed now and returns the number of served objects. A replica that
+// cannot be read is logged and left out; a listing error or a wrong
+// identity fails the load (what was merged before it stays). Keys two
+// replicas claim (hashed names without the name secret) are left out, as
+// restore does: nothing tells which one the job wrote. They are logged
+// on the first load and when they arise.
+func loadCatalog(ctx context.Context, job replicator.Job, cat *catalog, opts recovery.CatalogOptions, first bool, log *slog.Logger, progress func(int)) (int64, error) {
+	m := &merge{c: cat}
+	batch := make([]listed, 0, loadBatch)
+	var claimed []string
+	flush := func() error {
+		c, err := m.apply(batch)
+		if err != nil {
+			return fmt.Errorf("catalog of job %s: store: %w", job.Name, err)
+		}
+		claimed = append(claimed, c...)
+		batch = batch[:0]
+		return nil
 	}
-	return nil, false
-}
-
-// loadIndex reads the job's catalog. A replica that cannot be read is
-// logged and left out; a listing error or a wrong identity fails the load.
-// Keys two replicas claim (hashed names without the name secret) are left
-// out, as restore does: nothing tells which one the job wrote.
-func loadIndex(ctx context.Context, job replicator.Job, opts recovery.CatalogOptions, log *slog.Logger, progress func(int)) (*index, error) {
-	var entries []entry
+	n := 0
 	for rep, err := range recovery.Catalog(ctx, job, opts) {
 		if err != nil && rep.DestKey == "" {
-			return nil, err
+			return 0, err
 		}
 		if err != nil {
 			log.Warn("replica left out of the catalog", "job", job.Name, "replica", rep.DestKey, "err", err)
@@ -86,38 +91,56 @@ func loadIndex(ctx context.Context, job replicator.Job, opts recovery.CatalogOpt
 			log.Warn("replica left out of the catalog: its key is not below the job's source prefix", "job", job.Name, "replica", rep.DestKey)
 			continue
 		}
-		entries = append(entries, entry{key: key, rep: rep})
-		if progress != nil {
-			progress(len(entries))
+		batch = append(batch, listed{rep: rep, key: key})
+		if n++; progress != nil {
+			progress(n)
 		}
-	}
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].key < entries[j].key })
-	kept := entries[:0]
-	for i := 0; i < len(entries); {
-		j := i + 1
-		for j < len(entries) && entries[j].key == entries[i].key {
-			j++
-		}
-		if j-i > 1 {
-			names := make([]string, 0, j-i)
-			for _, e := range entries[i:j] {
-				names = append(names, e.rep.DestKey)
+		if len(batch) == loadBatch {
+			if err := flush(); err != nil {
+				return 0, err
 			}
-			log.Warn("key left out of the catalog: several replicas claim it and names are not checked without name_secret_file", "job", job.Name, "key", entries[i].key, "replicas", strings.Join(names, ", "))
-		} else {
-			kept = append(kept, entries[i])
 		}
-		i = j
 	}
-	return &index{entries: kept, loaded: time.Now()}, nil
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	if err := m.finish(); err != nil {
+		return 0, fmt.Errorf("catalog of job %s: store: %w", job.Name, err)
+	}
+	if first || len(claimed) > 0 {
+		conflicts, err := cat.conflicts()
+		if err != nil {
+			return 0, fmt.Errorf("catalog of job %s: store: %w", job.Name, err)
+		}
+		keys := claimed
+		if first {
+			keys = slices.Sorted(maps.Keys(conflicts))
+		}
+		for _, k := range keys {
+			if names, ok := conflicts[k]; ok {
+				log.Warn("key left out of the catalog: several replicas claim it and names are not checked without name_secret_file", "job", job.Name, "key", k, "replicas", strings.Join(names, ", "))
+			}
+		}
+	}
+	objects, err := cat.objects()
+	if err != nil {
+		return 0, fmt.Errorf("catalog of job %s: store: %w", job.Name, err)
+	}
+	return objects, nil
 }
 
-// list answers one page of a listing: keys after page.Marker under the
-// prefix, with keys that have the delimiter after the prefix folded into
-// common prefixes, at most page.MaxKeys of both. It seeks to the marker and
-// skips each common prefix with a binary search, so a page costs
-// O(MaxKeys × log n) whatever the catalog's size.
-func (x *index) list(prefix *gofakes3.Prefix, page gofakes3.ListBucketPage, encrypted bool) *gofakes3.ObjectList {
+// cursor is what a listing needs of a bbolt cursor over the served keys.
+type cursor interface {
+	Seek(seek []byte) (key, value []byte)
+	Next() (key, value []byte)
+}
+
+// listPage answers one page of a listing from the served keys: keys after
+// page.Marker under the prefix, with keys that have the delimiter after
+// the prefix folded into common prefixes, at most page.MaxKeys of both.
+// It seeks to the marker and past each common prefix, so a page costs
+// O(MaxKeys) cursor steps whatever the catalog's size.
+func listPage(c cursor, prefix *gofakes3.Prefix, page gofakes3.ListBucketPage, encrypted bool) (*gofakes3.ObjectList, error) {
 	var p, delim string
 	if prefix != nil {
 		p = prefix.Prefix
@@ -125,10 +148,11 @@ func (x *index) list(prefix *gofakes3.Prefix, page gofakes3.ListBucketPage, encr
 			delim = prefix.Delimiter
 		}
 	}
-	keys := x.entries
-	i := sort.Search(len(keys), func(i int) bool { return keys[i].key >= p })
-	if page.HasMarker {
-		i += sort.Search(len(keys)-i, func(j int) bool { return keys[i+j].key > page.Marker })
+	k, v := c.Seek([]byte(p))
+	if page.HasMarker && page.Marker >= p {
+		if k, v = c.Seek([]byte(page.Marker)); k != nil && string(k) == page.Marker {
+			k, v = c.Next()
+		}
 	}
 	max := page.MaxKeys
 	if max <= 0 {
@@ -136,17 +160,17 @@ func (x *index) list(prefix *gofakes3.Prefix, page gofakes3.ListBucketPage, encr
 	}
 	out := gofakes3.NewObjectList()
 	var n int64
-	for i < len(keys) && strings.HasPrefix(keys[i].key, p) {
-		e := &keys[i]
+	for k != nil && bytes.HasPrefix(k, []byte(p)) {
+		key := string(k)
 		cp := ""
 		if delim != "" {
-			if k := strings.Index(e.key[len(p):], delim); k >= 0 {
-				cp = e.key[:len(p)+k+len(delim)]
+			if i := strings.Index(key[len(p):], delim); i >= 0 {
+				cp = key[:len(p)+i+len(delim)]
 			}
 		}
 		if cp != "" && page.HasMarker && cp == page.Marker {
 			// The previous page ended with this common prefix.
-			i = skipPrefix(keys, i, cp)
+			k, v = seekPast(c, cp)
 			continue
 		}
 		if n == max {
@@ -157,8 +181,12 @@ func (x *index) list(prefix *gofakes3.Prefix, page gofakes3.ListBucketPage, encr
 		if cp != "" {
 			out.AddPrefix(cp)
 			out.NextMarker = cp
-			i = skipPrefix(keys, i, cp)
+			k, v = seekPast(c, cp)
 			continue
+		}
+		e := entry{key: key}
+		if err := json.Unmarshal(v, &e.rep); err != nil {
+			return nil, fmt.Errorf("catalog entry %s: %w", key, err)
 		}
 		out.Add(&gofakes3.Content{
 			Key:          e.key,
@@ -168,18 +196,26 @@ func (x *index) list(prefix *gofakes3.Prefix, page gofakes3.ListBucketPage, encr
 			StorageClass: gofakes3.StorageStandard,
 		})
 		out.NextMarker = e.key
-		i++
+		k, v = c.Next()
 	}
 	if !out.IsTruncated {
 		out.NextMarker = ""
 	}
-	return out
+	return out, nil
 }
 
-// skipPrefix returns the first position at or after i whose key does not
-// start with cp: keys with a prefix are contiguous in sorted order.
-func skipPrefix(keys []entry, i int, cp string) int {
-	return i + sort.Search(len(keys)-i, func(j int) bool { return !strings.HasPrefix(keys[i+j].key, cp) })
+// seekPast moves c to the first key past every key starting with cp
+// (not empty): cp with its last byte below 0xff incremented and what
+// follows it dropped. A cp of 0xff bytes only has no such key.
+func seekPast(c cursor, cp string) (key, value []byte) {
+	b := []byte(cp)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return c.Seek(b[:i+1])
+		}
+	}
+	return nil, nil
 }
 
 // errNotLoaded answers requests for a job whose catalog is not loaded yet.

@@ -47,16 +47,16 @@ func newMetrics(s *Server) *metrics {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "voyageur_serve_catalog_objects", Help: "Objects in the job's loaded catalog (-1 before the first load).", ConstLabels: labels,
 			}, func() float64 {
-				if idx := b.idx.Load(); idx != nil {
-					return float64(len(idx.entries))
+				if st := b.state.Load(); st != nil {
+					return float64(st.objects)
 				}
 				return -1
 			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "voyageur_serve_catalog_age_seconds", Help: "Seconds since the job's catalog was last loaded (-1 before the first load).", ConstLabels: labels,
 			}, func() float64 {
-				if idx := b.idx.Load(); idx != nil {
-					return time.Since(idx.loaded).Seconds()
+				if st := b.state.Load(); st != nil {
+					return time.Since(st.loaded).Seconds()
 				}
 				return -1
 			}))

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -50,7 +51,7 @@ func TestReadAhead(t *testing.T) {
 	for _, final := range []error{io.EOF, io.ErrUnexpectedEOF, errors.New("connection reset")} {
 		t.Run(final.Error(), func(t *testing.T) {
 			src := &jaggedReader{data: data, r: rand.New(rand.NewPCG(5, 6)), err: final}
-			ra := newReadAhead(src, nil, func() {}, int64(len(data)))
+			ra := newReadAhead(src, nil, func() {}, int64(len(data)), readAheadBlock)
 			defer ra.Close()
 			var got bytes.Buffer
 			_, err := io.CopyBuffer(&got, struct{ io.Reader }{ra}, make([]byte, 7000))
@@ -80,7 +81,7 @@ func (e *endless) Read(p []byte) (int, error) {
 // of the source after at most readAheadDepth+2 blocks.
 func TestReadAheadBounded(t *testing.T) {
 	src := &endless{}
-	ra := newReadAhead(src, nil, func() {}, 0)
+	ra := newReadAhead(src, nil, func() {}, 0, readAheadBlock)
 	if _, err := ra.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func (b *blockedBody) Close() error {
 func TestReadAheadCloseUnblocks(t *testing.T) {
 	b := &blockedBody{closed: make(chan struct{})}
 	closed := &closeCounter{}
-	ra := newReadAhead(b, closed, func() { b.Close() }, 0)
+	ra := newReadAhead(b, closed, func() { b.Close() }, 0, readAheadBlock)
 	done := make(chan struct{})
 	go func() { ra.Close(); close(done) }()
 	select {
@@ -208,7 +209,10 @@ func TestServeStreaming(t *testing.T) {
 				}
 			}
 
-			e, _ := s.buckets["ledgers"].idx.Load().find("big.bin")
+			e, _, err := s.buckets["ledgers"].cat.find("big.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
 			f.job.Dest = &failingBucket{Bucket: f.dst, key: e.rep.DestKey, after: 2 * partSize}
 			s, hs = f.start(t)
 			if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
@@ -265,5 +269,48 @@ func TestServeClientGoesAway(t *testing.T) {
 				t.Fatalf("whole GET after the hang-ups: %d bytes, %v", len(b), err)
 			}
 		})
+	}
+}
+
+// TestBodyEnds reads a body both ways a response can (Read, and WriteTo
+// as io.Copy does): all of it when it holds what was announced; a body
+// that ends short is an error recorded for the front handler to cut the
+// connection, and so is the read-ahead's error.
+func TestBodyEnds(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	for _, tc := range []struct {
+		name string
+		want int64
+		err  error // of the source after data
+		ok   bool
+	}{
+		{"complete", int64(len(data)), nil, true},
+		{"short", int64(len(data)) + 1, nil, false},
+		{"failed", int64(len(data)), errors.New("replica cut"), false},
+	} {
+		for _, way := range []string{"Read", "WriteTo"} {
+			t.Run(tc.name+"/"+way, func(t *testing.T) {
+				var src io.Reader = bytes.NewReader(data[100:])
+				if tc.err != nil {
+					src = io.MultiReader(src, iotest.ErrReader(tc.err))
+				}
+				st := &reqState{}
+				b := &body{head: data[:100], rest: newReadAhead(src, nil, func() {}, 0, readAheadBlock), want: tc.want, st: st}
+				defer b.rest.Close()
+				var out bytes.Buffer
+				var err error
+				if way == "Read" {
+					_, err = io.Copy(&out, struct{ io.Reader }{b}) // hides WriteTo
+				} else {
+					_, err = b.WriteTo(&out)
+				}
+				if tc.ok != (err == nil) || tc.ok != (st.bodyErr == nil) {
+					t.Fatalf("error %v, recorded %v; want success %v", err, st.bodyErr, tc.ok)
+				}
+				if !bytes.Equal(out.Bytes(), data) {
+					t.Fatalf("%d bytes out, not the %d of the source", out.Len(), len(data))
+				}
+			})
+		}
 	}
 }

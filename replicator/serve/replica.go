@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"filippo.io/age"
 
@@ -19,9 +21,12 @@ import (
 const (
 	// encChunk is a sealed STREAM chunk: 64 KiB and the Poly1305 tag.
 	encChunk = crypto.ChunkSize + 16
-	// headSize is the start of a replica kept per opened replica: the age
-	// header (voyageur writes at most 64 KiB) and the payload nonce.
-	headSize = 64<<10 + 16
+	// headSize is the start of a replica that opening it reads: the age
+	// header (voyageur writes at most 64 KiB), the payload nonce and the
+	// first two chunks, which hold the META (at most 64 KiB).
+	headSize = keptHead + 2*encChunk
+	// keptHead is what of it stays cached: the header and nonce.
+	keptHead = 64<<10 + 16
 	// tailSize is the end kept: the final chunk, which age authenticates
 	// when a replica is opened, and the one before, which with it holds
 	// the TRAILER of up to about 4000 parts.
@@ -55,6 +60,7 @@ type source struct {
 	head    []byte
 	tail    []byte
 	limit   int64
+	block   int // of the read-ahead
 	fetched *atomic.Int64
 
 	mu   sync.Mutex
@@ -86,7 +92,7 @@ func (s *source) ReadAt(p []byte, off int64) (int, error) {
 			cancel()
 			return 0, err
 		}
-		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, cancel, n), off
+		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, cancel, n, s.block), off
 	}
 	n, err := io.ReadFull(s.body, p)
 	s.pos += int64(n)
@@ -169,7 +175,7 @@ func open(ctx context.Context, b backends.Bucket, rep *recovery.Replica, ids []a
 		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
 	}
 	o.payloadOff = int64(len(hdr)) + 16
-	ra, streamSize, src, err := o.stream(ctx, b, rep, rep.Size, fetched)
+	ra, streamSize, src, err := o.stream(ctx, b, rep, rep.Size, readAheadBlock, fetched)
 	if err != nil {
 		return nil, err
 	}
@@ -181,14 +187,38 @@ func open(ctx context.Context, b backends.Bucket, rep *recovery.Replica, ids []a
 	if o.trailer.Size != rep.Meta.Size {
 		return nil, fmt.Errorf("open replica %s: TRAILER says %d bytes, META %d", rep.DestKey, o.trailer.Size, rep.Meta.Size)
 	}
+	// Anyone may encrypt to the public recipient, so age alone does not
+	// tell that these are the bytes the catalog describes: a replica
+	// replaced since (by another object's, or an older version of its
+	// own) authenticates just as well. Its META, under the same file key
+	// as every chunk served from it, must be the catalog's.
+	m, err := crypto.ReadMetaAt(ra, o.streamSize)
+	if err != nil {
+		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
+	}
+	if !sameMeta(m, rep.Meta) {
+		return nil, fmt.Errorf("open replica %s: its META (key %q, %d bytes, %s) is not the one the catalog read (key %q, %d bytes, %s): the replica was replaced since", rep.DestKey,
+			m.Key, m.Size, m.MTime.UTC().Format(time.RFC3339Nano), rep.Meta.Key, rep.Meta.Size, rep.Meta.MTime.UTC().Format(time.RFC3339Nano))
+	}
+	if o.tail != nil {
+		o.head = bytes.Clone(o.head[:keptHead])
+	}
 	return o, nil
 }
 
+// sameMeta reports whether two METAs describe the same source object
+// version.
+func sameMeta(a, b crypto.Meta) bool {
+	return a.Key == b.Key && a.Size == b.Size && a.MTime.Equal(b.MTime) && a.ETag == b.ETag &&
+		a.VersionID == b.VersionID && a.ContentType == b.ContentType && maps.Equal(a.Metadata, b.Metadata)
+}
+
 // stream opens random access to the replica's zstd stream for one request
-// whose streaming reads go no further than limit (a replica offset).
-// The caller closes the returned closer when the request is done.
-func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *recovery.Replica, limit int64, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
-	src := &source{ctx: ctx, b: b, rep: rep, head: o.head, tail: o.tail, limit: limit, fetched: fetched}
+// whose streaming reads go no further than limit (a replica offset), read
+// ahead block bytes at a time. The caller closes the returned closer when
+// the request is done.
+func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *recovery.Replica, limit int64, block int, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
+	src := &source{ctx: ctx, b: b, rep: rep, head: o.head, tail: o.tail, limit: limit, block: block, fetched: fetched}
 	ra, size, err := age.DecryptReaderAt(src, rep.Size, age.NewInjectedFileKeyIdentity(o.fileKey))
 	if err != nil {
 		src.close()

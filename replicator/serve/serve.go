@@ -54,8 +54,9 @@ type Options struct {
 	// host BUCKET.Domain is one for bucket BUCKET. Path-style requests
 	// are always taken.
 	Domain string
-	// CachePath is the catalog cache file (bbolt); empty: none. When
-	// another serve holds it, this one runs without, with a warning.
+	// CachePath is the catalog cache file (bbolt), kept across runs;
+	// empty: a temporary file of this run. When another serve holds it,
+	// this one runs on a temporary file, with a warning.
 	CachePath string
 	Logger    *slog.Logger
 }
@@ -68,15 +69,22 @@ type Server struct {
 	names   []string
 	s3      http.Handler
 	cache   *openedCache
-	metas   *metaCache // nil: no catalog cache
+	store   *store // the catalogs
 	metrics *metrics
 	started time.Time
 }
 
-// bucket is one served job and its current catalog (nil until loaded).
+// bucket is one served job and its catalog.
 type bucket struct {
-	job replicator.Job
-	idx atomic.Pointer[index]
+	job   replicator.Job
+	cat   *catalog
+	state atomic.Pointer[loadState] // nil until the catalog is first loaded
+}
+
+// loadState is what the last catalog load of a job found.
+type loadState struct {
+	loaded  time.Time
+	objects int64
 }
 
 func (b *bucket) encrypted() bool { return b.job.Encryption != nil }
@@ -122,16 +130,22 @@ func New(jobs []replicator.Job, opts Options) (*Server, error) {
 		s.names = append(s.names, j.Name)
 	}
 	slices.Sort(s.names)
+	var err error
 	if opts.CachePath != "" {
-		c, err := openMetaCache(opts.CachePath)
-		switch {
-		case errors.Is(err, ErrCacheLocked):
-			s.log.Warn("running without the catalog cache: every catalog load reads all META", "err", err)
-		case err != nil:
+		s.store, err = openStore(opts.CachePath)
+		if errors.Is(err, ErrCacheLocked) {
+			s.log.Warn("running without the catalog cache: the first catalog load reads all META", "err", err)
+		} else if err != nil {
 			return nil, err
-		default:
-			s.metas = c
 		}
+	}
+	if s.store == nil {
+		if s.store, err = openTempStore(); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+	}
+	for _, b := range s.buckets {
+		b.cat = s.store.catalogOf(b.job, opts.AsOf)
 	}
 	s.metrics = newMetrics(s)
 	s.s3 = gofakes3.New(&backend{s: s}, gofakes3.WithoutVersioning()).Server()
@@ -203,7 +217,7 @@ func (s *Server) load(ctx context.Context, b *bucket) error {
 	var count atomic.Int64
 	stop := make(chan struct{})
 	defer close(stop)
-	first := b.idx.Load() == nil
+	first := b.state.Load() == nil
 	if first {
 		s.log.Info("loading catalog", "job", b.job.Name, "destination", b.job.Dest.Name())
 		go func() {
@@ -220,39 +234,32 @@ func (s *Server) load(ctx context.Context, b *bucket) error {
 		}()
 	}
 	copts := recovery.CatalogOptions{AsOf: s.opts.AsOf, Identities: s.opts.Identities, Concurrency: s.opts.Concurrency}
-	if s.metas != nil && b.encrypted() {
-		copts.KnownMeta = s.metas.known(b.job)
+	if b.encrypted() {
+		copts.KnownMeta = b.cat.known
 	}
-	idx, err := loadIndex(ctx, b.job, copts, s.log, func(n int) { count.Store(int64(n)) })
+	objects, err := loadCatalog(ctx, b.job, b.cat, copts, first, s.log, func(n int) { count.Store(int64(n)) })
 	if err != nil {
 		return err
 	}
-	b.idx.Store(idx)
-	if copts.KnownMeta != nil {
-		if err := s.metas.store(b.job, idx.entries, s.opts.AsOf.IsZero()); err != nil {
-			s.log.Warn("catalog cache not updated", "job", b.job.Name, "err", err)
-		}
-	}
+	b.state.Store(&loadState{loaded: time.Now(), objects: objects})
 	level := slog.LevelDebug
 	if first {
 		level = slog.LevelInfo
 	}
-	s.log.Log(ctx, level, "catalog loaded", "job", b.job.Name, "objects", len(idx.entries), "seconds", time.Since(started).Seconds())
+	s.log.Log(ctx, level, "catalog loaded", "job", b.job.Name, "objects", objects, "seconds", time.Since(started).Seconds())
 	return nil
 }
 
-// Close releases the catalog cache. Call it after Run returned.
+// Close releases the catalog file (and removes a temporary one). Call it
+// after Run returned and the handler is done.
 func (s *Server) Close() error {
-	if s.metas != nil {
-		return s.metas.close()
-	}
-	return nil
+	return s.store.close()
 }
 
 // Ready reports whether every served job's catalog is loaded.
 func (s *Server) Ready() bool {
 	for _, b := range s.buckets {
-		if b.idx.Load() == nil {
+		if b.state.Load() == nil {
 			return false
 		}
 	}
@@ -272,7 +279,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	var loading []string
 	for _, name := range s.names {
-		if s.buckets[name].idx.Load() == nil {
+		if s.buckets[name].state.Load() == nil {
 			loading = append(loading, name)
 		}
 	}
@@ -333,8 +340,9 @@ func (s *Server) front(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{job: bucketName, key: key}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if b, ok := s.buckets[bucketName]; ok && key != "" {
-		if idx := b.idx.Load(); idx != nil {
-			if e, ok := idx.find(key); ok {
+		if b.state.Load() != nil {
+			// A failed lookup is answered by the backend's own.
+			if e, ok, _ := b.cat.find(key); ok {
 				rewriteETags(r, rec, e.etag(b.encrypted()))
 			}
 		}

@@ -100,7 +100,7 @@ func newFixture(t *testing.T, encrypted bool) *fixture {
 
 // start runs a Server over the fixture's job and returns an S3 client for
 // it, authenticated with secret.
-func (f *fixture) start(t *testing.T) (*Server, *httptest.Server) {
+func (f *fixture) start(t testing.TB) (*Server, *httptest.Server) {
 	t.Helper()
 	opts := Options{AccessKey: "serve-access", SecretKey: "serve-secret-key", Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
 	if f.id != nil {
@@ -343,8 +343,10 @@ func TestServeTampered(t *testing.T) {
 	if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
 		t.Fatal(err)
 	}
-	idx := s.buckets["ledgers"].idx.Load()
-	e, _ := idx.find("big.bin")
+	e, _, err := s.buckets["ledgers"].cat.find("big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(f.dir, "dst", e.rep.DestKey)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -380,6 +382,79 @@ func TestServeTampered(t *testing.T) {
 	resp.Body.Close()
 	if !regexp.MustCompile(`voyageur_serve_replica_failures_total\{voyageur_job="ledgers"\} [1-9]`).Match(m) {
 		t.Errorf("metrics do not count the failure:\n%s", m)
+	}
+}
+
+// TestServeReplacedReplica puts back, after the catalog was read, the
+// replica of an older version of the same object, of the same size: a
+// valid age file to the same recipient, whose TRAILER matches its own
+// bytes. Its GET must fail, ranged or whole, not serve the old bytes.
+func TestServeReplacedReplica(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	const key = "d0/f00.csv"
+	s0, _ := f.start(t)
+	if err := s0.load(ctx, s0.buckets["ledgers"]); err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := s0.buckets["ledgers"].cat.find(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s0.Close()
+	path := filepath.Join(f.dir, "dst", e.rep.DestKey)
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := bytes.Clone(f.data[key])
+	slices.Reverse(newer) // as incompressible as the first version
+	// Written again until its replica has the old one's length (its
+	// modification time, in META, may be written with fewer digits): only
+	// META then tells the two versions apart.
+	for try := 0; ; try++ {
+		if _, err := f.src.Put(ctx, "in/"+key, bytes.NewReader(newer), int64(len(newer)), backends.PutOptions{ContentType: "text/csv", Metadata: map[string]string{"owner": "finance"}}); err != nil {
+			t.Fatal(err)
+		}
+		j, err := journal.Open(filepath.Join(f.dir, "journal.db"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := engine.Sync(ctx, j, f.job, engine.Options{})
+		j.Close()
+		if err != nil || sum.Failed != 0 || sum.Copied != 1 {
+			t.Fatalf("sync of the newer version: %+v %v", sum, err)
+		}
+		cur, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cur) == len(old) {
+			break
+		}
+		if try == 20 {
+			t.Fatalf("the replicas of the two versions have %d and %d bytes", len(old), len(cur))
+		}
+	}
+
+	s, hs := f.start(t)
+	if err := s.load(ctx, s.buckets["ledgers"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := client(hs.URL, "serve-access", "serve-secret-key")
+	for _, rng := range []*string{nil, aws.String("bytes=10-19")} {
+		o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String(key), Range: rng})
+		if err == nil {
+			b, _ := io.ReadAll(o.Body)
+			o.Body.Close()
+			t.Fatalf("GET (range %v) of a replica put back to an older version served %q", aws.ToString(rng), b)
+		}
+		if errCode(err) != "InternalError" {
+			t.Fatalf("GET (range %v) of a replica put back to an older version: %v, want InternalError", aws.ToString(rng), err)
+		}
 	}
 }
 
@@ -429,13 +504,14 @@ func TestCatalogCache(t *testing.T) {
 	if n := dst.gets.Load(); n != 0 {
 		t.Errorf("load with the cache: %d GETs, want none", n)
 	}
-	if n := len(s2.buckets["ledgers"].idx.Load().entries); n != len(f.data) {
+	if n := s2.buckets["ledgers"].state.Load().objects; n != int64(len(f.data)) {
 		t.Errorf("cached catalog has %d objects, want %d", n, len(f.data))
 	}
 	s3, err := New([]replicator.Job{f.job}, opts)
-	if err != nil || s3.metas != nil {
-		t.Fatalf("a server on a held cache: %v, cache %v", err, s3.metas)
+	if err != nil || s3.store.tempDir == "" {
+		t.Fatalf("a server on a held cache: %v, not on a temporary file", err)
 	}
+	s3.Close()
 }
 
 // TestRangedReadFetchesAboutOnePart: a 1 MiB range in the middle of a
@@ -515,5 +591,79 @@ func TestVirtualHost(t *testing.T) {
 	}
 	if _, err := client(hs.URL, "serve-access", "serve-secret-key").HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("empty")}); err != nil {
 		t.Fatalf("path style with a domain set: %v", err)
+	}
+}
+
+// TestServeRefresh: a catalog load after sync added an object, rewrote
+// another and lost the replica of a third serves the new state: the new
+// object appears, the rewritten one reads its new bytes, the lost one is
+// gone; the objects counted follow.
+func TestServeRefresh(t *testing.T) {
+	for _, encrypted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("encrypted=%v", encrypted), func(t *testing.T) {
+			f := newFixture(t, encrypted)
+			s, hs := f.start(t)
+			ctx := context.Background()
+			b := s.buckets["ledgers"]
+			if err := s.load(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			lost, _, err := b.cat.find("d0/f00.csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.dst.Delete(ctx, lost.rep.DestKey, ""); err != nil {
+				t.Fatal(err)
+			}
+			put := func(key, body string) {
+				if _, err := f.src.Put(ctx, "in/"+key, strings.NewReader(body), int64(len(body)), backends.PutOptions{ContentType: "text/plain"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put("new/added.txt", "added after the first load")
+			put("d1/f01.csv", "rewritten after the first load")
+			j, err := journal.Open(filepath.Join(f.dir, "journal.db"), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := engine.Sync(ctx, j, f.job, engine.Options{})
+			j.Close()
+			if err != nil || sum.Failed != 0 {
+				t.Fatalf("sync: %+v %v", sum, err)
+			}
+			if err := s.load(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+
+			c := client(hs.URL, "serve-access", "serve-secret-key")
+			out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("ledgers")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, o := range out.Contents {
+				keys = append(keys, *o.Key)
+			}
+			if !slices.Contains(keys, "new/added.txt") || slices.Contains(keys, "d0/f00.csv") || len(keys) != len(f.data) {
+				t.Fatalf("after the refresh: %d keys %q; want %d, with new/added.txt and without d0/f00.csv", len(keys), keys, len(f.data))
+			}
+			if n := b.state.Load().objects; n != int64(len(f.data)) {
+				t.Errorf("%d objects counted, want %d", n, len(f.data))
+			}
+			for key, want := range map[string]string{"new/added.txt": "added after the first load", "d1/f01.csv": "rewritten after the first load"} {
+				o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("ledgers"), Key: aws.String(key)})
+				if err != nil {
+					t.Fatalf("GET %s: %v", key, err)
+				}
+				got, err := io.ReadAll(o.Body)
+				o.Body.Close()
+				if err != nil || string(got) != want {
+					t.Fatalf("GET %s: %q %v, want %q", key, got, err, want)
+				}
+			}
+			if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("ledgers"), Key: aws.String("d0/f00.csv")}); errCode(err) != "NotFound" {
+				t.Fatalf("HEAD of the object whose replica is gone: %v", err)
+			}
+		})
 	}
 }
