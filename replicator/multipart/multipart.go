@@ -136,8 +136,13 @@ func Send[R any](ctx context.Context, u Upload, src Source[R]) ([]journal.PartSt
 		}
 		return nil
 	})
+	// Gathered parts go to the pacer in part order. The gather loop never
+	// waits for the wire limit or a slot itself: it goes on gathering, so
+	// reads (and their compression) free their buffers and continue while
+	// earlier parts wait to go out.
+	ready := make(chan Part, max(u.Window, 1))
 	g.Go(func() error {
-		number := u.First
+		defer close(ready)
 		for i := range n {
 			var res result[R]
 			select {
@@ -154,44 +159,61 @@ func Send[R any](ctx context.Context, u Upload, src Source[R]) ([]journal.PartSt
 				return err
 			}
 			for j, p := range parts {
-				// Slots are taken here, in part order, so parts go out in
-				// order as far as concurrency allows: the checkpoint's
-				// leading run, all an encrypted resume keeps, is then as
-				// long as it can be.
-				release, err := u.Budget.Slot(gctx, p.Size)
-				if err != nil {
+				select {
+				case ready <- p:
+				case <-gctx.Done():
 					for _, q := range parts[j:] {
 						done(q)
 					}
-					return err
+					return gctx.Err()
 				}
-				if p.Number != 0 {
-					number = p.Number
-				}
-				p.State.Number, p.State.Size = number, p.Size
-				number++
-				g.Go(func() error {
-					defer done(p)
-					defer release()
-					etag, err := u.Bucket.UploadPart(gctx, u.Key, u.ID, p.State.Number, p.Body, p.Size, u.Options)
-					if err != nil {
-						return err
-					}
-					if u.Progress != nil {
-						u.Progress(p.Size)
-					}
-					p.State.ETag = etag
-					mu.Lock()
-					defer mu.Unlock()
-					sent = append(sent, p.State)
-					if u.Saved != nil {
-						return u.Saved(p.State)
-					}
-					return nil
-				})
 			}
 		}
 		return nil
+	})
+	g.Go(func() error {
+		number := u.First
+		var err error
+		for p := range ready {
+			if err != nil {
+				done(p) // after a failure: give back what the rest hold
+				continue
+			}
+			// Slots are taken here, in part order, so parts go out in
+			// order as far as concurrency allows: the checkpoint's leading
+			// run, all an encrypted resume keeps, is then as long as it
+			// can be.
+			var release func()
+			if release, err = u.Budget.Slot(gctx, p.Size); err != nil {
+				done(p)
+				continue
+			}
+			if p.Number != 0 {
+				number = p.Number
+			}
+			p.State.Number, p.State.Size = number, p.Size
+			number++
+			g.Go(func() error {
+				defer done(p)
+				defer release()
+				etag, err := u.Bucket.UploadPart(gctx, u.Key, u.ID, p.State.Number, p.Body, p.Size, u.Options)
+				if err != nil {
+					return err
+				}
+				if u.Progress != nil {
+					u.Progress(p.Size)
+				}
+				p.State.ETag = etag
+				mu.Lock()
+				defer mu.Unlock()
+				sent = append(sent, p.State)
+				if u.Saved != nil {
+					return u.Saved(p.State)
+				}
+				return nil
+			})
+		}
+		return err
 	})
 	err := g.Wait()
 	// Reads finished but never gathered give back what they hold.

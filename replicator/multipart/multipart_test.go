@@ -357,3 +357,66 @@ func TestBandwidthWaitHoldsNoSlot(t *testing.T) {
 	release()
 	<-big
 }
+
+// heldSlots is a Budget whose first Slot waits until open is closed, as a
+// part waiting for the wire limit does.
+type heldSlots struct {
+	*Limits
+	open  chan struct{}
+	first atomic.Bool
+}
+
+func (h *heldSlots) Slot(ctx context.Context, n int64) (func(), error) {
+	if h.first.CompareAndSwap(false, true) {
+		select {
+		case <-h.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return h.Limits.Slot(ctx, n)
+}
+
+// TestGatherGoesOnWhileAPartWaits: while part 1 waits for the wire limit,
+// the reads and Gather of the later parts go on (they free their read
+// buffers and, in sync, compress: a wire wait must not stop the CPU work
+// behind it); the parts then leave in order.
+func TestGatherGoesOnWhileAPartWaits(t *testing.T) {
+	ctx := context.Background()
+	b := newBucket(t)
+	lim := &heldSlots{Limits: NewLimits(16*partSize, 4, nil, partSize), open: make(chan struct{})}
+	src := &memSource{data: randomData(t, 6*partSize), budget: lim, failAt: -1}
+	id, err := b.CreateMultipart(ctx, "obj", backends.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Send(ctx, Upload{Bucket: b, Key: "obj", ID: id, Budget: lim, Window: 4, First: 1}, src)
+		errc <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		src.mu.Lock()
+		gathered := src.gathered
+		src.mu.Unlock()
+		if gathered >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d parts gathered while part 1 waited for the wire, want the window's 4", gathered)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if parts, err := b.ListParts(ctx, "obj", id); err != nil || len(parts) != 0 {
+		t.Fatalf("parts %v (%v) uploaded before part 1 had its turn", parts, err)
+	}
+	close(lim.open)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	parts, err := b.ListParts(ctx, "obj", id)
+	if err != nil || len(parts) != 6 {
+		t.Fatalf("parts %v, %v; want 6", parts, err)
+	}
+}
