@@ -85,9 +85,16 @@ func (sink) Put(ctx context.Context, key string, r io.ReadSeeker, size int64, op
 	return backends.ObjectInfo{Key: key, Size: size, ETag: "sunk"}, nil
 }
 
-// List finds nothing: the index is never rebuilt from the sink.
+// List finds one object of voyageur's own (under the reserved prefix): a
+// run on a warm journal sees a destination that holds something (an empty
+// one is refused, ErrDestinationEmpty), and the index is never rebuilt
+// from the sink (a rebuild looks past the reserved prefix).
 func (sink) List(ctx context.Context, opts backends.ListOptions) iter.Seq2[backends.ObjectInfo, error] {
-	return func(func(backends.ObjectInfo, error) bool) {}
+	return func(yield func(backends.ObjectInfo, error) bool) {
+		if key := opts.Prefix + replicator.ReservedPrefix + "sink"; key > opts.StartAfter {
+			yield(backends.ObjectInfo{Key: key}, nil)
+		}
+	}
 }
 
 func (sink) ListMultipartUploads(ctx context.Context, prefix string) iter.Seq2[backends.Upload, error] {
