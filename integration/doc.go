@@ -46,6 +46,7 @@
 // | TestDrill, TestDrillConfigErrors, TestDrillWatch | voyageur drill: sample restore and serve check, RTO/RPO, residency, custody, report page in chromium, exit codes, no secret |
 // | TestShardedSync, TestShardedHashedNames, TestShardFlags | N shard processes: exact union, split listing, balance, 4 → 8, SIGKILL, sharded restore and verify, bad flags |
 // | TestShardChangeDeletes        | 4 → 8 shards on fresh journals: keys deleted in between lose their replicas, nothing written again, max_delete per shard |
+// | TestShardChangeDeletesHashed  | the same with hashed names: each shard lists the whole source and deletes the orphans of its slice of the name space written before its listing |
 // | TestDemo                      | scripts/demo.sh (make demo) with a small archive: exit 0, the verified restore, nothing left running |
 // | TestComposeFile               | docker-compose.yml passes Debian's docker-compose config; pinned images, the five services |
 // | TestDockerfile                | two stages, CGO_ENABLED=0, distroless final stage, a non-root USER    |

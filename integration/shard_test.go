@@ -32,12 +32,14 @@ import (
 
 // countingProxy forwards to a MinIO server and counts what a shard asks of
 // it: LIST requests (with the start-after of each), object writes and
-// object deletes.
+// object deletes; writes and deletes of voyageur's own objects (under
+// .voyageur/, such as a shard's clock object) count apart, as reserved.
 type countingProxy struct {
 	url        string
 	lists      atomic.Int64
 	writes     atomic.Int64
 	deletes    atomic.Int64
+	reserved   atomic.Int64
 	mu         sync.Mutex
 	startAfter []string
 }
@@ -53,6 +55,8 @@ func newCountingProxy(t testing.TB, target string) *countingProxy {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		switch {
+		case strings.Contains(r.URL.Path, "/"+replicator.ReservedPrefix) && r.Method != http.MethodGet && r.Method != http.MethodHead:
+			p.reserved.Add(1)
 		case r.Method == http.MethodGet && q.Has("list-type"):
 			p.lists.Add(1)
 			p.mu.Lock()
@@ -78,6 +82,7 @@ func (p *countingProxy) reset() {
 	p.lists.Store(0)
 	p.writes.Store(0)
 	p.deletes.Store(0)
+	p.reserved.Store(0)
 	p.startAfter = nil
 }
 
@@ -997,6 +1002,102 @@ func TestShardChangeDeletes(t *testing.T) {
 	for i, res := range runShards(t, shards(8, workers8)) {
 		if s := syncSummary(t, res); res.code != 0 || s.Copied != 0 || s.Deleted != 0 {
 			t.Errorf("shard %d/8, next run: exit %d, %+v", i, res.code, s)
+		}
+	}
+}
+
+// TestShardChangeDeletesHashed: 4 → 8 shards with hashed names, keys
+// deleted in between. A replica's name does not tell its key, so each
+// shard of 8 on a fresh journal lists the whole source and deletes, in its
+// slice of the name space, the replicas written before that listing whose
+// names no key gives: together exactly those of the deleted keys, and
+// nothing is written.
+func TestShardChangeDeletesHashed(t *testing.T) {
+	srcSrv, dstSrv := startServer(t), startServer(t)
+	src := side{srv: srcSrv, bucket: srcSrv.CreateBucket(t, false), kind: "aws"}
+	dst := side{srv: dstSrv, bucket: dstSrv.CreateBucket(t, false), kind: "minio"}
+	ctx := context.Background()
+	sc := srcSrv.Client(t)
+	var keys []string
+	for p, n := range []int{300, 120, 60, 20} {
+		for i := range n {
+			keys = append(keys, fmt.Sprintf("q%d/%04d.csv", p, i))
+		}
+	}
+	for _, k := range keys {
+		data := []byte(strings.Repeat(k+"\n", 1+len(k)%5))
+		if _, err := sc.PutObject(ctx, src.bucket, k, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	k := newKeys(t, dir, false)
+	workers := func(n int) []shardWorker {
+		ws := make([]shardWorker, n)
+		for i := range ws {
+			ws[i] = shardWorker{src: newCountingProxy(t, src.srv.URL), dst: newCountingProxy(t, dst.srv.URL)}
+			s, d := src, dst
+			s.url, d.url = ws[i].src.url, ws[i].dst.url
+			ws[i].cfg = writeConfig(t, t.TempDir(), jobConfig{Src: s, Dst: d, DstPrefix: "shard/", Deletes: "propagate", Concurrency: 16,
+				ExtraJobLines: k.encryptionYAML("hashed", "zstd")})
+		}
+		return ws
+	}
+	run := func(n int, ws []shardWorker) []result {
+		plan := filepath.Join(dir, fmt.Sprintf("plan%d.json", n))
+		if res := runVoyageur(t, "shard-plan", "-c", ws[0].cfg, "--job", "ledgers", "--shards", fmt.Sprint(n), "-o", plan); res.code != 0 {
+			t.Fatalf("shard-plan %d: exit %d: %s", n, res.code, res.stderr)
+		}
+		var argv [][]string
+		for i := range n {
+			argv = append(argv, []string{"sync", "--json", "-c", ws[i].cfg, "--job", "ledgers", "--shard", fmt.Sprintf("%d/%d", i, n),
+				"--shard-plan", plan, "--journal", filepath.Join(dir, fmt.Sprintf("journal-%d-of-%d.db", i, n))})
+		}
+		return runShards(t, argv)
+	}
+	for i, res := range run(4, workers(4)) {
+		if res.code != 0 {
+			t.Fatalf("shard %d/4: exit %d: %s", i, res.code, res.stderr)
+		}
+	}
+	if got := len(listObjects(t, dst, "shard/")); got != len(keys) {
+		t.Fatalf("4 shards made %d replicas of %d keys", got, len(keys))
+	}
+
+	// A second apart from the replicas' times, as the destination's
+	// Last-Modified counts whole seconds.
+	time.Sleep(1100 * time.Millisecond)
+	secret := readFile(t, k.nameSecret)
+	gone := map[string]bool{}
+	for i := 0; i < len(keys); i += 50 {
+		gone["shard/"+crypto.HashedName(secret, keys[i])] = true
+		if err := sc.RemoveObject(ctx, src.bucket, keys[i], minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws := workers(8)
+	var deleted, writes, deletes int64
+	for i, res := range run(8, ws) {
+		s := syncSummary(t, res)
+		if res.code != 0 || s.Copied != 0 {
+			t.Errorf("shard %d/8 on a fresh journal: exit %d, %+v\n%s", i, res.code, s, res.stderr)
+		}
+		deleted += s.Deleted
+		writes += ws[i].dst.writes.Load()
+		deletes += ws[i].dst.deletes.Load()
+		t.Logf("shard %d/8: skipped %d, deleted %d, %d writes, %d DELETE requests, %d requests under .voyageur/",
+			i, s.Skipped, s.Deleted, ws[i].dst.writes.Load(), ws[i].dst.deletes.Load(), ws[i].dst.reserved.Load())
+	}
+	if deleted != int64(len(gone)) || deletes != deleted || writes != 0 {
+		t.Errorf("8 shards deleted %d replicas with %d DELETE requests and wrote %d objects; want %d, %d and none", deleted, deletes, writes, len(gone), len(gone))
+	}
+	got := listObjects(t, dst, "shard/")
+	if len(got) != len(keys)-len(gone) {
+		t.Errorf("the replica holds %d objects, want %d", len(got), len(keys)-len(gone))
+	}
+	for name := range got {
+		if gone[name] {
+			t.Errorf("%s: the replica of a deleted key is left", name)
 		}
 	}
 }

@@ -139,23 +139,89 @@ func (n *replicaNames) sort() { slices.Sort(n.sums) }
 // journals of a new shard layout): no index remembers those keys, so no
 // scan would ever queue their deletes. It must tell each replica's key,
 // or that no key of the source has it: plain names give the key, hashed
-// names only the latter, and only when the run lists the whole source and
-// is the only writer of the destination while it looks. A shard with
-// hashed names cannot tell whether a replica belongs to another shard's
-// range; a watch copies the keys of its events during the scan, whose
-// replicas a hashed name would not tell from orphans (a plain one is
-// checked against the source before its delete). Those delete none.
+// names only the latter, so a run with hashed names lists the whole
+// source (a shard lists the other shards' ranges too, see nameOthers). A
+// watch copies the keys of its events during the scan, whose replicas a
+// hashed name would not tell from orphans (a plain one is checked against
+// the source before its delete): with hashed names it deletes none.
 func (r *run) findsOrphans() bool {
 	if r.job.Deletes != replicator.DeletesPropagate {
 		return false
 	}
-	if e := r.job.Encryption; e != nil && e.HashedNames && (!r.keyRange().Whole() || r.kick != nil) {
+	if e := r.job.Encryption; e != nil && e.HashedNames && r.kick != nil {
 		r.log.Warn("this rebuild cannot tell which replicas with hashed names lost their source key: "+
 			"keys deleted at the source before this journal existed keep their replicas "+
-			"(a verify lists them as extra; an unsharded sync on a fresh journal deletes them)", "shard", r.shardName())
+			"(a verify lists them as extra; a sync on a fresh journal deletes them)", "shard", r.shardName())
 		return false
 	}
 	return true
+}
+
+// orphanSlice is where a shard with hashed names looks for orphans: its
+// share of the replica name space, which hashed names spread evenly, as
+// sharded restore and verify split it. Every replica is in one shard's.
+func (r *run) orphanSlice() replicator.KeyRange {
+	s := r.job.Shard.Shard
+	return replicator.EvenLayout(r.job.DestPrefix, s.Count, replicator.HexDigits).Range(s.Index)
+}
+
+// nameOthers adds to names the replica names of the source keys outside
+// the shard's range, so that a shard with hashed names knows every name a
+// source key gives. The other shards may be copying while it lists: a key
+// created after the listing passed it has a replica named by no key listed.
+// It returns the destination's clock before the listing began (an empty
+// object put under the reserved prefix, and removed): only a replica
+// written before then can be an orphan.
+func (r *run) nameOthers(ctx context.Context, names *replicaNames) (time.Time, error) {
+	mark := time.Now() // a dry run writes nothing, not even the clock object
+	if !r.opts.DryRun {
+		var err error
+		if mark, err = r.destClock(ctx); err != nil {
+			return time.Time{}, err
+		}
+	}
+	rng := r.keyRange()
+	list := func(after string, stop func(string) bool) error {
+		for obj, err := range r.job.Source.List(ctx, backends.ListOptions{Prefix: r.job.SourcePrefix, StartAfter: after}) {
+			if err != nil {
+				return fmt.Errorf("list source %s/%s: %w", r.job.Source.Name(), r.job.SourcePrefix, err)
+			}
+			if stop(obj.Key) {
+				return nil
+			}
+			names.add(r.job.DestKey(obj.Key))
+		}
+		return nil
+	}
+	if rng.After != "" {
+		if err := list("", func(k string) bool { return k > rng.After }); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if rng.Bounded {
+		if err := list(rng.Upto, func(string) bool { return false }); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return mark, nil
+}
+
+// destClock returns the destination's time now, as the Last-Modified of an
+// empty object it stores under the reserved prefix (then deleted): the
+// replicas' times are the destination's, and this host's clock may differ.
+func (r *run) destClock(ctx context.Context) (time.Time, error) {
+	key := r.job.DestPrefix + replicator.ReservedPrefix + "clock/" + strings.ReplaceAll(r.shardName(), "/", "-of-")
+	if _, err := r.job.Dest.Put(ctx, key, strings.NewReader(""), 0, backends.PutOptions{ContentType: "application/octet-stream"}); err != nil {
+		return time.Time{}, fmt.Errorf("read the destination's clock (put %s): %w", key, err)
+	}
+	info, err := r.job.Dest.Stat(ctx, key, "")
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the destination's clock (stat %s): %w", key, err)
+	}
+	if err := r.job.Dest.Delete(ctx, key, ""); err != nil {
+		r.log.Warn("could not remove the clock object", "key", key, "err", err)
+	}
+	return info.LastModified, nil
 }
 
 // addOrphans adds to p the replicas of the run's range that names does
@@ -163,15 +229,23 @@ func (r *run) findsOrphans() bool {
 // A replica whose key cannot be told (a plain name that no source key
 // maps to, a name not of the hashed form) is never a candidate, nor an
 // object without a fingerprint. It costs a listing of the range and a
-// HEAD per candidate.
+// HEAD per candidate; a shard with hashed names lists the rest of the
+// source too, and looks in its slice of the replica names.
 func (r *run) addOrphans(ctx context.Context, p *deletePlan, names *replicaNames) error {
 	indexed, err := r.jb.IndexCount()
 	if err != nil {
 		return err
 	}
-	names.sort()
 	hashed := r.job.Encryption != nil && r.job.Encryption.HashedNames
 	rng := r.keyRange().Mapped(r.job.SourcePrefix, r.job.DestPrefix)
+	var before time.Time // zero: no other writer, any replica may be one
+	if hashed && !r.keyRange().Whole() {
+		if before, err = r.nameOthers(ctx, names); err != nil {
+			return err
+		}
+		rng = r.orphanSlice()
+	}
+	names.sort()
 	for obj, lerr := range r.job.Dest.List(ctx, backends.ListOptions{Prefix: r.job.DestPrefix, StartAfter: rng.After}) {
 		if lerr != nil {
 			return fmt.Errorf("list destination %s/%s: %w", r.job.Dest.Name(), r.job.DestPrefix, lerr)
@@ -203,6 +277,9 @@ func (r *run) addOrphans(ctx context.Context, p *deletePlan, names *replicaNames
 		}
 		if _, ok := info.Metadata[replicator.FingerprintMeta]; !ok {
 			continue
+		}
+		if !before.IsZero() && !info.LastModified.Before(before) {
+			continue // maybe another shard's copy of a key created since
 		}
 		p.addOrphan(r, indexed, key, obj.Key)
 	}

@@ -289,6 +289,10 @@ func (r *run) propagateDeletes(ctx context.Context, p *deletePlan, listed int) e
 			r.log.Info("would delete", "key", c.Key)
 			r.count.Deleted.Add(1)
 		}
+		for _, destKey := range p.hashed {
+			r.log.Info("would delete replica: no source key has its name", "replica", destKey)
+			r.count.Deleted.Add(1)
+		}
 		return nil
 	}
 	for start := 0; start < len(p.changes); start += enqueueBatch {
