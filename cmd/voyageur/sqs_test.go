@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/integration/sqsserver"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator/events"
 )
 
@@ -106,24 +106,6 @@ func (l *intakeLog) keys() []string {
 	return out
 }
 
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runSQS runs the source until the test ends or the returned stop is
 // called.
 func runSQS(t *testing.T, s *events.SQS, intake events.Intake) (stop func()) {
@@ -193,7 +175,7 @@ func TestSQSEndpointTLSAndTimeouts(t *testing.T) {
 		return s
 	}
 
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	got := &intakeLog{}
 	stop := runSQS(t, source(srv.URL, "", EndpointTimeouts{}, logs), got.intake)
 	waitFor(t, "a certificate error without the CA file", 10*time.Second, func() bool { return strings.Contains(logs.String(), "certificate") })
@@ -216,7 +198,7 @@ func TestSQSEndpointTLSAndTimeouts(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hung.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs = &lockedBuffer{}
+	logs = &testenv.LogBuffer{}
 	start := time.Now()
 	runSQS(t, source(hung.URL, ca, EndpointTimeouts{Response: Duration(time.Second)}, logs), (&intakeLog{}).intake)
 	waitFor(t, "a response timeout from a stalled endpoint", 2*time.Minute, func() bool {

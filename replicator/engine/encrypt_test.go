@@ -12,8 +12,8 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 func TestEncryptedSync(t *testing.T) {

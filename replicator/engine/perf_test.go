@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // A caller may leave Transfer zero: the run takes the defaults, and starts

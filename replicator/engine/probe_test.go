@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/voyageur-ca/voyageur/backends"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 )
 
 // TestDestinationProbe: a destination that refuses the run's first request

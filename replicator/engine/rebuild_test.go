@@ -23,9 +23,9 @@ import (
 
 	"github.com/voyageur-ca/voyageur/backends"
 	"github.com/voyageur-ca/voyageur/crypto"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // loseJournal replaces the env's journal with a new, empty one.

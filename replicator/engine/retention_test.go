@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // TestRetentionNeedsObjectLock: a job with retention stops before writing

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // TestRouteChanged: a job pointed at another destination (or source)

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/journal"
 	"github.com/voyageur-ca/voyageur/replicator"
 	"github.com/voyageur-ca/voyageur/replicator/events"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // chanSource delivers the event batches sent on its channel.

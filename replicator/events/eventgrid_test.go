@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/journal"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // Payloads as Azure documents them for Blob Storage events (the account,

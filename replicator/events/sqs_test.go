@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/voyageur-ca/voyageur/integration/sqsserver"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/journal"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // runSource runs src until the returned stop is called (or the test ends)

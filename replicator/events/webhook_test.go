@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/journal"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // fakeIntake records what it is given and fails while err is set.

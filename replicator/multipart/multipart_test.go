@@ -293,6 +293,23 @@ func (s *gatedSource) Read(ctx context.Context, i int, bufs [][]byte) ([]byte, e
 	return s.memSource.Read(ctx, i, bufs)
 }
 
+// sendInBackground starts an upload of src to "obj" in b (window 4) and
+// returns its ID and where Send's error will come.
+func sendInBackground[R any](t *testing.T, b *fs.Bucket, budget Budget, src Source[R]) (string, chan error) {
+	t.Helper()
+	ctx := context.Background()
+	id, err := b.CreateMultipart(ctx, "obj", backends.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Send(ctx, Upload{Bucket: b, Key: "obj", ID: id, Budget: budget, Window: 4, First: 1}, src)
+		errc <- err
+	}()
+	return id, errc
+}
+
 // TestFirstPartLeavesWhileReading: from the first finished read on, bytes
 // leave for the destination while later reads are still in flight; the
 // upload of part 1 waits for none of them.
@@ -301,15 +318,7 @@ func TestFirstPartLeavesWhileReading(t *testing.T) {
 	b := newBucket(t)
 	lim := NewLimits(16*partSize, 4, nil, partSize)
 	src := &gatedSource{memSource{data: randomData(t, 6*partSize), budget: lim, failAt: -1}, make(chan struct{})}
-	id, err := b.CreateMultipart(ctx, "obj", backends.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := Send(ctx, Upload{Bucket: b, Key: "obj", ID: id, Budget: lim, Window: 4, First: 1}, src)
-		errc <- err
-	}()
+	id, errc := sendInBackground(t, b, lim, src)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		parts, err := b.ListParts(ctx, "obj", id)
@@ -386,15 +395,7 @@ func TestGatherGoesOnWhileAPartWaits(t *testing.T) {
 	b := newBucket(t)
 	lim := &heldSlots{Limits: NewLimits(16*partSize, 4, nil, partSize), open: make(chan struct{})}
 	src := &memSource{data: randomData(t, 6*partSize), budget: lim, failAt: -1}
-	id, err := b.CreateMultipart(ctx, "obj", backends.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := Send(ctx, Upload{Bucket: b, Key: "obj", ID: id, Budget: lim, Window: 4, First: 1}, src)
-		errc <- err
-	}()
+	id, errc := sendInBackground(t, b, lim, src)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		src.mu.Lock()

@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator"
 	"github.com/voyageur-ca/voyageur/replicator/engine"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 const ps = testenv.PS

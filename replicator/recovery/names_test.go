@@ -12,9 +12,9 @@ import (
 	"filippo.io/age"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator"
 	"github.com/voyageur-ca/voyageur/replicator/engine"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // copyObject copies one object within b, as `aws s3api copy-object` does.

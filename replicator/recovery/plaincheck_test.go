@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator/engine"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // kmsETags is a destination whose ETags are not the MD5 of the bytes, as

@@ -15,8 +15,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator/engine"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 func TestCatalogAndRestore(t *testing.T) {

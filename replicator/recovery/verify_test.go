@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/voyageur-ca/voyageur/backends"
+	"github.com/voyageur-ca/voyageur/internal/testenv"
 	"github.com/voyageur-ca/voyageur/replicator/engine"
-	"github.com/voyageur-ca/voyageur/replicator/internal/testenv"
 )
 
 // kmsListing lists ETags that are not the MD5 of the bytes, as AWS does

@@ -1,4 +1,4 @@
-// Package testenv sets up what the engine's and the recovery path's tests
+// Package testenv sets up what the tests of the replication packages
 // share: a job from one fs-backed bucket to another with its journal, and
 // helpers to put, get and list objects.
 package testenv
