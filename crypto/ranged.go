@@ -50,18 +50,7 @@ func ReadTrailerAt(stream io.ReaderAt, size int64) (Trailer, error) {
 // given random access to the stream (the age plaintext, as
 // age.DecryptReaderAt returns it) and its size.
 func ReadMetaAt(stream io.ReaderAt, size int64) (Meta, error) {
-	f, _, err := readFrame(io.NewSectionReader(stream, 0, size), nil)
-	if err != nil {
-		return Meta{}, fmt.Errorf("read meta: first frame: %w", noEOF(err))
-	}
-	if f.data || f.tag != tagMeta {
-		return Meta{}, errors.New("read meta: first frame is not META")
-	}
-	m, err := ParseMeta(f.payload)
-	if err != nil {
-		return Meta{}, fmt.Errorf("read meta: %w", err)
-	}
-	return m, nil
+	return readMetaFrame(io.NewSectionReader(stream, 0, size))
 }
 
 // PartSpan returns the section [start, end) of the zstd stream that holds

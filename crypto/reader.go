@@ -42,6 +42,11 @@ func ReadMeta(src io.Reader, identities ...age.Identity) (Meta, error) {
 	if err != nil {
 		return Meta{}, fmt.Errorf("read meta: %w", err)
 	}
+	return readMetaFrame(r)
+}
+
+// readMetaFrame reads the META frame that starts a zstd stream.
+func readMetaFrame(r io.Reader) (Meta, error) {
 	f, _, err := readFrame(r, nil)
 	if err != nil {
 		return Meta{}, fmt.Errorf("read meta: first frame: %w", noEOF(err))
