@@ -314,14 +314,13 @@ func hashedName(name string) bool {
 // looks for them again.
 func (r *run) deleteOrphan(ctx context.Context, destKey string) error {
 	r.count.Queue(0)
+	defer r.count.Done(0)
 	r.log.Info("deleting replica: no source key has its name", "replica", destKey)
 	if err := r.job.Dest.Delete(ctx, destKey, ""); err != nil {
 		r.noteFailure(destKey, journal.OpDelete.String(), err)
-		r.count.Done(0)
 		return err
 	}
 	r.count.Deleted.Add(1)
-	r.count.Done(0)
 	if o := r.opts.Observer; o != nil {
 		o.Deleted(r.job.Name)
 	}
