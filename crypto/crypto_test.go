@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -236,6 +237,33 @@ func TestCompressDeterministic(t *testing.T) {
 	}
 }
 
+// TestLowerEncoderMemSameOutput shows that the lower-memory encoder of
+// encoderOptions compresses frames exactly as the full-memory one: the
+// option is not part of the format.
+func TestLowerEncoderMemSameOutput(t *testing.T) {
+	inputs := map[string][]byte{
+		"csv":    csvData(FrameSize, 5),
+		"random": randomData(FrameSize, 8),
+		"mixed":  append(csvData(FrameSize/2, 6), randomData(FrameSize/2, 9)...),
+		"short":  csvData(100<<10, 7),
+	}
+	for _, level := range []int{1, 3, 7, 19} {
+		low, err := zstd.NewWriter(nil, encoderOptions(level)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := zstd.NewWriter(nil, append(encoderOptions(level), zstd.WithLowerEncoderMem(false))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range inputs {
+			if !bytes.Equal(low.EncodeAll(data, nil), full.EncodeAll(data, nil)) {
+				t.Errorf("level %d, %s: the lower-memory encoder's frame differs", level, name)
+			}
+		}
+	}
+}
+
 func TestResumeProducerChanged(t *testing.T) {
 	w := newTestWriter(t, Compression{Zstd: true}, 10)
 	state, err := w.State()
@@ -408,6 +436,39 @@ func TestSealedSizeBound(t *testing.T) {
 	for _, n := range []int64{0, 1, ChunkSize, partSize, 5 << 30} {
 		if b := SealedSizeBound(n); b < n || b > n+n/100+1<<20 {
 			t.Errorf("SealedSizeBound(%d) = %d", n, b)
+		}
+	}
+}
+
+// TestCheckCompressed shows what Part.Add's check of caller-compressed
+// bytes accepts: whole data frames adding up to the part, skipped block by
+// block without being copied.
+func TestCheckCompressed(t *testing.T) {
+	for _, c := range []Compression{{Zstd: true}, {}} {
+		data := append(csvData(FrameSize, 3), randomData(FrameSize/2, 4)...)
+		w := newTestWriter(t, c, int64(len(data)))
+		good, err := w.Compress(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkCompressed(good, len(data)); err != nil {
+			t.Fatalf("zstd %v: good frames refused: %v", c.Zstd, err)
+		}
+		bad := map[string]struct {
+			b []byte
+			n int
+		}{
+			"truncated in a block":  {good[:len(good)-10], len(data)},
+			"a frame short":         {good[:len(good)/3], len(data)},
+			"sizes do not add up":   {good, len(data) + 1},
+			"empty":                 {nil, len(data)},
+			"not a frame":           {[]byte("plain text, not zstd"), 20},
+			"trailing garbage byte": {append(slices.Clone(good), 0x28), len(data)},
+		}
+		for name, tc := range bad {
+			if err := checkCompressed(tc.b, tc.n); err == nil {
+				t.Errorf("zstd %v, %s: accepted", c.Zstd, name)
+			}
 		}
 	}
 }

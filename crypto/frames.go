@@ -296,6 +296,25 @@ type frame struct {
 	payload []byte
 }
 
+// blockSkipper is a reader that can pass over n bytes of a zstd block
+// without copying them, or fail with io.ErrUnexpectedEOF when fewer are
+// left.
+type blockSkipper interface {
+	io.Reader
+	skipBlock(n int) error
+}
+
+// sliceFrames reads frames from memory for readFrame, skipping blocks.
+type sliceFrames struct{ bytes.Reader }
+
+func (s *sliceFrames) skipBlock(n int) error {
+	if s.Len() < n {
+		return io.ErrUnexpectedEOF
+	}
+	_, err := s.Seek(int64(n), io.SeekCurrent)
+	return err
+}
+
 // maxSkippable bounds a voyageur frame payload: the largest is a TRAILER
 // with a full index.
 const maxSkippable = trailerFixedLen + 16*maxParts
@@ -304,8 +323,12 @@ const maxSkippable = trailerFixedLen + 16*maxParts
 // it. It returns io.EOF only when r ends before the first byte of a frame.
 // Data frames must declare a content size of at most FrameSize and use no
 // dictionary; voyageur frames must use skippableMagic and carry a tag.
+// From a blockSkipper, a data frame's block contents are skipped, not
+// copied: its bytes then hold only the headers.
 func readFrame(r io.Reader, buf []byte) (frame, []byte, error) {
 	buf = buf[:0]
+	skipper, skip := r.(blockSkipper)
+	skipped := 0 // block bytes skipped, not in buf
 	read := func(n int) ([]byte, error) {
 		start := len(buf)
 		// Grown without clearing: ReadFull overwrites every byte.
@@ -396,10 +419,16 @@ func readFrame(r io.Reader, buf []byte) (frame, []byte, error) {
 		case typ == 1: // RLE: one byte on the wire
 			n = 1
 		}
-		if len(buf)+n > maxDataFrame {
+		if len(buf)+skipped+n > maxDataFrame {
 			return frame{}, buf, fmt.Errorf("zstd frame larger than %d bytes", maxDataFrame)
 		}
-		if _, err := read(n); err != nil {
+		if skip {
+			err = skipper.skipBlock(n)
+			skipped += n
+		} else {
+			_, err = read(n)
+		}
+		if err != nil {
 			return frame{}, buf, err
 		}
 		if last {
