@@ -93,6 +93,9 @@ func (l *Limits) take(sizes []int64) ([][]byte, bool) {
 			for _, b := range list[keep:] {
 				l.used -= int64(cap(b))
 			}
+			// Cleared, or the list's array would keep them from the
+			// collector.
+			clear(list[keep:])
 			l.free[c] = list[:keep]
 		}
 		if l.used+cost > l.limit {
@@ -105,6 +108,7 @@ func (l *Limits) take(sizes []int64) ([][]byte, bool) {
 		c := l.class(n)
 		if list := l.free[c]; reuse[c] > 0 && len(list) > 0 {
 			bufs[i] = list[len(list)-1][:n]
+			list[len(list)-1] = nil
 			l.free[c] = list[:len(list)-1]
 			reuse[c]--
 			continue
