@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"golang.org/x/time/rate"
 
@@ -272,6 +274,44 @@ func TestLimits(t *testing.T) {
 	if _, err := lim.Alloc(ctx, 1<<20, 1<<20, 1<<20); err != nil {
 		t.Fatalf("the budget is not whole again: %v", err)
 	}
+}
+
+// TestLimitsLetGoOfDroppedBuffers: a buffer the free list gives up, to
+// make room or to a caller that then frees it as an odd size, is left to
+// the collector; nothing but the budget's count remembers it.
+func TestLimitsLetGoOfDroppedBuffers(t *testing.T) {
+	ctx := context.Background()
+	lim := NewLimits(2<<20, 1, nil, 1<<20, 2<<20)
+	bufs, err := lim.Alloc(ctx, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := weak.Make(&bufs[0][:1][0])
+	lim.Free(bufs[0]) // on the free list of its class
+	// The other class needs all the room: the free 1 MiB buffer gives it.
+	other, err := lim.Alloc(ctx, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufs = nil
+	runtime.GC()
+	if dropped.Value() != nil {
+		t.Error("a buffer dropped from the free list is still reachable")
+	}
+	// Taken off the list, then freed as a slice of another capacity.
+	lim.Free(other[0])
+	again, err := lim.Alloc(ctx, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := weak.Make(&again[0][:1][0])
+	lim.Free(again[0][:1:1])
+	other, again = nil, nil
+	runtime.GC()
+	if taken.Value() != nil {
+		t.Error("a buffer taken off the free list is still reachable through it")
+	}
+	runtime.KeepAlive(lim) // the free list is what must not hold them
 }
 
 // gatedSource holds every read but the first until released, so that a
