@@ -53,6 +53,9 @@ func NewPayload(fileKey, nonce []byte, size int64) (*Payload, error) {
 // PlainSize is the plaintext size: the zstd stream.
 func (p *Payload) PlainSize() int64 { return p.size - p.chunks*chacha20poly1305.Overhead }
 
+// SealedSize is the payload's size: its chunks sealed.
+func (p *Payload) SealedSize() int64 { return p.size }
+
 // Chunks is the number of chunks.
 func (p *Payload) Chunks() int64 { return p.chunks }
 

@@ -101,12 +101,18 @@ func NewUnhashedRangeReader(section io.Reader, t Trailer, plain, off, n int64) i
 	return newRangeReader(section, t, plain, off, n)
 }
 
+// newRangeReader reads section in small pieces (frame headers, blocks):
+// through a bufio.Reader, unless section already is an io.ByteReader, one
+// that reads from memory, which a buffer would only add a copy to.
 func newRangeReader(section io.Reader, t Trailer, plain, off, n int64) *rangeReader {
-	return &rangeReader{r: bufio.NewReaderSize(section, sectionBuffer), plain: plain, off: off, end: off + n, t: t}
+	if _, ok := section.(io.ByteReader); !ok {
+		section = bufio.NewReaderSize(section, sectionBuffer)
+	}
+	return &rangeReader{r: section, plain: plain, off: off, end: off + n, t: t}
 }
 
 type rangeReader struct {
-	r        *bufio.Reader
+	r        io.Reader
 	plain    int64 // plaintext offset of the next frame
 	off, end int64 // the bytes still wanted
 	t        Trailer
