@@ -16,8 +16,9 @@ const maxTrailerFrame = skippableHeaderLen + trailerFixedLen + 16*maxParts
 
 // ReadTrailerAt reads the TRAILER frame that ends a replica's zstd stream,
 // given random access to the stream (the age plaintext, as
-// age.DecryptReaderAt returns it) and its size. It reads the last 64 KiB,
-// and up to the largest TRAILER only when the index is longer.
+// age.DecryptReaderAt or Payload.ReaderAt returns it) and its size. It
+// reads the last 64 KiB, and up to the largest TRAILER only when the
+// index is longer.
 func ReadTrailerAt(stream io.ReaderAt, size int64) (Trailer, error) {
 	for n := min(size, ChunkSize); ; n = min(size, maxTrailerFrame) {
 		buf := make([]byte, n)
@@ -48,7 +49,7 @@ func ReadTrailerAt(stream io.ReaderAt, size int64) (Trailer, error) {
 
 // ReadMetaAt reads the META frame that starts a replica's zstd stream,
 // given random access to the stream (the age plaintext, as
-// age.DecryptReaderAt returns it) and its size.
+// age.DecryptReaderAt or Payload.ReaderAt returns it) and its size.
 func ReadMetaAt(stream io.ReaderAt, size int64) (Meta, error) {
 	return readMetaFrame(io.NewSectionReader(stream, 0, size))
 }
