@@ -121,25 +121,26 @@ serve:
 		defer recordPerf(b, serveCmd.Process.Pid, out)()
 	}
 	var viaServe, viaMinIO []sample
-	var serveCPU []time.Duration
+	// CPU time per GET of each process on the path: the two cores are
+	// shared, so their sum is what the wall times come out of.
+	var serveCPU, minioServeCPU, minioDirectCPU []time.Duration
+	minioPID := dst.PID()
 	for i := range n {
-		first, second := &viaServe, &viaMinIO
-		firstURL, secondURL, firstSize, secondSize := served, direct, size, replicaSize
-		if i%2 == 1 {
-			first, second = second, first
-			firstURL, secondURL, firstSize, secondSize = secondURL, firstURL, secondSize, firstSize
+		timed := func(through bool) {
+			serve0, minio0 := processCPU(b, serveCmd.Process.Pid), processCPU(b, minioPID)
+			if through {
+				viaServe = append(viaServe, get(b, curl, served, size, ""))
+				serveCPU = append(serveCPU, processCPU(b, serveCmd.Process.Pid)-serve0)
+				minioServeCPU = append(minioServeCPU, processCPU(b, minioPID)-minio0)
+			} else {
+				viaMinIO = append(viaMinIO, get(b, curl, direct, replicaSize, ""))
+				minioDirectCPU = append(minioDirectCPU, processCPU(b, minioPID)-minio0)
+			}
 		}
-		cpu0 := processCPU(b, serveCmd.Process.Pid)
-		*first = append(*first, get(b, curl, firstURL, firstSize, ""))
-		if i%2 == 0 {
-			serveCPU = append(serveCPU, processCPU(b, serveCmd.Process.Pid)-cpu0)
-		}
-		cpu0 = processCPU(b, serveCmd.Process.Pid)
-		*second = append(*second, get(b, curl, secondURL, secondSize, ""))
-		if i%2 == 1 {
-			serveCPU = append(serveCPU, processCPU(b, serveCmd.Process.Pid)-cpu0)
-		}
-		b.Logf("trial %d: serve %s (serve process CPU %s), direct %s", i+1, viaServe[i].wall, serveCPU[i], viaMinIO[i].wall)
+		timed(i%2 == 0)
+		timed(i%2 == 1)
+		b.Logf("trial %d: serve %s (CPU: serve %s, MinIO %s, curl %s), direct %s (CPU: MinIO %s, curl %s)", i+1,
+			viaServe[i].wall, serveCPU[i], minioServeCPU[i], viaServe[i].cpu, viaMinIO[i].wall, minioDirectCPU[i], viaMinIO[i].cpu)
 	}
 	if got := urlSHA256(b, served); got != want {
 		b.Fatalf("serve returned bytes with SHA-256 %s, the source's is %s", got, want)
@@ -162,16 +163,20 @@ serve:
 		mib(size), mib(replicaSize), secs(median(viaServe)), secs(median(viaMinIO)), ratio, serveTarget, verdict(ratio <= serveTarget),
 		all(viaServe), all(viaMinIO))
 	cpuRuns := strings.Join(mapSlice(serveCPU, func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }), ", ")
-	slices.Sort(serveCPU)
+	serveCPUMedian := medianDuration(serveCPU)
 	fmt.Fprintf(&md, "\nCPU time of the serve process per GET through it (user + system, median): %.2f s; runs %s s.\n",
-		serveCPU[len(serveCPU)/2].Seconds(), cpuRuns)
+		serveCPUMedian.Seconds(), cpuRuns)
+	fmt.Fprintf(&md, "CPU time per GET of the other processes (medians): direct, MinIO %.2f s and curl %.2f s; through serve, MinIO %.2f s and curl %.2f s.\n",
+		medianDuration(minioDirectCPU).Seconds(), medianDuration(mapCPU(viaMinIO)).Seconds(),
+		medianDuration(minioServeCPU).Seconds(), medianDuration(mapCPU(viaServe)).Seconds())
 	fmt.Fprintf(&md, "\nReplica bytes fetched for a 1 MiB ranged GET (part size %s): %.2f MiB on a replica not yet opened "+
 		"(its header and last chunks included), %.2f MiB once opened; target ≤ 2 × part size (%s): %s.\n",
 		mib(servePartSize), float64(rangedFetched)/(1<<20), float64(rangedOpened)/(1<<20), mib(2*servePartSize),
 		verdict(rangedFetched <= 2*servePartSize))
 	b.Log("\n" + md.String())
 	b.ReportMetric(ratio, "serve/direct")
-	b.ReportMetric(serveCPU[len(serveCPU)/2].Seconds(), "serve-cpu-s/GET")
+	b.ReportMetric(serveCPUMedian.Seconds(), "serve-cpu-s/GET")
+	b.ReportMetric(medianDuration(minioDirectCPU).Seconds(), "minio-direct-cpu-s/GET")
 	b.ReportMetric(float64(rangedFetched), "ranged-fetched-bytes")
 	if *quick {
 		return
@@ -225,6 +230,22 @@ func processCPU(tb testing.TB, pid int) time.Duration {
 		tb.Fatalf("/proc/%d/stat: %q", pid, b)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// medianDuration is the median of d (sorted in a copy).
+func medianDuration(d []time.Duration) time.Duration {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// mapCPU is the CPU time of each sample.
+func mapCPU(s []sample) []time.Duration {
+	out := make([]time.Duration, len(s))
+	for i, v := range s {
+		out[i] = v.cpu
+	}
+	return out
 }
 
 func mapSlice[T any](s []T, f func(T) string) []string {

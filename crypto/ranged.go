@@ -16,8 +16,9 @@ const maxTrailerFrame = skippableHeaderLen + trailerFixedLen + 16*maxParts
 
 // ReadTrailerAt reads the TRAILER frame that ends a replica's zstd stream,
 // given random access to the stream (the age plaintext, as
-// age.DecryptReaderAt returns it) and its size. It reads the last 64 KiB,
-// and up to the largest TRAILER only when the index is longer.
+// age.DecryptReaderAt or Payload.ReaderAt returns it) and its size. It
+// reads the last 64 KiB, and up to the largest TRAILER only when the
+// index is longer.
 func ReadTrailerAt(stream io.ReaderAt, size int64) (Trailer, error) {
 	for n := min(size, ChunkSize); ; n = min(size, maxTrailerFrame) {
 		buf := make([]byte, n)
@@ -48,7 +49,7 @@ func ReadTrailerAt(stream io.ReaderAt, size int64) (Trailer, error) {
 
 // ReadMetaAt reads the META frame that starts a replica's zstd stream,
 // given random access to the stream (the age plaintext, as
-// age.DecryptReaderAt returns it) and its size.
+// age.DecryptReaderAt or Payload.ReaderAt returns it) and its size.
 func ReadMetaAt(stream io.ReaderAt, size int64) (Meta, error) {
 	return readMetaFrame(io.NewSectionReader(stream, 0, size))
 }
@@ -101,12 +102,18 @@ func NewUnhashedRangeReader(section io.Reader, t Trailer, plain, off, n int64) i
 	return newRangeReader(section, t, plain, off, n)
 }
 
+// newRangeReader reads section in small pieces (frame headers, blocks):
+// through a bufio.Reader, unless section already is an io.ByteReader, one
+// that reads from memory, which a buffer would only add a copy to.
 func newRangeReader(section io.Reader, t Trailer, plain, off, n int64) *rangeReader {
-	return &rangeReader{r: bufio.NewReaderSize(section, sectionBuffer), plain: plain, off: off, end: off + n, t: t}
+	if _, ok := section.(io.ByteReader); !ok {
+		section = bufio.NewReaderSize(section, sectionBuffer)
+	}
+	return &rangeReader{r: section, plain: plain, off: off, end: off + n, t: t}
 }
 
 type rangeReader struct {
-	r        *bufio.Reader
+	r        io.Reader
 	plain    int64 // plaintext offset of the next frame
 	off, end int64 // the bytes still wanted
 	t        Trailer

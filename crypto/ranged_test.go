@@ -46,6 +46,15 @@ func TestRangeReader(t *testing.T) {
 			if !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
 				t.Fatalf("range %v: %d bytes differ from the source", r, len(got))
 			}
+			// From memory (an io.ByteReader, read without a buffer).
+			section := make([]byte, end-start)
+			if _, err := ra.ReadAt(section, start); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			got, err = io.ReadAll(NewUnhashedRangeReader(bytes.NewReader(section), tr, plain, r[0], r[1]))
+			if err != nil || !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
+				t.Fatalf("range %v from memory: %d bytes, %v", r, len(got), err)
+			}
 		}
 		bad := tr
 		bad.SHA256[0] ^= 1

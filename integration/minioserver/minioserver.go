@@ -211,6 +211,9 @@ func (s *Server) Stop() {
 	}
 }
 
+// PID is the server's process id, for a benchmark that reads its CPU time.
+func (s *Server) PID() int { return s.proc.PID() }
+
 // tail returns the end of the server log.
 func (s *Server) tail() string { return testproc.Tail(s.logPath, logTail) }
 

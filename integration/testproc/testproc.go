@@ -81,6 +81,9 @@ func (p *Process) WaitHealthy(url string, timeout time.Duration) error {
 	}
 }
 
+// PID is the process id, for reading its CPU time from /proc.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Exited reports whether the process has exited.
 func (p *Process) Exited() bool {
 	select {

@@ -193,8 +193,8 @@ func plainGet(rep *recovery.Replica, off, n int64) backends.GetOptions {
 // openRange returns the plaintext [off, off+n) of an encrypted replica:
 // its first bytes already decoded and authenticated, and the rest (nil
 // when there is none) decoded ahead of the client, while the replica is
-// read ahead of the decoding (readAhead): fetching, decrypting and
-// sending overlap.
+// read and decrypted ahead of the decoding (decrypter): fetching,
+// decrypting, decoding and sending overlap.
 func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n int64) ([]byte, *readAhead, io.Closer, error) {
 	ck := cacheKey(&e.rep)
 	o, ok := be.s.cache.get(ck)
@@ -209,16 +209,19 @@ func (be *backend) openRange(ctx context.Context, b *bucket, e *entry, off, n in
 	// Cancelled when the body is closed: ends a replica read that the
 	// plaintext read-ahead waits for.
 	ctx, cancel := context.WithCancel(ctx)
-	ra, _, src, err := o.stream(ctx, b.job.Dest, &e.rep, o.replicaEnd(end), blockFor(n), &be.s.metrics.fetchedBytes)
+	// Parts start on chunk boundaries, and the section ends on one or at
+	// the end of the stream: it is whole chunks.
+	src, err := newDecrypter(ctx, e.rep.DestKey, o.payload, o.payloadOff, start/crypto.ChunkSize,
+		(end+crypto.ChunkSize-1)/crypto.ChunkSize, segmentFor(n), o.fetch(b.job.Dest, &e.rep), &be.s.metrics.fetchedBytes)
 	if err != nil {
 		cancel()
 		return nil, nil, nil, err
 	}
-	// Unhashed: age authenticates every byte sent and open checked that
+	// Unhashed: every byte sent was authenticated and open checked that
 	// the replica is the catalog's; the TRAILER SHA-256 would add only a
 	// check of the writer, which restore and verify make, for a quarter of
 	// serve's CPU (docs/failover.md, "Integrity").
-	rr := crypto.NewUnhashedRangeReader(io.NewSectionReader(ra, start, end-start), o.trailer, plain, off, n)
+	rr := crypto.NewUnhashedRangeReader(src, o.trailer, plain, off, n)
 	first := make([]byte, min(n, prefetch))
 	k, err := io.ReadFull(rr, first)
 	if err != nil {

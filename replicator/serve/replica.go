@@ -20,55 +20,46 @@ import (
 
 const (
 	// encChunk is a sealed STREAM chunk: 64 KiB and the Poly1305 tag.
-	encChunk = crypto.ChunkSize + 16
+	encChunk = crypto.EncChunkSize
 	// headSize is the start of a replica that opening it reads: the age
 	// header (voyageur writes at most 64 KiB), the payload nonce and the
 	// first two chunks, which hold the META (at most 64 KiB).
-	headSize = keptHead + 2*encChunk
-	// keptHead is what of it stays cached: the header and nonce.
-	keptHead = 64<<10 + 16
-	// tailSize is the end kept: the final chunk, which age authenticates
-	// when a replica is opened, and the one before, which with it holds
-	// the TRAILER of up to about 4000 parts.
+	headSize = 64<<10 + 16 + 2*encChunk
+	// tailSize is the end it reads: the final chunk, authenticated then,
+	// and the one before, which with it holds the TRAILER of up to about
+	// 4000 parts.
 	tailSize = 2 * encChunk
-	// openedCacheSize bounds the replicas kept open (at most head, tail
-	// and the part index each: about 200 KiB).
+	// openedCacheSize bounds the replicas kept open (at most their
+	// payload key, the part index and a replica small enough to be read
+	// whole at open: about 300 KiB each).
 	openedCacheSize = 128
 )
 
 // opened is what a GET of an encrypted replica needs beyond the bytes it
-// reads: the unwrapped file key, the ends of the replica and the TRAILER.
-// Keeping it spares every GET the header, final chunk and TRAILER reads.
+// reads: the payload opener (from the unwrapped file key), the ends of the
+// replica and the TRAILER. Keeping it spares every GET the header, final
+// chunk and TRAILER reads.
 type opened struct {
-	fileKey    []byte
-	size       int64 // replica bytes
-	head, tail []byte
-	payloadOff int64 // where chunk 0 starts: header and nonce
-	streamSize int64 // the zstd stream (age plaintext)
+	payload    *crypto.Payload
+	size       int64  // replica bytes
+	whole      []byte // the replica, when opening it read it all
+	payloadOff int64  // where chunk 0 starts: header and nonce
+	streamSize int64  // the zstd stream (age plaintext)
 	trailer    crypto.Trailer
 }
 
-// source is an io.ReaderAt over one replica version for one request: its
-// head and tail from memory, the rest from one streaming ranged GET that
-// reads on to limit, reopened only when a read is not where the last ended.
-// age.DecryptReaderAt reads one chunk per call, so a GET per call would
-// make thousands of requests for one large object.
-type source struct {
-	ctx     context.Context
-	b       backends.Bucket
-	rep     *recovery.Replica
-	head    []byte
-	tail    []byte
-	limit   int64
-	block   int // of the read-ahead
-	fetched *atomic.Int64
-
-	mu   sync.Mutex
-	body *readAhead // the open GET, read ahead of the decryption
-	pos  int64
+// ends is an io.ReaderAt over one replica version while it is opened: its
+// head and tail from memory, any other bytes (a TRAILER longer than the
+// tail) by a GET of just those.
+type ends struct {
+	ctx        context.Context
+	b          backends.Bucket
+	rep        *recovery.Replica
+	head, tail []byte
+	fetched    *atomic.Int64
 }
 
-func (s *source) ReadAt(p []byte, off int64) (int, error) {
+func (s *ends) ReadAt(p []byte, off int64) (int, error) {
 	end := off + int64(len(p))
 	tailOff := s.rep.Size - int64(len(s.tail))
 	switch {
@@ -81,41 +72,15 @@ func (s *source) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return n, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.body == nil || s.pos != off {
-		s.close()
-		n := max(s.limit, end) - off
-		ctx, cancel := context.WithCancel(s.ctx)
-		rc, err := getReplica(ctx, s.b, s.rep, off, n)
-		if err != nil {
-			cancel()
-			return 0, err
-		}
-		s.body, s.pos = newReadAhead(&countingReader{r: rc, n: s.fetched}, rc, cancel, n, s.block), off
-	}
-	n, err := io.ReadFull(s.body, p)
-	s.pos += int64(n)
+	b, err := readFull(s.ctx, s.b, s.rep, off, min(end, s.rep.Size)-off, s.fetched)
 	if err != nil {
-		s.close()
-		return n, fmt.Errorf("read replica %s at %d: %w", s.rep.DestKey, off, err)
+		return 0, err
+	}
+	n := copy(p, b)
+	if n < len(p) {
+		return n, io.EOF
 	}
 	return n, nil
-}
-
-func (s *source) close() {
-	if s.body != nil {
-		s.body.Close()
-		s.body = nil
-	}
-}
-
-// Close ends the streaming GET, if one is open.
-func (s *source) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.close()
-	return nil
 }
 
 // getReplica opens n bytes of the encrypted replica version from off. It
@@ -149,38 +114,52 @@ func readFull(ctx context.Context, b backends.Bucket, rep *recovery.Replica, off
 }
 
 // open reads what every GET of the replica needs: the header (to unwrap the
-// file key once), the final chunk (authenticated by age) and the TRAILER.
+// file key once), the final chunk (authenticated, last-chunk flag and all) and the TRAILER.
 func open(ctx context.Context, b backends.Bucket, rep *recovery.Replica, ids []age.Identity, fetched *atomic.Int64) (*opened, error) {
 	o := &opened{size: rep.Size}
+	var head, tail []byte
 	if rep.Size <= headSize+tailSize {
 		all, err := readFull(ctx, b, rep, 0, rep.Size, fetched)
 		if err != nil {
 			return nil, err
 		}
-		o.head = all
+		head, o.whole = all, all
 	} else {
 		var err error
-		if o.head, err = readFull(ctx, b, rep, 0, headSize, fetched); err != nil {
+		if head, err = readFull(ctx, b, rep, 0, headSize, fetched); err != nil {
 			return nil, err
 		}
-		if o.tail, err = readFull(ctx, b, rep, rep.Size-tailSize, tailSize, fetched); err != nil {
+		if tail, err = readFull(ctx, b, rep, rep.Size-tailSize, tailSize, fetched); err != nil {
 			return nil, err
 		}
 	}
-	hdr, err := age.ExtractHeader(bytes.NewReader(o.head))
+	hdr, err := age.ExtractHeader(bytes.NewReader(head))
 	if err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
 	}
-	if o.fileKey, err = age.DecryptHeader(hdr, ids...); err != nil {
+	fileKey, err := age.DecryptHeader(hdr, ids...)
+	if err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
 	}
 	o.payloadOff = int64(len(hdr)) + 16
-	ra, streamSize, src, err := o.stream(ctx, b, rep, rep.Size, readAheadBlock, fetched)
-	if err != nil {
-		return nil, err
+	if o.payloadOff > int64(len(head)) {
+		return nil, fmt.Errorf("open replica %s: %d bytes end in its header", rep.DestKey, rep.Size)
 	}
-	defer src.Close()
-	o.streamSize = streamSize
+	if o.payload, err = crypto.NewPayload(fileKey, head[len(hdr):o.payloadOff], rep.Size-o.payloadOff); err != nil {
+		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
+	}
+	o.streamSize = o.payload.PlainSize()
+	src := &ends{ctx: ctx, b: b, rep: rep, head: head, tail: tail, fetched: fetched}
+	// The final chunk, opened with the last-chunk flag, proves the size:
+	// a replica cut on a chunk boundary fails here.
+	final := make([]byte, o.payload.SealedSize()-(o.payload.Chunks()-1)*crypto.EncChunkSize)
+	if _, err := src.ReadAt(final, rep.Size-int64(len(final))); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
+	}
+	if _, err := o.payload.OpenChunks(nil, final, o.payload.Chunks()-1); err != nil {
+		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
+	}
+	ra := o.payload.ReaderAt(io.NewSectionReader(src, o.payloadOff, rep.Size-o.payloadOff))
 	if o.trailer, err = crypto.ReadTrailerAt(ra, o.streamSize); err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
 	}
@@ -200,9 +179,6 @@ func open(ctx context.Context, b backends.Bucket, rep *recovery.Replica, ids []a
 		return nil, fmt.Errorf("open replica %s: its META (key %q, %d bytes, %s) is not the one the catalog read (key %q, %d bytes, %s): the replica was replaced since", rep.DestKey,
 			m.Key, m.Size, m.MTime.UTC().Format(time.RFC3339Nano), rep.Meta.Key, rep.Meta.Size, rep.Meta.MTime.UTC().Format(time.RFC3339Nano))
 	}
-	if o.tail != nil {
-		o.head = bytes.Clone(o.head[:keptHead])
-	}
 	return o, nil
 }
 
@@ -213,25 +189,15 @@ func sameMeta(a, b crypto.Meta) bool {
 		a.VersionID == b.VersionID && a.ContentType == b.ContentType && maps.Equal(a.Metadata, b.Metadata)
 }
 
-// stream opens random access to the replica's zstd stream for one request
-// whose streaming reads go no further than limit (a replica offset), read
-// ahead block bytes at a time. The caller closes the returned closer when
-// the request is done.
-func (o *opened) stream(ctx context.Context, b backends.Bucket, rep *recovery.Replica, limit int64, block int, fetched *atomic.Int64) (io.ReaderAt, int64, io.Closer, error) {
-	src := &source{ctx: ctx, b: b, rep: rep, head: o.head, tail: o.tail, limit: limit, block: block, fetched: fetched}
-	ra, size, err := age.DecryptReaderAt(src, rep.Size, age.NewInjectedFileKeyIdentity(o.fileKey))
-	if err != nil {
-		src.close()
-		return nil, 0, nil, fmt.Errorf("open replica %s: %w", rep.DestKey, err)
+// fetch opens n replica bytes from off for one GET: from memory when the
+// replica was opened whole, else by a GET of just those bytes.
+func (o *opened) fetch(b backends.Bucket, rep *recovery.Replica) fetchFunc {
+	return func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		if off+n <= int64(len(o.whole)) {
+			return io.NopCloser(bytes.NewReader(o.whole[off : off+n])), nil
+		}
+		return getReplica(ctx, b, rep, off, n)
 	}
-	return ra, size, src, nil
-}
-
-// replicaEnd is the replica offset just after the chunk holding stream
-// offset end-1: how far the ciphertext of a stream section reaches.
-func (o *opened) replicaEnd(end int64) int64 {
-	chunks := (end + crypto.ChunkSize - 1) / crypto.ChunkSize
-	return min(o.size, o.payloadOff+chunks*encChunk)
 }
 
 // openedCache keeps the most recently used opened replicas.
