@@ -101,7 +101,7 @@ func (r *rig) floorRun(w workload, dst endpoint) sample {
 	if err != nil {
 		r.tb.Fatal(err)
 	}
-	s := run(r.tb, append(baseEnv(), floorEnv+"="+string(spec)), os.Args[0])
+	s := r.runMeasured(append(baseEnv(), floorEnv+"="+string(spec)), os.Args[0])
 	var copied int64
 	if _, err := fmt.Sscan(string(s.out), &copied); err != nil || copied != w.files {
 		r.tb.Fatalf("floor client copied %q objects, want %d (%v)", s.out, w.files, err)

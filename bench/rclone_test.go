@@ -240,6 +240,17 @@ func (r *rig) next() int {
 	return r.runs
 }
 
+// runMeasured runs a tool as run does and adds the CPU the two MinIO
+// servers spent meanwhile.
+func (r *rig) runMeasured(env []string, bin string, args ...string) sample {
+	r.tb.Helper()
+	servers := func() time.Duration { return processCPU(r.tb, r.src.PID()) + processCPU(r.tb, r.dst.PID()) }
+	before := servers()
+	s := run(r.tb, env, bin, args...)
+	s.servers = servers() - before
+	return s
+}
+
 // voyageurSync runs `voyageur sync` of the workload into dst and checks
 // that it copied wantCopied objects.
 func (r *rig) voyageurSync(w workload, dst endpoint, journal string, wantCopied int64) (sample, replicator.Summary) {
@@ -264,7 +275,7 @@ jobs:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		r.tb.Fatal(err)
 	}
-	s := run(r.tb, baseEnv(), r.voyageur, "sync", "--json", "-c", path)
+	s := r.runMeasured(baseEnv(), r.voyageur, "sync", "--json", "-c", path)
 	sum := parseSummary(r.tb, s.out)
 	if sum.Copied != wantCopied {
 		r.tb.Fatalf("voyageur %s: copied %d objects, want %d", w.name, sum.Copied, wantCopied)
@@ -295,7 +306,7 @@ func (r *rig) rcloneCopy(w workload, dst endpoint) sample {
 		target = "dstc:"
 	}
 	args := append([]string{"copy", "src:" + r.srcBucket + "/" + w.prefix, target, "-q"}, w.flags...)
-	return run(r.tb, env, r.rclone, args...)
+	return r.runMeasured(env, r.rclone, args...)
 }
 
 func rcloneS3(name, url string, srv *minioserver.Server) []string {

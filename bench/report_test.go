@@ -35,6 +35,15 @@ func median(ss []sample) time.Duration {
 	return d[len(d)/2]
 }
 
+// medianServers is the median of the MinIO servers' CPU time.
+func medianServers(ss []sample) time.Duration {
+	d := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		d[i] = s.servers
+	}
+	return medianDuration(d)
+}
+
 func peak(ss []sample) int64 {
 	var m int64
 	for _, s := range ss {
@@ -142,7 +151,8 @@ func (rep *report) markdown() string {
 				}
 				line += fmt.Sprintf(" (target ≤ 1.10: %s)", verdict)
 			}
-			fmt.Fprintf(&b, "%s; floor runs %s s, peak RSS %s.\n", line, all(rep.floor), mib(peak(rep.floor)))
+			fmt.Fprintf(&b, "%s; floor runs %s s, peak RSS %s. CPU per run (median), the tool + both MinIO servers: voyageur %s + %s, floor %s + %s.\n",
+				line, all(rep.floor), mib(peak(rep.floor)), secs(cpu(r.voy)), secs(medianServers(r.voy)), secs(cpu(rep.floor)), secs(medianServers(rep.floor)))
 		}
 	}
 	return b.String()

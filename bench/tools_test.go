@@ -35,6 +35,10 @@ type sample struct {
 	wall time.Duration
 	rss  int64         // peak resident set, bytes
 	cpu  time.Duration // user and system CPU time
+	// servers is the CPU both MinIO servers spent during the run: on this
+	// machine they share the cores with the tool, so it is part of the
+	// tool's cost.
+	servers time.Duration
 	out  []byte
 	errs []byte // stderr
 }
