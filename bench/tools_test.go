@@ -39,8 +39,8 @@ type sample struct {
 	// machine they share the cores with the tool, so it is part of the
 	// tool's cost.
 	servers time.Duration
-	out  []byte
-	errs []byte // stderr
+	out     []byte
+	errs    []byte // stderr
 }
 
 // launchEnv, set to a file path, makes the test binary a launcher (see
