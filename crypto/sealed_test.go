@@ -8,8 +8,8 @@ import (
 
 // TestSealedReader: a part read through Part.Reader is byte for byte what
 // Part.Seal produces, for parts of one and of many segments (pieces that
-// straddle chunks), read in odd sizes and again after a Seek, and the whole
-// object decrypts with the age library.
+// straddle chunks), read in odd sizes, again after a Seek, and end first,
+// and the whole object decrypts with the age library.
 func TestSealedReader(t *testing.T) {
 	x, _ := testKeys(t)
 	for _, c := range []Compression{{Zstd: true}, {}} {
@@ -31,6 +31,7 @@ func TestSealedReader(t *testing.T) {
 				t.Fatal(err)
 			}
 			pb, _ := w.NewPart(start)
+			pc, _ := w.NewPart(start)
 			for _, s := range g {
 				comp, err := w.Compress(s)
 				if err != nil {
@@ -40,6 +41,9 @@ func TestSealedReader(t *testing.T) {
 					t.Fatal(err)
 				}
 				if err := pb.Add(s, comp); err != nil {
+					t.Fatal(err)
+				}
+				if err := pc.Add(s, comp); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -75,6 +79,19 @@ func TestSealedReader(t *testing.T) {
 			again, _ := io.ReadAll(r)
 			if !bytes.Equal(again, want[12345:]) {
 				t.Fatalf("part %d: bytes after Seek differ", gi)
+			}
+			// The short final chunk first, then from the start: buffers
+			// sized for the first chunk sealed grow for the longer ones.
+			rc, _, err := pc.Reader(last, starts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc.Seek(-100, io.SeekEnd)
+			tail, _ := io.ReadAll(rc)
+			rc.Seek(0, io.SeekStart)
+			whole, _ := io.ReadAll(rc)
+			if !bytes.Equal(tail, want[len(want)-100:]) || !bytes.Equal(whole, want) {
+				t.Fatalf("part %d: bytes read end first differ", gi)
 			}
 			starts = append(starts, start)
 			object = append(object, want...)

@@ -448,13 +448,15 @@ func (r *SealedReader) sealChunk(c int64) {
 			break
 		}
 		if r.plain == nil {
-			r.plain = make([]byte, 0, ChunkSize)
+			// The chunk's own size: a small object's only chunk is far
+			// from a whole one (a later, longer chunk grows it).
+			r.plain = make([]byte, 0, to-from)
 		}
 		r.plain = append(r.plain, seg...)
 		chunk = r.plain
 	}
 	if r.sealed == nil {
-		r.sealed = make([]byte, 0, ChunkSize+chacha20poly1305.Overhead)
+		r.sealed = make([]byte, 0, to-from+chacha20poly1305.Overhead)
 	}
 	r.sealed = sealChunks(r.sealed[:0], r.aead, r.l.counter+uint64(c), r.l.last && c == r.l.chunks-1, chunk)
 	r.cached = c
