@@ -16,6 +16,8 @@ import (
 const (
 	// ChunkSize is the plaintext size of an age STREAM chunk.
 	ChunkSize = 64 << 10
+	// EncChunkSize is a sealed STREAM chunk: ChunkSize and the Poly1305 tag.
+	EncChunkSize = ChunkSize + 16
 	// FrameSize is the largest plaintext of one zstd data frame.
 	FrameSize = 4 << 20
 	// FormatVersion is the voyageur format version, written in the version

@@ -149,6 +149,16 @@ func checkHeader(hdr, fileKey []byte) error {
 	return nil
 }
 
+// setChunkNonce makes nonce STREAM's for chunk counter: an 11-byte
+// big-endian counter (the top 3 bytes stay zero) and the last-chunk flag.
+func setChunkNonce(nonce *[chacha20poly1305.NonceSize]byte, counter uint64, last bool) {
+	binary.BigEndian.PutUint64(nonce[3:11], counter)
+	nonce[11] = 0
+	if last {
+		nonce[11] = 1
+	}
+}
+
 // sealChunks appends the STREAM encryption of the concatenation of pieces,
 // split in ChunkSize chunks numbered from counter. Only when last is true
 // does the final chunk carry the last-chunk flag. A non-last stream must be
@@ -185,12 +195,7 @@ func sealChunks(dst []byte, aead cipher.AEAD, counter uint64, last bool, pieces 
 			chunk = gather
 		}
 		total -= n
-		// 11-byte big-endian counter: the top 3 bytes stay zero.
-		binary.BigEndian.PutUint64(nonce[3:11], counter)
-		nonce[11] = 0
-		if last && total == 0 {
-			nonce[11] = 1
-		}
+		setChunkNonce(&nonce, counter, last && total == 0)
 		dst = aead.Seal(dst, nonce[:], chunk, nil)
 		counter++
 	}

@@ -2,16 +2,12 @@ package crypto
 
 import (
 	"crypto/cipher"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
-
-// EncChunkSize is a sealed STREAM chunk: ChunkSize and the Poly1305 tag.
-const EncChunkSize = ChunkSize + chacha20poly1305.Overhead
 
 // Payload opens the chunks of one age payload (the bytes after the header
 // and the 16-byte nonce) in any order, each on its own: the counterpart of
@@ -73,12 +69,7 @@ func (p *Payload) OpenChunks(dst, sealed []byte, first int64) ([]byte, error) {
 	var nonce [chacha20poly1305.NonceSize]byte
 	for i := first; len(sealed) > 0; i++ {
 		n := min(len(sealed), EncChunkSize)
-		// 11-byte big-endian counter: the top 3 bytes stay zero.
-		binary.BigEndian.PutUint64(nonce[3:11], uint64(i))
-		nonce[11] = 0
-		if i == p.chunks-1 {
-			nonce[11] = 1
-		}
+		setChunkNonce(&nonce, uint64(i), i == p.chunks-1)
 		var err error
 		if dst, err = p.aead.Open(dst, nonce[:], sealed[:n], nil); err != nil {
 			return dst, fmt.Errorf("chunk %d failed authentication: %w", i, err)

@@ -412,8 +412,7 @@ func (r *SealedReader) Read(b []byte) (int, error) {
 		if pre := int64(len(r.l.prefix)); r.pos < pre {
 			k = copy(b, r.l.prefix[r.pos:])
 		} else {
-			const sealedChunk = ChunkSize + chacha20poly1305.Overhead
-			c, off := (r.pos-pre)/sealedChunk, (r.pos-pre)%sealedChunk
+			c, off := (r.pos-pre)/EncChunkSize, (r.pos-pre)%EncChunkSize
 			if c != r.cached {
 				r.sealChunk(c)
 			}

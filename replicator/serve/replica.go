@@ -19,16 +19,14 @@ import (
 )
 
 const (
-	// encChunk is a sealed STREAM chunk: 64 KiB and the Poly1305 tag.
-	encChunk = crypto.EncChunkSize
 	// headSize is the start of a replica that opening it reads: the age
 	// header (voyageur writes at most 64 KiB), the payload nonce and the
 	// first two chunks, which hold the META (at most 64 KiB).
-	headSize = 64<<10 + 16 + 2*encChunk
+	headSize = 64<<10 + 16 + 2*crypto.EncChunkSize
 	// tailSize is the end it reads: the final chunk, authenticated then,
 	// and the one before, which with it holds the TRAILER of up to about
 	// 4000 parts.
-	tailSize = 2 * encChunk
+	tailSize = 2 * crypto.EncChunkSize
 	// openedCacheSize bounds the replicas kept open (at most their
 	// payload key, the part index and a replica small enough to be read
 	// whole at open: about 300 KiB each).
